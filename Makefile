@@ -1,0 +1,22 @@
+# make setup: .venv with requirements.txt (and Fashion-MNIST from apt where needed)
+# make test:  the test suite     make run: the main job (see README)
+PYTHON := .venv/bin/python
+DATA_FILES := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+.PHONY: setup test run
+setup: .venv/done
+.venv/done: requirements.txt
+	python3 -m venv .venv
+	.venv/bin/pip install --quiet -r requirements.txt
+	@if [ -z "$$FASHION_MNIST_DIR" ] && ! ls data/*ubyte* data/FashionMNIST/raw/*ubyte* >/dev/null 2>&1 \
+	    && [ ! -f $(DATA_FILES) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Fashion-MNIST (Debian package dataset-fashion-mnist)"; \
+	    (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null; fi
+	touch .venv/done
+
+test: setup
+	$(PYTHON) -m pytest -q tests
+
+run: setup
+	$(PYTHON) train.py --model fc --epochs 2 --out runs/main-fc --no-progress
+	$(PYTHON) train.py --model cnn --epochs 2 --out runs/main-cnn --no-progress

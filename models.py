@@ -1,0 +1,231 @@
+"""Beta-VAE models for 28x28 grey images and the beta-weighted loss.
+
+Two architectures share one interface (encode, reparameterize, decode, forward, sample):
+- FCVAE:  fully connected encoder and decoder.
+- CNNVAE: convolutional encoder and decoder with about 5 % of FCVAE's parameters.
+
+Two likelihoods, chosen by one argument:
+- "bernoulli": sigmoid output, binary cross-entropy (from logits), data in [0, 1].
+- "gaussian":  tanh output, squared error (unit-variance Gaussian), data in [-1, 1].
+
+Loss convention (as in pythae): reconstruction summed over pixels, KL summed over latent
+dimensions, both averaged over the batch; total = recon + beta * KL.
+Importing this module has no side effects.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+DATA_RANGE = {"bernoulli": (0.0, 1.0), "gaussian": (-1.0, 1.0)}
+IMAGE_SHAPE = (1, 28, 28)
+
+
+class VAEOutput(NamedTuple):
+    """What forward returns. `logits` is the decoder output before sigmoid/tanh."""
+    recon: Tensor   # reconstruction in data space: sigmoid(logits) or tanh(logits)
+    logits: Tensor
+    mu: Tensor
+    logvar: Tensor
+    z: Tensor
+
+
+class LossTerms(NamedTuple):
+    """Batch-averaged loss terms, in nats per image."""
+    recon: Tensor
+    kl: Tensor
+    total: Tensor
+
+
+def check_likelihood(likelihood: str) -> None:
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"unknown likelihood {likelihood!r}; choose one of {', '.join(LIKELIHOODS)}")
+
+
+def output_activation(logits: Tensor, likelihood: str) -> Tensor:
+    """Map decoder logits to data space: sigmoid for bernoulli, tanh for gaussian."""
+    return torch.sigmoid(logits) if likelihood == "bernoulli" else torch.tanh(logits)
+
+
+def reconstruction_nll(logits: Tensor, x: Tensor, likelihood: str) -> Tensor:
+    """Per-image negative log-likelihood of x given decoder logits, summed over pixels: shape (B,).
+
+    bernoulli: binary cross-entropy from logits. gaussian: 0.5 * squared error of tanh(logits),
+    the unit-variance Gaussian NLL without its constant 0.5 * log(2 pi) per pixel.
+    """
+    if likelihood == "bernoulli":
+        nll = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+    else:
+        nll = 0.5 * (torch.tanh(logits) - x).pow(2)
+    return nll.flatten(1).sum(1)
+
+
+def kl_per_dimension(mu: Tensor, logvar: Tensor) -> Tensor:
+    """Closed-form KL(N(mu, exp(logvar)) || N(0, 1)) per latent dimension: shape (B, D)."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+
+
+def check_data_range(x: Tensor, likelihood: str) -> None:
+    """ValueError when x is outside the likelihood's data range, or is [0, 1] data given to gaussian."""
+    low, high = DATA_RANGE[likelihood]
+    x_min, x_max = torch.aminmax(x.detach())
+    x_min, x_max = float(x_min), float(x_max)
+    if x_min < low - 1e-6 or x_max > high + 1e-6:
+        raise ValueError(f"{likelihood} likelihood needs data in [{low:g}, {high:g}], got values in "
+                         f"[{x_min:.3g}, {x_max:.3g}]; load the data with likelihood={likelihood!r}")
+    if likelihood == "gaussian" and x_min >= 0.0:
+        raise ValueError("gaussian likelihood (tanh output) needs data scaled to [-1, 1], but this batch "
+                         "has no negative values: it looks like [0, 1] data; load it with likelihood='gaussian'")
+
+
+def beta_vae_loss(output: VAEOutput, x: Tensor, beta: float = 1.0, likelihood: str = "bernoulli",
+                  kl_weight: float = 1.0) -> LossTerms:
+    """Beta-VAE loss: total = recon + beta * kl_weight * KL, terms averaged over the batch.
+
+    kl_weight reproduces the "KL scaled by minibatch/dataset size" trick; it simply multiplies beta.
+    """
+    check_likelihood(likelihood)
+    if not beta >= 0:  # also rejects NaN
+        raise ValueError(f"beta must be >= 0, got {beta}")
+    if not kl_weight >= 0:
+        raise ValueError(f"kl_weight must be >= 0, got {kl_weight}")
+    check_data_range(x, likelihood)
+    recon = reconstruction_nll(output.logits, x, likelihood).mean()
+    kl = kl_per_dimension(output.mu, output.logvar).sum(1).mean()
+    return LossTerms(recon, kl, recon + beta * kl_weight * kl)
+
+
+class BetaVAE(nn.Module):
+    """Shared interface; subclasses build self.encoder (x -> 2 * latent_dim) and self.decoder (z -> logits)."""
+
+    encoder: nn.Module
+    decoder: nn.Module
+
+    def __init__(self, latent_dim: int, likelihood: str, image_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        check_likelihood(likelihood)
+        if latent_dim < 1:
+            raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
+        self.latent_dim = latent_dim
+        self.likelihood = likelihood
+        self.image_shape = tuple(image_shape)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments as plain data, enough to rebuild the model with build_model."""
+        raise NotImplementedError
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Posterior parameters (mu, logvar), each (B, latent_dim)."""
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        return mu, logvar
+
+    def reparameterize(self, mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None,
+                       sample: bool | None = None) -> Tensor:
+        """z = mu + sigma * eps; returns mu in eval mode unless sample=True."""
+        if sample is None:
+            sample = self.training
+        if not sample:
+            return mu
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + eps * torch.exp(0.5 * logvar)
+
+    def decode_logits(self, z: Tensor) -> Tensor:
+        return self.decoder(z)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Images in data space, (B, *image_shape)."""
+        return output_activation(self.decode_logits(z), self.likelihood)
+
+    def forward(self, x: Tensor, generator: torch.Generator | None = None, sample: bool | None = None) -> VAEOutput:
+        mu, logvar = self.encode(x)
+        z = self.reparameterize(mu, logvar, generator, sample)
+        logits = self.decode_logits(z)
+        return VAEOutput(output_activation(logits, self.likelihood), logits, mu, logvar, z)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n images decoded from z ~ N(0, I)."""
+        device = next(self.parameters()).device
+        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
+        return self.decode(z)
+
+
+class FCVAE(BetaVAE):
+    """Fully connected beta-VAE: pixels -> hidden layers -> (mu, logvar); mirrored decoder."""
+
+    def __init__(self, latent_dim: int = 3, likelihood: str = "bernoulli", hidden: tuple[int, ...] = (512, 256),
+                 image_shape: tuple[int, int, int] = IMAGE_SHAPE) -> None:
+        super().__init__(latent_dim, likelihood, image_shape)
+        self.hidden = tuple(hidden)
+        n_pixels = math.prod(image_shape)
+        encoder: list[nn.Module] = [nn.Flatten()]
+        width = n_pixels
+        for h in self.hidden:
+            encoder += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        self.encoder = nn.Sequential(*encoder, nn.Linear(width, 2 * latent_dim))
+        decoder: list[nn.Module] = []
+        width = latent_dim
+        for h in reversed(self.hidden):
+            decoder += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        self.decoder = nn.Sequential(*decoder, nn.Linear(width, n_pixels), nn.Unflatten(1, tuple(image_shape)))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"model": "fc", "latent_dim": self.latent_dim, "likelihood": self.likelihood,
+                "hidden": list(self.hidden), "image_shape": list(self.image_shape)}
+
+
+class CNNVAE(BetaVAE):
+    """Convolutional beta-VAE: two stride-2 convolutions (28 -> 14 -> 7), a linear layer to (mu, logvar);
+    the decoder mirrors it with transposed convolutions. Image sides must be divisible by 4."""
+
+    def __init__(self, latent_dim: int = 3, likelihood: str = "bernoulli", channels: tuple[int, int] = (32, 32),
+                 image_shape: tuple[int, int, int] = IMAGE_SHAPE) -> None:
+        super().__init__(latent_dim, likelihood, image_shape)
+        in_channels, height, width = image_shape
+        if height % 4 or width % 4:
+            raise ValueError(f"CNNVAE needs image sides divisible by 4, got {height}x{width}")
+        self.channels = tuple(channels)
+        c1, c2 = self.channels
+        feature_shape = (c2, height // 4, width // 4)
+        n_features = math.prod(feature_shape)
+        self.encoder = nn.Sequential(
+            nn.Conv2d(in_channels, c1, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(c1, c2, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Flatten(), nn.Linear(n_features, 2 * latent_dim))
+        self.decoder = nn.Sequential(
+            nn.Linear(latent_dim, n_features), nn.ReLU(), nn.Unflatten(1, feature_shape),
+            nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(c1, in_channels, 4, stride=2, padding=1))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"model": "cnn", "latent_dim": self.latent_dim, "likelihood": self.likelihood,
+                "channels": list(self.channels), "image_shape": list(self.image_shape)}
+
+
+MODELS = {"fc": FCVAE, "cnn": CNNVAE}
+
+
+def build_model(config: dict[str, Any]) -> BetaVAE:
+    """Rebuild a model from its `config` (plain data, as stored in checkpoints)."""
+    kwargs = dict(config)
+    name = kwargs.pop("model", None)
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    for key in ("hidden", "channels", "image_shape"):
+        if key in kwargs:
+            kwargs[key] = tuple(kwargs[key])
+    return MODELS[name](**kwargs)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
