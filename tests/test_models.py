@@ -1,0 +1,141 @@
+import math
+
+import pytest
+import torch
+
+from models import (CNNVAE, FCVAE, beta_vae_loss, build_model, count_parameters, kl_per_dimension,
+                    reconstruction_nll)
+
+
+def data_for(likelihood, n=8):
+    x = torch.rand(n, 1, 28, 28)
+    return x if likelihood == "bernoulli" else 2 * x - 1
+
+
+@pytest.mark.parametrize("cls", [FCVAE, CNNVAE])
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_shapes_and_output_range(cls, likelihood):
+    model = cls(latent_dim=5, likelihood=likelihood)
+    x = data_for(likelihood)
+    out = model(x)
+    assert out.recon.shape == out.logits.shape == x.shape
+    assert out.mu.shape == out.logvar.shape == out.z.shape == (8, 5)
+    low = 0.0 if likelihood == "bernoulli" else -1.0
+    assert out.recon.min() >= low and out.recon.max() <= 1.0
+    assert model.sample(4).shape == (4, 1, 28, 28)
+    assert model.decode(torch.zeros(2, 5)).shape == (2, 1, 28, 28)
+
+
+def test_fc_parameter_count_follows_layer_sizes():
+    sizes = [784, 512, 256]
+    linear = lambda a, b: a * b + b  # noqa: E731
+    expected = (sum(linear(a, b) for a, b in zip(sizes, sizes[1:])) + linear(256, 6)
+                + linear(3, 256) + linear(256, 512) + linear(512, 784))
+    assert count_parameters(FCVAE()) == expected
+
+
+def test_cnn_uses_at_most_ten_percent_of_fc_parameters():
+    assert count_parameters(CNNVAE()) <= 0.10 * count_parameters(FCVAE())
+
+
+def test_reparameterize_returns_mean_in_eval_mode_and_samples_in_training():
+    model = FCVAE()
+    mu, logvar = torch.randn(4, 3), torch.zeros(4, 3)
+    model.eval()
+    assert torch.equal(model.reparameterize(mu, logvar), mu)
+    assert not torch.equal(model.reparameterize(mu, logvar, sample=True), mu)
+    model.train()
+    assert not torch.equal(model.reparameterize(mu, logvar), mu)
+
+
+def test_generator_makes_sampling_reproducible():
+    model = CNNVAE()
+    a = model.sample(3, generator=torch.Generator().manual_seed(1))
+    b = model.sample(3, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+
+
+def test_closed_form_kl_matches_monte_carlo():
+    torch.manual_seed(0)
+    mu, logvar = torch.tensor([[0.5, -1.0, 2.0]]), torch.tensor([[0.3, -0.7, -2.0]])
+    q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))
+    z = q.sample((200_000,))
+    monte_carlo = (q.log_prob(z) - torch.distributions.Normal(0.0, 1.0).log_prob(z)).mean(0)
+    torch.testing.assert_close(kl_per_dimension(mu, logvar), monte_carlo, atol=0.02, rtol=0.02)
+
+
+def fake_output(logits, mu, logvar):
+    from models import VAEOutput
+    return VAEOutput(torch.sigmoid(logits), logits, mu, logvar, mu)
+
+
+def test_bernoulli_loss_equals_hand_computation():
+    logits = torch.tensor([[0.0, 2.0], [-1.0, 0.5]]).view(2, 1, 1, 2)
+    x = torch.tensor([[1.0, 0.25], [0.0, 1.0]]).view(2, 1, 1, 2)
+    mu, logvar = torch.tensor([[1.0], [0.0]]), torch.tensor([[0.0], [math.log(4.0)]])
+
+    def bce(logit, target):
+        p = 1 / (1 + math.exp(-logit))
+        return -(target * math.log(p) + (1 - target) * math.log(1 - p))
+
+    recon = ((bce(0.0, 1.0) + bce(2.0, 0.25)) + (bce(-1.0, 0.0) + bce(0.5, 1.0))) / 2
+    kl = (0.5 * (1 + 1 - 1 - 0) + 0.5 * (0 + 4 - 1 - math.log(4.0))) / 2
+    terms = beta_vae_loss(fake_output(logits, mu, logvar), x, beta=0.3)
+    assert terms.recon.item() == pytest.approx(recon, rel=1e-6)
+    assert terms.kl.item() == pytest.approx(kl, rel=1e-6)
+    assert terms.total.item() == pytest.approx(recon + 0.3 * kl, rel=1e-6)
+
+
+def test_gaussian_loss_is_half_squared_error_of_tanh_output():
+    logits = torch.tensor([0.2, -0.4, 1.0]).view(1, 1, 1, 3)
+    x = torch.tensor([-1.0, 0.0, 0.5]).view(1, 1, 1, 3)
+    expected = 0.5 * sum((math.tanh(l) - t) ** 2 for l, t in zip([0.2, -0.4, 1.0], [-1.0, 0.0, 0.5]))
+    assert reconstruction_nll(logits, x, "gaussian").item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_beta_scales_only_the_kl_term_and_kl_weight_multiplies_beta():
+    torch.manual_seed(0)
+    model, x = FCVAE(), torch.rand(16, 1, 28, 28)
+    out = model(x, generator=torch.Generator().manual_seed(0))
+    low, high = beta_vae_loss(out, x, beta=0.1), beta_vae_loss(out, x, beta=2.0)
+    assert torch.equal(low.recon, high.recon) and torch.equal(low.kl, high.kl)
+    torch.testing.assert_close(high.total - low.total, 1.9 * low.kl, atol=1e-3, rtol=1e-3)  # float32 near 540
+    torch.testing.assert_close(beta_vae_loss(out, x, beta=0.5, kl_weight=0.2).total,
+                               beta_vae_loss(out, x, beta=0.1).total)
+    assert beta_vae_loss(out, x, beta=0.0).total.item() == pytest.approx(low.recon.item())
+
+
+def test_bernoulli_loss_is_finite_for_extreme_logits():
+    logits = torch.tensor([100.0, -100.0]).view(1, 1, 1, 2)
+    x = torch.tensor([0.0, 1.0]).view(1, 1, 1, 2)
+    terms = beta_vae_loss(fake_output(logits, torch.zeros(1, 1), torch.zeros(1, 1)), x)
+    assert math.isfinite(terms.total.item()) and terms.recon.item() == pytest.approx(200.0)
+
+
+@pytest.mark.parametrize("beta", [-0.1, float("nan")])
+def test_negative_beta_is_an_error(beta):
+    model, x = FCVAE(), torch.rand(2, 1, 28, 28)
+    with pytest.raises(ValueError, match="beta"):
+        beta_vae_loss(model(x), x, beta=beta)
+
+
+def test_likelihood_that_does_not_match_the_data_range_is_an_error():
+    unit, signed = torch.rand(4, 1, 28, 28), 2 * torch.rand(4, 1, 28, 28) - 1
+    bernoulli, gaussian = FCVAE(likelihood="bernoulli"), FCVAE(likelihood="gaussian")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        beta_vae_loss(bernoulli(signed), signed, likelihood="bernoulli")
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        beta_vae_loss(gaussian(unit), unit, likelihood="gaussian")
+    with pytest.raises(ValueError, match="likelihood"):
+        beta_vae_loss(bernoulli(unit), unit, likelihood="laplace")
+    with pytest.raises(ValueError, match="likelihood"):
+        FCVAE(likelihood="mse")
+
+
+def test_build_model_rebuilds_from_plain_config():
+    for model in (FCVAE(latent_dim=4, hidden=(64,)), CNNVAE(likelihood="gaussian", channels=(8, 16))):
+        rebuilt = build_model(model.config)
+        assert type(rebuilt) is type(model) and rebuilt.config == model.config
+        assert count_parameters(rebuilt) == count_parameters(model)
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model({"model": "rnn"})
