@@ -1,0 +1,280 @@
+"""Metrics of a trained beta-VAE on the Fashion-MNIST test set.
+
+    python evaluate.py runs/NAME            # prints a table, writes runs/NAME/eval.json
+    python evaluate.py runs/NAME --k 1000   # more importance samples
+
+All numbers are over the whole 10,000-image test set unless a limit is given:
+- elbo: reconstruction, KL and total (beta = 1) in nats per image (train.dataset_loss); loss: at the run's beta.
+- iwae_nll: importance-weighted bound on -log p(x) with K samples (K = 1 gives the ELBO), on the first
+  2,000 test images by default (--iwae-images 10000 for all); iwae_elbo: -ELBO on those same images.
+- kl_per_dim, active_units (variance of the posterior mean over the test set > 0.01).
+- knn_accuracy: 5-nearest-neighbour accuracy of test posterior means against training posterior means.
+- mse: squared error per pixel in [0, 1] pixel space, reconstructions with z = posterior mean.
+- samplers: for prior, aggregate and class samplers (samplers.py), the Fréchet distance between generated
+  and test images in the feature space of classifier.py, the fraction of samples the classifier is
+  confident on (max softmax > 0.9), and for the class sampler how often it predicts the requested class.
+  fd_real: the same distance between training and test images, the floor for a perfect generator.
+BCE on grey levels is not a normalised likelihood: the nats compare runs of this project only.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from sklearn.neighbors import KNeighborsClassifier
+from torch import Tensor
+
+from classifier import Classifier, ClassifierError, features_and_probs, load_classifier
+from data import DataError, FashionMNIST, batches, load_fashion_mnist, to_unit_range
+from models import BetaVAE, kl_per_dimension, reconstruction_nll
+from samplers import AggregateSampler, ClassSampler, PriorSampler, posterior_means
+from train import CheckpointError, OneLineParser, atomic_write, dataset_loss, load_checkpoint, load_model
+
+K = 100                 # importance samples of the IWAE bound
+IWAE_IMAGES = 2000      # the IWAE uses the first N test images: 10,000 x 100 CNN decodes take minutes here
+BATCH_SIZE = 500        # images per forward pass: larger CNN batches page-fault through big conv buffers
+SAMPLES = 10000         # generated images per sampler
+NEIGHBOURS = 5
+ACTIVE_THRESHOLD = 0.01
+CONFIDENT = 0.9
+SEED = 0
+EVAL_FILE = "eval.json"
+SAMPLER_NAMES = ("prior", "aggregate", "class")
+
+
+@torch.no_grad()
+def iwae_nll(model: BetaVAE, images: Tensor, k: int = K, batch_size: int = BATCH_SIZE, seed: int = SEED) -> float:
+    """IWAE estimate of -log p(x), nats per image: -log (1/k) sum_k p(x|z_k) p(z_k) / q(z_k|x), z_k ~ q(z|x).
+
+    With k = 1 it is the single-sample ELBO, drawn with the same noise as train.dataset_loss (same batch_size).
+    """
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    total = 0.0
+    for x in batches(images, batch_size, shuffle=False):
+        mu, logvar = model.encode(x)
+        log_w = torch.empty(k, len(x), dtype=torch.float64)
+        for i in range(k):
+            eps = torch.randn(mu.shape, generator=generator)  # as model.reparameterize draws it
+            z = mu + eps * torch.exp(0.5 * logvar)
+            log_px_z = -reconstruction_nll(model.decode_logits(z), x, model.likelihood)
+            log_q_minus_log_p = 0.5 * (z.pow(2) - eps.pow(2) - logvar).sum(1)  # log N(z; mu, s) - log N(z; 0, I)
+            log_w[i] = log_px_z - log_q_minus_log_p
+        total -= (torch.logsumexp(log_w, 0) - math.log(k)).sum().item()
+    model.train(was_training)
+    return total / len(images)
+
+
+def active_units(means: Tensor, threshold: float = ACTIVE_THRESHOLD) -> int:
+    """Number of latent dimensions whose posterior mean varies over the data by more than `threshold`."""
+    return int((means.var(0) > threshold).sum())
+
+
+def knn_accuracy(train_means: Tensor, train_labels: Tensor, test_means: Tensor, test_labels: Tensor,
+                 neighbours: int = NEIGHBOURS) -> float:
+    """Accuracy of a k-nearest-neighbour classifier of the test means, fitted on the training means."""
+    knn = KNeighborsClassifier(n_neighbors=neighbours).fit(train_means.numpy(), train_labels.numpy())
+    return float(knn.score(test_means.numpy(), test_labels.numpy()))
+
+
+@torch.no_grad()
+def reconstruction_mse(model: BetaVAE, images: Tensor, batch_size: int = BATCH_SIZE) -> float:
+    """Mean squared error per pixel in [0, 1] pixel space, reconstructing with z = posterior mean."""
+    model.eval()
+    total = 0.0
+    for x in batches(images, batch_size, shuffle=False):
+        recon = model(x, sample=False).recon
+        total += (to_unit_range(recon, model.likelihood) - to_unit_range(x, model.likelihood)).pow(2).sum().item()
+    return total / images.numel()
+
+
+@torch.no_grad()
+def decode_all(model: BetaVAE, z: Tensor, batch_size: int = BATCH_SIZE) -> Tensor:
+    """Decoded images in [0, 1] pixel space."""
+    model.eval()
+    images = torch.cat([model.decode(zb) for zb in batches(z, batch_size, shuffle=False)])
+    return to_unit_range(images, model.likelihood).clamp(0, 1)
+
+
+def frechet_distance(a: Tensor, b: Tensor) -> float:
+    """Fréchet distance between Gaussians fitted to two sets of feature vectors (N, F).
+
+    tr sqrt(cov_a cov_b) is the sum of the square roots of the eigenvalues of cov_a cov_b (real and
+    non-negative), as in torchmetrics; unlike scipy's sqrtm it is exact for singular covariances.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    trace_root = np.sqrt(np.linalg.eigvals(cov_a @ cov_b).real.clip(min=0)).sum()
+    distance = ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_root
+    return float(max(distance, 0.0))
+
+
+def sample_quality(classifier: Classifier, images: Tensor, reference: Tensor,
+                   labels: Tensor | None = None) -> dict[str, float]:
+    """fd to the `reference` features, confident fraction, and with `labels` the rate classified as them."""
+    features, probs = features_and_probs(classifier, images)
+    quality = {"fd": frechet_distance(features, reference),
+               "confident": (probs.max(1).values > CONFIDENT).float().mean().item()}
+    if labels is not None:
+        quality["class_rate"] = (probs.argmax(1) == labels).float().mean().item()
+    return quality
+
+
+class Reference(NamedTuple):
+    """Classifier features of the test images, and the Fréchet distance of as many training images to them."""
+    features: Tensor
+    fd_real: float
+
+
+def reference_features(classifier: Classifier, data: FashionMNIST) -> Reference:
+    """Features of data's test images, and fd_real from as many of its training images."""
+    features, _ = features_and_probs(classifier, to_unit_range(data.test_images, data.likelihood))
+    n = len(data.test_images)
+    real, _ = features_and_probs(classifier, to_unit_range(data.train_images[:n], data.likelihood))
+    return Reference(features, frechet_distance(real, features))
+
+
+def evaluate(model: BetaVAE, data: FashionMNIST, beta: float, kl_weight: float = 1.0, k: int = K,
+             iwae_images: int | None = IWAE_IMAGES, samples: int = SAMPLES, classifier: Classifier | None = None,
+             reference: Reference | None = None, seed: int = SEED) -> dict[str, Any]:
+    """All metrics of the module docstring, as plain data; the IWAE uses the first `iwae_images` (None: all).
+
+    `reference` (from reference_features) saves recomputing the test images' features for every run.
+    """
+    started = time.perf_counter()
+    model.eval()
+    classifier = load_classifier() if classifier is None else classifier
+    test_x, test_y = data.test_images, data.test_labels
+    elbo = dataset_loss(model, test_x, 1.0, batch_size=BATCH_SIZE, seed=seed)
+    iwae_x = test_x[:iwae_images]
+    iwae_elbo = elbo if len(iwae_x) == len(test_x) else dataset_loss(model, iwae_x, 1.0, batch_size=BATCH_SIZE,
+                                                                      seed=seed)
+    result: dict[str, Any] = {
+        "beta": beta, "elbo": elbo,
+        # same noise as the ELBO, so its recon and KL are the ELBO's; only the weight on KL differs
+        "loss": elbo["recon"] + beta * kl_weight * elbo["kl"],
+        "iwae_nll": iwae_nll(model, iwae_x, k, BATCH_SIZE, seed),
+        "iwae_elbo": iwae_elbo["total"],
+        "iwae_images": len(iwae_x)}
+
+    with torch.no_grad():
+        mu_logvar = [model.encode(x) for x in batches(test_x, BATCH_SIZE, shuffle=False)]
+    test_means = torch.cat([mu for mu, _ in mu_logvar])
+    kl = torch.cat([kl_per_dimension(mu, logvar) for mu, logvar in mu_logvar]).mean(0)
+    train_means = posterior_means(model, data.train_images)
+    result.update({"kl_per_dim": kl.tolist(), "mean_variance": test_means.var(0).tolist(),
+                   "active_units": active_units(test_means),
+                   "knn_accuracy": knn_accuracy(train_means, data.train_labels, test_means, test_y),
+                   "mse": reconstruction_mse(model, test_x)})
+
+    reference = reference_features(classifier, data) if reference is None else reference
+    class_z, class_labels = ClassSampler(train_means, data.train_labels).sample_grid(math.ceil(samples / 10), seed)
+    codes = {"prior": (PriorSampler(model.latent_dim).sample(samples, seed), None),
+             "aggregate": (AggregateSampler(train_means, seed=seed).sample(samples, seed), None),
+             "class": (class_z, class_labels)}
+    result["samplers"] = {name: sample_quality(classifier, decode_all(model, z), reference.features, labels)
+                          for name, (z, labels) in codes.items()}
+    result["fd_real"] = reference.fd_real
+    result.update({"k": k, "samples": samples, "test_images": len(test_x), "train_images": len(data.train_images),
+                   "seconds": time.perf_counter() - started})
+    return result
+
+
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    """One flat row of the main numbers (for tables)."""
+    row = {"recon": result["elbo"]["recon"], "kl": result["elbo"]["kl"], "elbo": result["elbo"]["total"],
+           "loss": result["loss"], "iwae_nll": result["iwae_nll"], "iwae_elbo": result["iwae_elbo"],
+           "active_units": result["active_units"],
+           "kl_per_dim": " ".join(f"{v:.2f}" for v in result["kl_per_dim"]),
+           "knn_accuracy": result["knn_accuracy"], "mse": result["mse"]}
+    for name, quality in result["samplers"].items():
+        row.update({f"{key}_{name}": value for key, value in quality.items()})
+    row.update({"fd_real": result["fd_real"], "eval_seconds": result["seconds"]})
+    return row
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The metrics as aligned `name  value` lines."""
+    labels = {
+        "recon": "ELBO reconstruction (nats/image)", "kl": "ELBO KL (nats/image)",
+        "elbo": "-ELBO, beta = 1 (nats/image)", "loss": f"loss at beta = {result['beta']:g}",
+        "iwae_nll": f"IWAE NLL, K = {result['k']}, {result['iwae_images']} images",
+        "iwae_elbo": f"-ELBO on the same {result['iwae_images']} images", "active_units": "active units",
+        "kl_per_dim": "KL per dimension", "knn_accuracy": "kNN accuracy (k = 5)", "mse": "MSE per pixel [0, 1]",
+        "fd_real": "FD train vs test images (floor)", "eval_seconds": "evaluation time (s)",
+        "class_rate_class": "class samples classified as asked"}
+    for name in SAMPLER_NAMES:
+        labels.update({f"fd_{name}": f"FD {name} samples", f"confident_{name}": f"confident (p > {CONFIDENT}) {name}"})
+    lines = []
+    for key, value in summary(result).items():
+        lines.append(f"{labels[key]:<36} {value:.4g}" if isinstance(value, float) else f"{labels[key]:<36} {value}")
+    return "\n".join(lines)
+
+
+def evaluate_run(run: str | Path, data: FashionMNIST, k: int = K, iwae_images: int | None = IWAE_IMAGES,
+                 samples: int = SAMPLES, classifier: Classifier | None = None,
+                 reference: Reference | None = None) -> dict[str, Any]:
+    """Evaluate a run folder (or checkpoint file) on `data` and write eval.json beside its checkpoint."""
+    checkpoint = load_checkpoint(run)
+    model = load_model(run)
+    train_config = checkpoint.get("train_config", {})
+    result = evaluate(model, data, train_config.get("beta", 1.0), train_config.get("kl_weight", 1.0), k,
+                      iwae_images, samples, classifier, reference)
+    result = {"run": str(run), "epoch": checkpoint["epoch"], "config": model.config, **result}
+    atomic_write(eval_path(run), lambda f: f.write(json.dumps(result, indent=1).encode()))
+    return result
+
+
+def eval_path(run: str | Path) -> Path:
+    """Where the eval.json of a run folder or checkpoint file goes."""
+    return (Path(run) if Path(run).is_dir() else Path(run).parent) / EVAL_FILE
+
+
+def with_test_limit(data: FashionMNIST, limit: int | None) -> FashionMNIST:
+    """The same data with only the first `limit` test images (all when None)."""
+    return FashionMNIST(data.train_images, data.train_labels, data.test_images[:limit], data.test_labels[:limit],
+                        data.likelihood)
+
+
+def check_positive(parser: OneLineParser, args: Any, *names: str) -> None:
+    """One-line error unless each named option is None or >= 1."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = OneLineParser(prog="evaluate.py", description="Evaluate a trained beta-VAE run; writes RUN/eval.json.")
+    p.add_argument("run", help="run folder (runs/NAME) or checkpoint file")
+    p.add_argument("--k", type=int, default=K, help=f"importance samples of the IWAE bound (default {K})")
+    p.add_argument("--iwae-images", type=int, default=IWAE_IMAGES,
+                   help=f"IWAE on the first N test images (default {IWAE_IMAGES}; 10000: all)")
+    p.add_argument("--samples", type=int, default=SAMPLES, help=f"generated images per sampler (default {SAMPLES})")
+    p.add_argument("--limit", type=int, help="use only the first N training and test images (quick checks)")
+    p.add_argument("--data-dir", help="folder with the four Fashion-MNIST IDX files")
+    args = p.parse_args(argv)
+    check_positive(p, args, "k", "iwae_images", "samples", "limit")
+    try:
+        config = load_checkpoint(args.run)["config"]
+        classifier = load_classifier()
+        data = with_test_limit(load_fashion_mnist(config.get("likelihood", "bernoulli"), args.data_dir, args.limit),
+                               args.limit)
+        result = evaluate_run(args.run, data, args.k, args.iwae_images, args.samples, classifier)
+    except (CheckpointError, ClassifierError, DataError) as error:
+        p.error(str(error))
+    print(f"{args.run} (epoch {result['epoch']}, {config['model']}, {config['likelihood']}, beta {result['beta']:g})")
+    print(format_table(result))
+    print(f"saved {eval_path(args.run)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
