@@ -3,7 +3,7 @@
 PYTHON := .venv/bin/python
 DATA_FILES := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup test run
+.PHONY: setup test run notebooks
 setup: .venv/done
 .venv/done: requirements.txt
 	python3 -m venv .venv
@@ -17,6 +17,9 @@ setup: .venv/done
 test: setup
 	$(PYTHON) -m pytest -q tests
 
-run: setup
-	$(PYTHON) train.py --model fc --epochs 2 --out runs/main-fc --no-progress
-	$(PYTHON) train.py --model cnn --epochs 2 --out runs/main-cnn --no-progress
+run: notebooks
+
+# both notebooks, full default settings, executed in place: refreshes their outputs and the figures in img/
+NOTEBOOKS := Fully_Connected_VAE.ipynb CNN_VAE.ipynb
+notebooks: setup
+	for nb in $(NOTEBOOKS); do $(PYTHON) -m papermill -k python3 $$nb $$nb || exit 1; done

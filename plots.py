@@ -1,0 +1,152 @@
+"""Figures for the two notebooks; each function returns a matplotlib Figure (shown inline, saved with `save`)."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from PIL import Image
+from torch import Tensor
+
+from data import CLASS_NAMES
+from models import BetaVAE
+from samplers import interpolate, show_grid
+
+IMG_DIR = Path(__file__).resolve().parent / "img"
+DPI = 100  # with write_png, keeps every saved PNG under 300 KB
+
+
+def save(fig: Figure, name: str, enabled: bool = True) -> None:
+    """Save `fig` as img/NAME when enabled (the notebooks' save_figures)."""
+    if enabled:
+        IMG_DIR.mkdir(exist_ok=True)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+        write_png(Image.open(buffer), IMG_DIR / name)
+
+
+def write_png(image: Image.Image, path: Path) -> None:
+    """Write an opaque figure as RGB, or with a palette where that is lossless (grey image grids): smaller files."""
+    image = image.convert("RGB")
+    if image.getcolors(256) is not None:
+        image = image.quantize(256)
+    image.save(path, optimize=True)
+
+
+def tile_centers(n: int, size: int = 28) -> list[float]:
+    """Centres of the first n rows (or columns) of a show_grid image; make_grid pads each image by one pixel."""
+    return [(i + 0.5) * (size + 1) for i in range(n)]
+
+
+def label_rows(ax, names: Sequence[str]) -> None:
+    """Name the rows of a show_grid image."""
+    ax.set_yticks(tile_centers(len(names)), names)
+
+
+def grid(ax, images: Tensor, likelihood: str, nrow: int, title: str) -> None:
+    """samplers.show_grid without smoothing: sharper and about three times smaller as PNG."""
+    show_grid(ax, images, likelihood, nrow, title)
+    ax.images[-1].set_interpolation("nearest")
+
+
+@torch.no_grad()
+def decode(model: BetaVAE, z: Tensor) -> Tensor:
+    """Decoded images for latent codes z, in eval mode."""
+    return model.eval().decode(z)
+
+
+def first_of_each_class(labels: Tensor, per_class: int) -> Tensor:
+    """Indices of the first `per_class` images of every class, class after class."""
+    return torch.cat([torch.nonzero(labels == c).flatten()[:per_class] for c in range(len(CLASS_NAMES))])
+
+
+def plot_curves(history: list[dict]) -> Figure:
+    """Train and test reconstruction loss and KL per epoch (nats per image)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), layout="constrained")
+    epochs = [h["epoch"] for h in history]
+    for ax, term, title in zip(axes, ("recon", "kl"), ("reconstruction loss", "KL divergence")):
+        for split in ("train", "test"):
+            ax.plot(epochs, [h[split][term] for h in history], "o-", markersize=3, label=split)
+        ax.set(title=title, xlabel="epoch", ylabel="nats per image")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend()
+    return fig
+
+
+@torch.no_grad()
+def plot_reconstructions(model: BetaVAE, images: Tensor, labels: Tensor, per_class: int = 6) -> Figure:
+    """Reconstructions (left) beside the real test images (right), one row per class."""
+    x = images[first_of_each_class(labels, per_class)]
+    recon = model.eval()(x).recon
+    fig, axes = plt.subplots(1, 2, figsize=(10, 8), layout="constrained")
+    grid(axes[0], recon, model.likelihood, per_class, "reconstructions")
+    grid(axes[1], x, model.likelihood, per_class, "real test images")
+    label_rows(axes[0], CLASS_NAMES)
+    return fig
+
+
+def plot_samples(model: BetaVAE, z: Tensor, nrow: int = 10, title: str = "samples, z ~ N(0, I)") -> Figure:
+    """A grid of images decoded from the latent codes z."""
+    fig, ax = plt.subplots(figsize=(6, 6), layout="constrained")
+    grid(ax, decode(model, z), model.likelihood, nrow, title)
+    return fig
+
+
+def plot_latent(means: Tensor, labels: Tensor) -> Figure:
+    """3-d scatter of posterior means coloured by class (the first three dimensions; zeros fill in below 3)."""
+    dims = means.shape[1]
+    xyz = F.pad(means[:, :3], (0, max(0, 3 - dims))).numpy()
+    fig = plt.figure(figsize=(9, 7), layout="constrained")
+    ax = fig.add_subplot(projection="3d")
+    colors = plt.get_cmap("tab10")
+    for c, name in enumerate(CLASS_NAMES):
+        points = xyz[(labels == c).numpy()]
+        ax.scatter(*points.T, s=2, alpha=0.5, color=colors(c), label=name, depthshade=False)
+    ax.set(xlabel="$z_1$", ylabel="$z_2$", zlabel="$z_3$",
+           title=f"posterior means of {len(means):,} test images" + (" (first 3 dimensions)" if dims > 3 else ""))
+    legend = ax.legend(loc="center left", bbox_to_anchor=(1.05, 0.5), markerscale=5, frameon=False)
+    for handle in legend.legend_handles:
+        handle.set_alpha(1.0)
+    return fig
+
+
+def plot_traversal(model: BetaVAE, steps: int = 11, span: float = 3.0) -> Figure:
+    """One row per latent dimension: that dimension from -span to span, the others held at 0."""
+    values = torch.linspace(-span, span, steps)
+    z = torch.zeros(model.latent_dim, steps, model.latent_dim)
+    for d in range(model.latent_dim):
+        z[d, :, d] = values
+    fig, ax = plt.subplots(figsize=(steps * 0.8, model.latent_dim * 0.9 + 0.8), layout="constrained")
+    grid(ax, decode(model, z.flatten(0, 1)), model.likelihood, steps, "latent traversals (others at 0)")
+    label_rows(ax, [f"$z_{d + 1}$" for d in range(model.latent_dim)])
+    ax.set_xticks(tile_centers(steps), [f"{round(v, 1) + 0:.1f}" for v in values.tolist()])  # + 0: no "-0.0"
+    return fig
+
+
+def plot_samplers(model: BetaVAE, prior_z: Tensor, aggregate_z: Tensor, class_z: Tensor, nrow: int = 10) -> Figure:
+    """Samples from the prior, the aggregate posterior and the per-class Gaussians, side by side."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5.6), layout="constrained")
+    for ax, z, title in zip(axes, (prior_z, aggregate_z, class_z),
+                            ("prior N(0, I)", "aggregate posterior (mixture)", "class-conditional")):
+        grid(ax, decode(model, z), model.likelihood, nrow, title)
+    label_rows(axes[2], CLASS_NAMES)
+    return fig
+
+
+def plot_interpolation(model: BetaVAE, images: Tensor, labels: Tensor, pairs: Sequence[tuple[int, int]],
+                       steps: int = 10) -> Figure:
+    """Per pair of classes: decoded images between the first test image of each (the real ones at the ends)."""
+    rows = []
+    for a, b in pairs:
+        x_a, x_b = images[labels == a][0], images[labels == b][0]
+        rows.append(torch.cat([x_a[None], interpolate(model.eval(), x_a, x_b, steps), x_b[None]]))
+    fig, ax = plt.subplots(figsize=(12, 1.2 * len(pairs) + 0.8), layout="constrained")
+    grid(ax, torch.cat(rows), model.likelihood, steps + 2,
+              "interpolation between posterior means (first and last column: the real test images)")
+    label_rows(ax, [f"{CLASS_NAMES[a]} → {CLASS_NAMES[b]}" for a, b in pairs])
+    return fig
