@@ -55,7 +55,7 @@ CURVE_TOLERANCE = 0.5     # nats: project vs plain test loss after the last epoc
 TARGET_SPEEDUP = {"fc": 3.0, "cnn": 2.0}
 TARGET_MM_FRACTION = 0.60  # fc training GFLOP/s over torch.mm GFLOP/s
 TARGET_PEAK_MB = 1536
-BUSY_LOAD = 0.5           # a 1-minute load average above this, before or after, marks the times unreliable
+BUSY_CORES = 0.2          # other processes keeping more cores than this busy make the times unreliable
 TRAIN_IMAGES = COUNTS["train"]
 NOTEBOOKS = {"fc": "Fully_Connected_VAE.ipynb", "cnn": "CNN_VAE.ipynb"}
 ROOT = Path(__file__).resolve().parent
@@ -221,10 +221,12 @@ def markdown(result: dict[str, Any]) -> str:
     timed = (f"median of the timed full epochs ({repeats})" if runs[0]["images_per_epoch"] == TRAIN_IMAGES else
              f"median of the timed epochs ({repeats}) of {runs[0]['images_per_epoch'] // BATCH_SIZE} steps each, "
              f"scaled to {TRAIN_IMAGES:,} images")
-    busy = " (a busy machine: the times are not reliable)" if max(env["load_before"], env["load_after"]) > BUSY_LOAD else ""
+    others = env["other_cores"]
+    busy = (f"{others:.2f} cores kept busy by other processes during the run"
+            + (" (a busy machine: the times are not reliable)" if others > BUSY_CORES else "")
+            if others is not None else "no /proc/stat to tell how busy the machine was")
     lines = [f"One training epoch ({TRAIN_IMAGES:,} images, batch {BATCH_SIZE}, Adam): {timed}, after a warm-up "
-             f"epoch; torch threads: {env['threads']}; torch {env['torch']}, {env['cpu']}; load average "
-             f"{env['load_before']:.2f} before, {env['load_after']:.2f} after{busy}; fp32 torch.mm {MM_SIZE}: "
+             f"epoch; torch threads: {env['threads']}; torch {env['torch']}, {env['cpu']}; {busy}; fp32 torch.mm {MM_SIZE}: "
              f"{result['mm_gflops']:.1f} GFLOP/s.", "",
              "| model | loop | epoch s | images/s | CPU s | peak RSS MB | GFLOP/s | % of mm | test loss | vs DataLoader |",
              "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
@@ -250,7 +252,27 @@ def environment(threads: int) -> dict[str, Any]:
     cpu = f"{names[0] if names else platform.processor()} ({os.cpu_count()} CPUs, " \
           f"{torch.backends.cpu.get_cpu_capability()})"
     return {"torch": torch.__version__, "python": platform.python_version(), "cpu": cpu, "threads": threads,
-            "load_before": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def cpu_sample() -> tuple[float, float, float] | None:
+    """(wall clock, CPU seconds used by every process on the machine, CPU seconds used by this process and
+    its finished children); None without /proc/stat."""
+    stat = Path("/proc/stat")
+    if not stat.exists():
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, stat.read_text().split()[1:9])
+    ours = sum(getattr(resource.getrusage(who), field) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+               for field in ("ru_utime", "ru_stime"))
+    return time.perf_counter(), (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK"), ours
+
+
+def other_cores(since: tuple[float, float, float] | None) -> float | None:
+    """How many cores other processes (or the hypervisor) kept busy on average since `since`."""
+    now = cpu_sample()
+    if since is None or now is None:
+        return None
+    return max(0.0, (now[1] - since[1]) - (now[2] - since[2])) / (now[0] - since[0])
 
 
 # ---------------------------------------------------------------------------------------------- command line
@@ -289,6 +311,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run_configuration(name, loop, args.repeats, args.steps, Path(args.tv_root))))
         return 0
     env = environment(args.threads)
+    before = cpu_sample()
+    time.sleep(1.0)
+    if (busy := other_cores(before)) is not None and busy > BUSY_CORES:
+        print(f"bench.py: warning: other processes keep {busy:.1f} cores busy: the times will not be reliable",
+              file=sys.stderr, flush=True)
+    started = cpu_sample()
     try:
         with tempfile.TemporaryDirectory() as folder:
             root = torchvision_root(Path(folder))
@@ -298,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
                 for loop in LOOPS:
                     runs.append(run_in_subprocess(name, loop, args, root))
                     print(f"{name} {loop}: {runs[-1]['median_seconds']:.2f} s per epoch", file=sys.stderr, flush=True)
-        env["load_after"] = os.getloadavg()[0]
+        env["other_cores"] = other_cores(started)
         notebooks = {name: notebook_seconds(name, args.run_notebooks) for name in args.models}
     except (DataError, RuntimeError) as error:
         print(f"bench.py: error: {error}", file=sys.stderr)

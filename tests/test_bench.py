@@ -55,7 +55,7 @@ def test_targets_are_computed_from_the_runs():
     assert runs[0]["gflops"] == pytest.approx(gflops) and targets["fc training throughput / torch.mm"]["met"]
     assert targets["fc test loss after 5 epochs, project vs plain fp32"]["met"]
     assert not targets["cnn test loss after 5 epochs, project vs plain fp32"]["met"]  # 0.6 nats apart
-    result = {"environment": {"threads": 2, "torch": "x", "cpu": "y", "load_before": 0.1, "load_after": 0.2},
+    result = {"environment": {"threads": 2, "torch": "x", "cpu": "y", "other_cores": 0.05},
               "runs": runs, "mm_gflops": 100.0, "targets": list(targets.values()), "notebooks": {"fc": (95.0, "papermill")}}
     table = bench.markdown(result)
     assert "| fc | project | 2.00 | 30,000 |" in table and "| NO |" in table and "95 s (papermill)" in table
