@@ -38,10 +38,13 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from cli import OneLineParser
 from data import COUNTS, FILES, DataError, find_data_dir, find_file, load_fashion_mnist
-from models import DATA_RANGE, BetaVAE, beta_vae_loss, build_model
-from train import (BATCH_SIZE, BETA, LATENT_DIM, LIKELIHOOD, LR, SEED, OneLineParser, dataset_loss,
-                   prepare_training, train_epoch)
+from models import DATA_RANGE, BetaVAE, ModelConfig, beta_vae_loss, build_model
+from train import TrainConfig, dataset_loss, prepare_training, train_epoch
+
+DEFAULTS = TrainConfig()
+BATCH_SIZE, BETA, LR, SEED = DEFAULTS.batch_size, DEFAULTS.beta, DEFAULTS.lr, DEFAULTS.seed
 
 # ---------------------------------------------------------------------------------------------- configuration
 MODEL_NAMES = ("fc", "cnn")
@@ -64,8 +67,7 @@ ROOT = Path(__file__).resolve().parent
 # ---------------------------------------------------------------------------------------------- measurements
 def new_model(name: str) -> BetaVAE:
     """The model train.py builds by default, initialised from SEED."""
-    torch.manual_seed(SEED)
-    return build_model({"model": name, "latent_dim": LATENT_DIM, "likelihood": LIKELIHOOD})
+    return build_model(ModelConfig(model=name), seed=SEED)
 
 
 def step_flops(model: BetaVAE, batch_size: int = BATCH_SIZE) -> int:
@@ -134,11 +136,11 @@ def run_configuration(name: str, loop: str, repeats: int, steps: int | None, roo
         def one_epoch(epoch: int) -> None:
             dataloader_epoch(model, optimizer, loader)
     else:
-        train_x = load_fashion_mnist(LIKELIHOOD).train_images[:images]
+        train_x = load_fashion_mnist().train_images[:images]
         optimizer = prepare_training(model, LR) if loop == "project" else torch.optim.Adam(model.parameters(), lr=LR)
         generator = torch.Generator().manual_seed(SEED)  # as fit seeds it
         def one_epoch(epoch: int) -> None:
-            train_epoch(model, optimizer, train_x, BATCH_SIZE, generator, BETA, epoch=epoch)
+            train_epoch(model, optimizer, train_x, DEFAULTS, generator, epoch=epoch)
     wall, cpu = [], []
     for epoch in range(1, repeats + 2):
         started_wall, started_cpu = time.perf_counter(), time.process_time()
@@ -146,7 +148,7 @@ def run_configuration(name: str, loop: str, repeats: int, steps: int | None, roo
         wall.append((time.perf_counter() - started_wall) * TRAIN_IMAGES / images)
         cpu.append((time.process_time() - started_cpu) * TRAIN_IMAGES / images)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
-    test_loss = dataset_loss(model, load_fashion_mnist(LIKELIHOOD).test_images, BETA)["total"]
+    test_loss = dataset_loss(model, load_fashion_mnist().test_images, BETA)["total"]
     return {"model": name, "loop": loop, "epochs": repeats + 1, "images_per_epoch": images,
             "epoch_seconds": wall, "cpu_seconds": cpu, "median_seconds": statistics.median(wall[1:]),
             "median_cpu_seconds": statistics.median(cpu[1:]), "peak_rss_mb": peak_mb, "test_loss": test_loss}

@@ -17,8 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from checkpoint import atomic_write
+from cli import OneLineParser
 from data import DataError, batches, load_fashion_mnist
-from train import OneLineParser, atomic_write
+from models import map_batches
 
 WEIGHTS = Path(__file__).resolve().parent / "assets" / "fmnist_classifier.pt"
 FEATURES = 64
@@ -49,16 +51,12 @@ class Classifier(nn.Module):
         return self.head(self.features((x - PIXEL_MEAN) / PIXEL_STD))
 
 
-@torch.no_grad()
 def features_and_probs(classifier: Classifier, images: Tensor, batch_size: int = 250) -> tuple[Tensor, Tensor]:
     """Penultimate-layer features (N, FEATURES) and softmax probabilities (N, 10) of images in [0, 1]."""
-    classifier.eval()
-    features, probs = [], []
-    for x in batches(images, batch_size, shuffle=False):
+    def features_probs(x: Tensor) -> tuple[Tensor, Tensor]:
         h = classifier.features((x - PIXEL_MEAN) / PIXEL_STD)
-        features.append(h)
-        probs.append(F.softmax(classifier.head(h), dim=1))
-    return torch.cat(features), torch.cat(probs)
+        return h, F.softmax(classifier.head(h), dim=1)
+    return map_batches(classifier, features_probs, images, batch_size)
 
 
 def accuracy(classifier: Classifier, images: Tensor, labels: Tensor) -> float:

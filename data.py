@@ -103,14 +103,14 @@ def complete_dir(directories: list[Path]) -> Path | None:
 def download_with_torchvision(timeout: float = 20.0) -> Path | None:
     """Try torchvision's download into ./data; None when it fails (no internet, no torchvision)."""
     try:
-        from torchvision.datasets import FashionMNIST
+        from torchvision.datasets import FashionMNIST as TorchvisionFashionMNIST
     except ImportError:
         return None
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout)
     try:
         for train in (True, False):
-            FashionMNIST(str(REPO_DATA_DIR), train=train, download=True)
+            TorchvisionFashionMNIST(str(REPO_DATA_DIR), train=train, download=True)
     except Exception:  # any network or mirror failure: the caller explains what to do
         return None
     finally:
@@ -135,7 +135,7 @@ def find_data_dir(data_dir: str | Path | None = None, download: bool = True) -> 
 
 
 @dataclass
-class FashionMNIST:
+class FashionMNISTData:
     """Images as float tensors (N, 1, 28, 28) scaled to the likelihood's range; labels as int64 (N,)."""
     train_images: Tensor
     train_labels: Tensor
@@ -158,7 +158,7 @@ def to_unit_range(x: Tensor, likelihood: str) -> Tensor:
 
 
 def load_fashion_mnist(likelihood: str = "bernoulli", data_dir: str | Path | None = None,
-                       limit: int | None = None) -> FashionMNIST:
+                       limit: int | None = None) -> FashionMNISTData:
     """Load train and test sets; `limit` keeps the first N training images (the test set stays whole)."""
     check_likelihood(likelihood)
     if limit is not None and limit < 1:
@@ -171,7 +171,7 @@ def load_fashion_mnist(likelihood: str = "bernoulli", data_dir: str | Path | Non
     (train_x, train_y), (test_x, test_y) = splits["train"], splits["test"]
     if limit is not None:
         train_x, train_y = train_x[:limit].clone(), train_y[:limit].clone()
-    return FashionMNIST(train_x, train_y, test_x, test_y, likelihood)
+    return FashionMNISTData(train_x, train_y, test_x, test_y, likelihood)
 
 
 def batches(images: Tensor, batch_size: int, generator: torch.Generator | None = None,

@@ -4,7 +4,7 @@
     python evaluate.py runs/NAME --k 1000   # more importance samples
 
 All numbers are over the whole 10,000-image test set unless a limit is given:
-- elbo: reconstruction, KL and total (beta = 1) in nats per image (train.dataset_loss); loss: at the run's beta.
+- elbo: reconstruction, KL and total (beta = 1) in nats per image (models.dataset_loss); loss: at the run's beta.
 - iwae_nll: importance-weighted bound on -log p(x) with K samples (K = 1 gives the ELBO), on the first
   2,000 test images by default (--iwae-images 10000 for all); iwae_elbo: -ELBO on those same images.
 - kl_per_dim, active_units (variance of the posterior mean over the test set > 0.01).
@@ -18,7 +18,6 @@ BCE on grey levels is not a normalised likelihood: the nats compare runs of this
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -29,12 +28,14 @@ import numpy as np
 import torch
 from sklearn.neighbors import KNeighborsClassifier
 from torch import Tensor
+from torch.distributions import Normal
 
+from checkpoint import CheckpointError, load_checkpoint, load_model, write_json
 from classifier import Classifier, ClassifierError, features_and_probs, load_classifier
-from data import DataError, FashionMNIST, batches, load_fashion_mnist, to_unit_range
-from models import BetaVAE, kl_per_dimension, reconstruction_nll
+from cli import OneLineParser
+from data import DataError, FashionMNISTData, load_fashion_mnist, to_unit_range
+from models import BetaVAE, check_data_range, dataset_loss, kl_per_dimension, map_batches, reconstruction_nll
 from samplers import AggregateSampler, ClassSampler, PriorSampler, posterior_means
-from train import CheckpointError, OneLineParser, atomic_write, dataset_loss, load_checkpoint, load_model
 
 K = 100                 # importance samples of the IWAE bound
 IWAE_IMAGES = 2000      # the IWAE uses the first N test images: 10,000 x 100 CNN decodes take minutes here
@@ -48,28 +49,25 @@ EVAL_FILE = "eval.json"
 SAMPLER_NAMES = ("prior", "aggregate", "class")
 
 
-@torch.no_grad()
 def iwae_nll(model: BetaVAE, images: Tensor, k: int = K, batch_size: int = BATCH_SIZE, seed: int = SEED) -> float:
     """IWAE estimate of -log p(x), nats per image: -log (1/k) sum_k p(x|z_k) p(z_k) / q(z_k|x), z_k ~ q(z|x).
 
-    With k = 1 it is the single-sample ELBO, drawn with the same noise as train.dataset_loss (same batch_size).
+    With k = 1 it is the single-sample ELBO, drawn with the same noise as models.dataset_loss (same batch_size).
     """
-    was_training = model.training
-    model.eval()
     generator = torch.Generator().manual_seed(seed)
-    total = 0.0
-    for x in batches(images, batch_size, shuffle=False):
+    prior = Normal(0.0, 1.0)
+
+    def log_mean_weight(x: Tensor) -> Tensor:
         mu, logvar = model.encode(x)
+        posterior = Normal(mu, torch.exp(0.5 * logvar))
         log_w = torch.empty(k, len(x), dtype=torch.float64)
         for i in range(k):
-            eps = torch.randn(mu.shape, generator=generator)  # as model.reparameterize draws it
-            z = mu + eps * torch.exp(0.5 * logvar)
+            z = model.reparameterize(mu, logvar, generator, sample=True)
             log_px_z = -reconstruction_nll(model.decode_logits(z), x, model.likelihood)
-            log_q_minus_log_p = 0.5 * (z.pow(2) - eps.pow(2) - logvar).sum(1)  # log N(z; mu, s) - log N(z; 0, I)
-            log_w[i] = log_px_z - log_q_minus_log_p
-        total -= (torch.logsumexp(log_w, 0) - math.log(k)).sum().item()
-    model.train(was_training)
-    return total / len(images)
+            log_w[i] = log_px_z + (prior.log_prob(z) - posterior.log_prob(z)).sum(1)
+        return torch.logsumexp(log_w, 0) - math.log(k)
+
+    return -map_batches(model, log_mean_weight, images, batch_size).mean().item()
 
 
 def active_units(means: Tensor, threshold: float = ACTIVE_THRESHOLD) -> int:
@@ -84,23 +82,17 @@ def knn_accuracy(train_means: Tensor, train_labels: Tensor, test_means: Tensor, 
     return float(knn.score(test_means.numpy(), test_labels.numpy()))
 
 
-@torch.no_grad()
 def reconstruction_mse(model: BetaVAE, images: Tensor, batch_size: int = BATCH_SIZE) -> float:
     """Mean squared error per pixel in [0, 1] pixel space, reconstructing with z = posterior mean."""
-    model.eval()
-    total = 0.0
-    for x in batches(images, batch_size, shuffle=False):
+    def squared_error(x: Tensor) -> Tensor:
         recon = model(x, sample=False).recon
-        total += (to_unit_range(recon, model.likelihood) - to_unit_range(x, model.likelihood)).pow(2).sum().item()
-    return total / images.numel()
+        return (to_unit_range(recon, model.likelihood) - to_unit_range(x, model.likelihood)).pow(2).flatten(1).sum(1)
+    return map_batches(model, squared_error, images, batch_size).double().sum().item() / images.numel()
 
 
-@torch.no_grad()
 def decode_all(model: BetaVAE, z: Tensor, batch_size: int = BATCH_SIZE) -> Tensor:
     """Decoded images in [0, 1] pixel space."""
-    model.eval()
-    images = torch.cat([model.decode(zb) for zb in batches(z, batch_size, shuffle=False)])
-    return to_unit_range(images, model.likelihood).clamp(0, 1)
+    return to_unit_range(map_batches(model, model.decode, z, batch_size), model.likelihood).clamp(0, 1)
 
 
 def frechet_distance(a: Tensor, b: Tensor) -> float:
@@ -133,7 +125,7 @@ class Reference(NamedTuple):
     fd_real: float
 
 
-def reference_features(classifier: Classifier, data: FashionMNIST) -> Reference:
+def reference_features(classifier: Classifier, data: FashionMNISTData) -> Reference:
     """Features of data's test images, and fd_real from as many of its training images."""
     features, _ = features_and_probs(classifier, to_unit_range(data.test_images, data.likelihood))
     n = len(data.test_images)
@@ -141,7 +133,7 @@ def reference_features(classifier: Classifier, data: FashionMNIST) -> Reference:
     return Reference(features, frechet_distance(real, features))
 
 
-def evaluate(model: BetaVAE, data: FashionMNIST, beta: float, kl_weight: float = 1.0, k: int = K,
+def evaluate(model: BetaVAE, data: FashionMNISTData, beta: float, k: int = K,
              iwae_images: int | None = IWAE_IMAGES, samples: int = SAMPLES, classifier: Classifier | None = None,
              reference: Reference | None = None, seed: int = SEED) -> dict[str, Any]:
     """All metrics of the module docstring, as plain data; the IWAE uses the first `iwae_images` (None: all).
@@ -149,7 +141,10 @@ def evaluate(model: BetaVAE, data: FashionMNIST, beta: float, kl_weight: float =
     `reference` (from reference_features) saves recomputing the test images' features for every run.
     """
     started = time.perf_counter()
-    model.eval()
+    if data.likelihood != model.likelihood:
+        raise ValueError(f"data scaled for {data.likelihood!r} but the model's likelihood is {model.likelihood!r}")
+    for images in (data.train_images, data.test_images):
+        check_data_range(images, model.likelihood)
     classifier = load_classifier() if classifier is None else classifier
     test_x, test_y = data.test_images, data.test_labels
     elbo = dataset_loss(model, test_x, 1.0, batch_size=BATCH_SIZE, seed=seed)
@@ -159,15 +154,13 @@ def evaluate(model: BetaVAE, data: FashionMNIST, beta: float, kl_weight: float =
     result: dict[str, Any] = {
         "beta": beta, "elbo": elbo,
         # same noise as the ELBO, so its recon and KL are the ELBO's; only the weight on KL differs
-        "loss": elbo["recon"] + beta * kl_weight * elbo["kl"],
+        "loss": elbo["recon"] + beta * elbo["kl"],
         "iwae_nll": iwae_nll(model, iwae_x, k, BATCH_SIZE, seed),
         "iwae_elbo": iwae_elbo["total"],
         "iwae_images": len(iwae_x)}
 
-    with torch.no_grad():
-        mu_logvar = [model.encode(x) for x in batches(test_x, BATCH_SIZE, shuffle=False)]
-    test_means = torch.cat([mu for mu, _ in mu_logvar])
-    kl = torch.cat([kl_per_dimension(mu, logvar) for mu, logvar in mu_logvar]).mean(0)
+    test_means, test_logvars = map_batches(model, model.encode, test_x, BATCH_SIZE)
+    kl = kl_per_dimension(test_means, test_logvars).mean(0)
     train_means = posterior_means(model, data.train_images)
     result.update({"kl_per_dim": kl.tolist(), "mean_variance": test_means.var(0).tolist(),
                    "active_units": active_units(test_means),
@@ -218,17 +211,16 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def evaluate_run(run: str | Path, data: FashionMNIST, k: int = K, iwae_images: int | None = IWAE_IMAGES,
+def evaluate_run(run: str | Path, data: FashionMNISTData, k: int = K, iwae_images: int | None = IWAE_IMAGES,
                  samples: int = SAMPLES, classifier: Classifier | None = None,
                  reference: Reference | None = None) -> dict[str, Any]:
     """Evaluate a run folder (or checkpoint file) on `data` and write eval.json beside its checkpoint."""
     checkpoint = load_checkpoint(run)
     model = load_model(run)
     train_config = checkpoint.get("train_config", {})
-    result = evaluate(model, data, train_config.get("beta", 1.0), train_config.get("kl_weight", 1.0), k,
-                      iwae_images, samples, classifier, reference)
+    result = evaluate(model, data, train_config.get("beta", 1.0), k, iwae_images, samples, classifier, reference)
     result = {"run": str(run), "epoch": checkpoint["epoch"], "config": model.config, **result}
-    atomic_write(eval_path(run), lambda f: f.write(json.dumps(result, indent=1).encode()))
+    write_json(eval_path(run), result)
     return result
 
 
@@ -237,9 +229,9 @@ def eval_path(run: str | Path) -> Path:
     return (Path(run) if Path(run).is_dir() else Path(run).parent) / EVAL_FILE
 
 
-def with_test_limit(data: FashionMNIST, limit: int | None) -> FashionMNIST:
+def with_test_limit(data: FashionMNISTData, limit: int | None) -> FashionMNISTData:
     """The same data with only the first `limit` test images (all when None)."""
-    return FashionMNIST(data.train_images, data.train_labels, data.test_images[:limit], data.test_labels[:limit],
+    return FashionMNISTData(data.train_images, data.train_labels, data.test_images[:limit], data.test_labels[:limit],
                         data.likelihood)
 
 

@@ -9,21 +9,56 @@ Two likelihoods, chosen by one argument:
 - "gaussian":  tanh output, squared error (unit-variance Gaussian), data in [-1, 1].
 
 Loss convention (as in pythae): reconstruction summed over pixels, KL summed over latent
-dimensions, both averaged over the batch; total = recon + beta * KL.
+dimensions, both averaged over the batch; total = recon + beta * KL. The loss is pure arithmetic:
+settings and data are validated once where they enter (ModelConfig, TrainConfig, check_data_range).
 Importing this module has no side effects.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cli import setting
+
 LIKELIHOODS = ("bernoulli", "gaussian")
 DATA_RANGE = {"bernoulli": (0.0, 1.0), "gaussian": (-1.0, 1.0)}
 IMAGE_SHAPE = (1, 28, 28)
+EVAL_BATCH_SIZE = 1000  # images per forward pass outside training
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything build_model needs, as plain data; invalid values raise ValueError on construction."""
+    model: str = setting("fc", "architecture: fc (fully connected) or cnn (convolutional)", choices=("fc", "cnn"))
+    latent_dim: int = setting(3, "latent dimensions")
+    likelihood: str = setting("bernoulli", "decoder likelihood (see the README's likelihood table)",
+                              choices=LIKELIHOODS)
+    hidden: tuple[int, ...] = setting((512, 256), "fc: widths of the hidden layers, input side first")
+    channels: tuple[int, ...] = setting((32, 32), "cnn: channels of the two stride-2 convolutions")
+
+    def __post_init__(self) -> None:
+        if self.model not in ("fc", "cnn"):
+            raise ValueError(f"unknown model {self.model!r}; choose one of fc, cnn")
+        check_likelihood(self.likelihood)
+        if not (isinstance(self.latent_dim, int) and 1 <= self.latent_dim <= 4096):
+            raise ValueError(f"latent_dim must be >= 1 (an integer up to 4096), got {self.latent_dim!r}")
+        for name in ("hidden", "channels"):
+            widths = getattr(self, name)
+            if not widths or not all(isinstance(w, int) and 1 <= w <= 65536 for w in widths):
+                raise ValueError(f"{name} must be integers >= 1 (up to 65536), got {list(widths)}")
+        if len(self.channels) != 2:
+            raise ValueError(f"channels takes two numbers (one per convolution), got {list(self.channels)}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings the chosen architecture uses (fc: hidden; cnn: channels), lists for tuples."""
+        unused = "channels" if self.model == "fc" else "hidden"
+        return {key: list(value) if isinstance(value, tuple) else value
+                for key, value in asdict(self).items() if key != unused}
 
 
 class VAEOutput(NamedTuple):
@@ -71,7 +106,7 @@ def kl_per_dimension(mu: Tensor, logvar: Tensor) -> Tensor:
 
 
 def check_data_range(x: Tensor, likelihood: str) -> None:
-    """ValueError when x is outside the likelihood's data range, or is [0, 1] data given to gaussian."""
+    """Called once per dataset: ValueError when x is outside the likelihood's data range, or is [0, 1] data given to gaussian."""
     low, high = DATA_RANGE[likelihood]
     x_min, x_max = torch.aminmax(x.detach())
     x_min, x_max = float(x_min), float(x_max)
@@ -83,21 +118,11 @@ def check_data_range(x: Tensor, likelihood: str) -> None:
                          "has no negative values: it looks like [0, 1] data; load it with likelihood='gaussian'")
 
 
-def beta_vae_loss(output: VAEOutput, x: Tensor, beta: float = 1.0, likelihood: str = "bernoulli",
-                  kl_weight: float = 1.0) -> LossTerms:
-    """Beta-VAE loss: total = recon + beta * kl_weight * KL, terms averaged over the batch.
-
-    kl_weight reproduces the "KL scaled by minibatch/dataset size" trick; it simply multiplies beta.
-    """
-    check_likelihood(likelihood)
-    if not beta >= 0:  # also rejects NaN
-        raise ValueError(f"beta must be >= 0, got {beta}")
-    if not kl_weight >= 0:
-        raise ValueError(f"kl_weight must be >= 0, got {kl_weight}")
-    check_data_range(x, likelihood)
+def beta_vae_loss(output: VAEOutput, x: Tensor, beta: float = 1.0, likelihood: str = "bernoulli") -> LossTerms:
+    """Beta-VAE loss: total = recon + beta * KL, terms averaged over the batch (no validation: see module doc)."""
     recon = reconstruction_nll(output.logits, x, likelihood).mean()
     kl = kl_per_dimension(output.mu, output.logvar).sum(1).mean()
-    return LossTerms(recon, kl, recon + beta * kl_weight * kl)
+    return LossTerms(recon, kl, recon + beta * kl)
 
 
 class BetaVAE(nn.Module):
@@ -148,19 +173,12 @@ class BetaVAE(nn.Module):
         logits = self.decode_logits(z)
         return VAEOutput(output_activation(logits, self.likelihood), logits, mu, logvar, z)
 
-    @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n images decoded from z ~ N(0, I)."""
-        device = next(self.parameters()).device
-        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
-        return self.decode(z)
-
 
 class FCVAE(BetaVAE):
     """Fully connected beta-VAE: pixels -> hidden layers -> (mu, logvar); mirrored decoder."""
 
-    def __init__(self, latent_dim: int = 3, likelihood: str = "bernoulli", hidden: tuple[int, ...] = (512, 256),
-                 image_shape: tuple[int, int, int] = IMAGE_SHAPE) -> None:
+    def __init__(self, latent_dim: int = ModelConfig.latent_dim, likelihood: str = ModelConfig.likelihood,
+                 hidden: tuple[int, ...] = ModelConfig.hidden, image_shape: tuple[int, int, int] = IMAGE_SHAPE) -> None:
         super().__init__(latent_dim, likelihood, image_shape)
         self.hidden = tuple(hidden)
         n_pixels = math.prod(image_shape)
@@ -187,8 +205,8 @@ class CNNVAE(BetaVAE):
     """Convolutional beta-VAE: two stride-2 convolutions (28 -> 14 -> 7), a linear layer to (mu, logvar);
     the decoder mirrors it with transposed convolutions. Image sides must be divisible by 4."""
 
-    def __init__(self, latent_dim: int = 3, likelihood: str = "bernoulli", channels: tuple[int, int] = (32, 32),
-                 image_shape: tuple[int, int, int] = IMAGE_SHAPE) -> None:
+    def __init__(self, latent_dim: int = ModelConfig.latent_dim, likelihood: str = ModelConfig.likelihood,
+                 channels: tuple[int, ...] = ModelConfig.channels, image_shape: tuple[int, int, int] = IMAGE_SHAPE) -> None:
         super().__init__(latent_dim, likelihood, image_shape)
         in_channels, height, width = image_shape
         if height % 4 or width % 4:
@@ -215,16 +233,54 @@ class CNNVAE(BetaVAE):
 MODELS = {"fc": FCVAE, "cnn": CNNVAE}
 
 
-def build_model(config: dict[str, Any]) -> BetaVAE:
-    """Rebuild a model from its `config` (plain data, as stored in checkpoints)."""
-    kwargs = dict(config)
-    name = kwargs.pop("model", None)
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    for key in ("hidden", "channels", "image_shape"):
-        if key in kwargs:
-            kwargs[key] = tuple(kwargs[key])
-    return MODELS[name](**kwargs)
+def build_model(config: ModelConfig | dict[str, Any], seed: int | None = None) -> BetaVAE:
+    """The model a config describes (a ModelConfig or its plain-data form, as stored in checkpoints);
+    with `seed`, its weights are initialised from that seed without touching the global random state."""
+    image_shape = IMAGE_SHAPE
+    if not isinstance(config, ModelConfig):
+        config = dict(config)
+        image_shape = tuple(config.pop("image_shape", IMAGE_SHAPE))
+        unknown = set(config) - set(ModelConfig.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown model settings {sorted(unknown)}")
+        config = ModelConfig(**{key: tuple(v) if isinstance(v, list) else v for key, v in config.items()})
+    kwargs = {key: getattr(config, key) for key in config.as_dict() if key != "model"}
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        return MODELS[config.model](**kwargs, image_shape=image_shape)
+
+
+@torch.no_grad()
+def map_batches(model: nn.Module, fn: Callable[[Tensor], Any], x: Tensor,
+                batch_size: int = EVAL_BATCH_SIZE) -> Any:
+    """fn over consecutive batches of x (moved to the model's device), in eval mode and without gradients,
+    restoring the model's mode; the results on the CPU, concatenated (tuples element by element)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        outputs = [fn(batch.to(device)) for batch in x.split(batch_size)]
+    finally:
+        model.train(was_training)
+    if isinstance(outputs[0], tuple):
+        return tuple(torch.cat([part.cpu() for part in parts]) for parts in zip(*outputs))
+    return torch.cat([output.cpu() for output in outputs])
+
+
+def dataset_loss(model: BetaVAE, images: Tensor, beta: float, batch_size: int = EVAL_BATCH_SIZE,
+                 seed: int = 0) -> dict[str, float]:
+    """Loss terms averaged over every image of `images` (nats per image), with z sampled from a fixed seed."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def per_image(x: Tensor) -> Tensor:
+        output = model(x, generator=generator, sample=True)
+        recon = reconstruction_nll(output.logits, x, model.likelihood)
+        kl = kl_per_dimension(output.mu, output.logvar).sum(1)
+        return torch.stack([recon, kl], 1).double()
+
+    recon, kl = map_batches(model, per_image, images, batch_size).mean(0).tolist()
+    return {"recon": recon, "kl": kl, "total": recon + beta * kl}
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,4 +1,6 @@
-"""Figures for the two notebooks; each function returns a matplotlib Figure (shown inline, saved with `save`)."""
+"""Every figure of the project (notebooks and sweeps); each function returns a matplotlib Figure,
+shown inline in a notebook and written with `save`. Nothing in the project imports this module
+except the notebooks and the scripts at the top (sweep.py)."""
 from __future__ import annotations
 
 import io
@@ -12,22 +14,23 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 from torch import Tensor
+from torchvision.utils import make_grid
 
-from data import CLASS_NAMES
-from models import BetaVAE
-from samplers import interpolate, show_grid
+from data import CLASS_NAMES, to_unit_range
+from models import BetaVAE, map_batches
+from samplers import interpolate
 
 IMG_DIR = Path(__file__).resolve().parent / "img"
 DPI = 100  # with write_png, keeps every saved PNG under 300 KB
 
 
-def save(fig: Figure, name: str, enabled: bool = True) -> None:
-    """Save `fig` as img/NAME when enabled (the notebooks' save_figures)."""
+def save(fig: Figure, name: str, enabled: bool = True, folder: Path = IMG_DIR) -> None:
+    """Save `fig` as FOLDER/NAME (img/ by default) when enabled (the notebooks' save_figures)."""
     if enabled:
-        IMG_DIR.mkdir(exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
-        write_png(Image.open(buffer), IMG_DIR / name)
+        write_png(Image.open(buffer), folder / name)
 
 
 def write_png(image: Image.Image, path: Path) -> None:
@@ -49,15 +52,17 @@ def label_rows(ax, names: Sequence[str]) -> None:
 
 
 def grid(ax, images: Tensor, likelihood: str, nrow: int, title: str) -> None:
-    """samplers.show_grid without smoothing: sharper and about three times smaller as PNG."""
-    show_grid(ax, images, likelihood, nrow, title)
-    ax.images[-1].set_interpolation("nearest")
+    """Draw images (in the likelihood's data range) as one grey grid of `nrow` columns on `ax`."""
+    tiles = make_grid(to_unit_range(images, likelihood).clamp(0, 1), nrow=nrow, padding=1, pad_value=1.0)
+    ax.imshow(tiles[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
-@torch.no_grad()
 def decode(model: BetaVAE, z: Tensor) -> Tensor:
     """Decoded images for latent codes z, in eval mode."""
-    return model.eval().decode(z)
+    return map_batches(model, model.decode, z)
 
 
 def first_of_each_class(labels: Tensor, per_class: int) -> Tensor:
@@ -78,11 +83,10 @@ def plot_curves(history: list[dict]) -> Figure:
     return fig
 
 
-@torch.no_grad()
 def plot_reconstructions(model: BetaVAE, images: Tensor, labels: Tensor, per_class: int = 6) -> Figure:
     """Reconstructions (left) beside the real test images (right), one row per class."""
     x = images[first_of_each_class(labels, per_class)]
-    recon = model.eval()(x).recon
+    recon = map_batches(model, lambda batch: model(batch).recon, x)
     fig, axes = plt.subplots(1, 2, figsize=(10, 8), layout="constrained")
     grid(axes[0], recon, model.likelihood, per_class, "reconstructions")
     grid(axes[1], x, model.likelihood, per_class, "real test images")
@@ -144,9 +148,31 @@ def plot_interpolation(model: BetaVAE, images: Tensor, labels: Tensor, pairs: Se
     rows = []
     for a, b in pairs:
         x_a, x_b = images[labels == a][0], images[labels == b][0]
-        rows.append(torch.cat([x_a[None], interpolate(model.eval(), x_a, x_b, steps), x_b[None]]))
+        rows.append(torch.cat([x_a[None], interpolate(model, x_a, x_b, steps), x_b[None]]))
     fig, ax = plt.subplots(figsize=(12, 1.2 * len(pairs) + 0.8), layout="constrained")
     grid(ax, torch.cat(rows), model.likelihood, steps + 2,
               "interpolation between posterior means (first and last column: the real test images)")
     label_rows(ax, [f"{CLASS_NAMES[a]} → {CLASS_NAMES[b]}" for a, b in pairs])
     return fig
+
+
+def plot_sweep(rows: list[dict], sampler_names: Sequence[str]) -> dict[str, Figure]:
+    """A sweep's figures from its table rows (one per beta): rate_distortion, knn and fd."""
+    betas = [row["beta"] for row in rows]
+    figures = {name: Figure(figsize=(5, 4), layout="constrained") for name in ("rate_distortion", "knn", "fd")}
+    ax = figures["rate_distortion"].subplots()
+    ax.plot([row["kl"] for row in rows], [row["recon"] for row in rows], "o-")
+    for row in rows:
+        ax.annotate(f"β={row['beta']:g}", (row["kl"], row["recon"]), textcoords="offset points", xytext=(4, 4))
+    ax.set(xlabel="rate: KL (nats/image)", ylabel="distortion: reconstruction (nats/image)",
+           title="rate-distortion (test set)")
+    ax = figures["knn"].subplots()
+    ax.plot(betas, [row["knn_accuracy"] for row in rows], "o-")
+    ax.set(xscale="log", xlabel="β", ylabel="kNN accuracy (k = 5)", title="class separation in latent space")
+    ax = figures["fd"].subplots()
+    for name, style in zip(sampler_names, ("o-", "s-", "^--")):
+        ax.plot(betas, [row[f"fd_{name}"] for row in rows], style, label=name)
+    ax.set(xscale="log", xlabel="β", ylabel="Fréchet distance to test images",
+           title=f"samples by sampler (training images: {rows[0]['fd_real']:.2g})")
+    ax.legend()
+    return figures

@@ -1,4 +1,4 @@
-"""Ways to choose latent codes z for the decoder, and a figure comparing them.
+"""Ways to choose latent codes z for the decoder.
 
 - PriorSampler:     z ~ N(0, I), the VAE's prior.
 - AggregateSampler: z from a Gaussian mixture fitted to the training set's posterior means
@@ -6,43 +6,24 @@
 - ClassSampler:     z from one Gaussian per class, fitted to that class's posterior means.
 - interpolate:      decoded images along the line between two images' posterior means.
 All samplers return float32 tensors (n, latent_dim); decode them with model.decode(z).
-
-    python samplers.py runs/sweep/fc-bernoulli-z3-beta0.1 --name fc
-    # -> img/fc_sampler_comparison.png and img/fc_latent_interpolation.png
+The figures that show them are in plots.py.
 """
 from __future__ import annotations
-
-import sys
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from sklearn.mixture import GaussianMixture
 from torch import Tensor
-from torchvision.utils import make_grid
 
-from data import DataError, batches, load_fashion_mnist, to_unit_range
-from models import BetaVAE
-from train import CheckpointError, OneLineParser, load_model
-
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
+from models import BetaVAE, map_batches
 
 N_COMPONENTS = 10   # Gaussian mixture components of the aggregate sampler
-BATCH_SIZE = 500
-GRID = 10           # figures: GRID x GRID samples per sampler
-STEPS = 10          # figures: images per interpolation row
+STEPS = 10          # images per interpolation
 
 
-@torch.no_grad()
-def posterior_means(model: BetaVAE, images: Tensor, batch_size: int = BATCH_SIZE) -> Tensor:
+def posterior_means(model: BetaVAE, images: Tensor) -> Tensor:
     """Posterior means mu(x) of every image, (N, latent_dim), computed in eval mode."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    means = [model.encode(x.to(device))[0].cpu() for x in batches(images, batch_size, shuffle=False)]
-    model.train(was_training)
-    return torch.cat(means).float()
+    return map_batches(model, lambda x: model.encode(x)[0], images).float()
 
 
 class PriorSampler:
@@ -91,50 +72,8 @@ class ClassSampler:
         return z, labels
 
 
-@torch.no_grad()
 def interpolate(model: BetaVAE, x_a: Tensor, x_b: Tensor, steps: int = STEPS) -> Tensor:
     """`steps` decoded images (steps, C, H, W) from mu(x_a) to mu(x_b), both ends included."""
     ends = posterior_means(model, torch.stack([x_a.reshape(model.image_shape), x_b.reshape(model.image_shape)]))
     t = torch.linspace(0, 1, steps).unsqueeze(1)
-    return model.decode((1 - t) * ends[0] + t * ends[1])
-
-
-# ---------------------------------------------------------------------------------------------- figures
-def show_grid(ax: Axes, images: Tensor, likelihood: str, nrow: int, title: str) -> None:
-    """Draw images (in the likelihood's data range) as one grey grid of `nrow` columns on `ax`."""
-    grid = make_grid(to_unit_range(images, likelihood).clamp(0, 1), nrow=nrow, padding=1, pad_value=1.0)
-    ax.imshow(grid[0].numpy(), cmap="gray", vmin=0, vmax=1)
-    ax.set_title(title)
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = OneLineParser(prog="samplers.py", description="Save sampler-comparison and interpolation figures for a run.")
-    p.add_argument("run", help="run folder (or checkpoint file)")
-    p.add_argument("--name", required=True, help="figure name prefix, e.g. fc -> img/fc_sampler_comparison.png")
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
-    try:
-        model = load_model(args.run)
-        data = load_fashion_mnist(model.likelihood)
-    except (CheckpointError, DataError) as error:
-        p.error(str(error))
-    import plots  # the notebooks' figures; plots imports this module
-
-    means = posterior_means(model, data.train_images)
-    prior_z = PriorSampler(model.latent_dim).sample(GRID * GRID, args.seed)
-    aggregate_z = AggregateSampler(means, seed=args.seed).sample(GRID * GRID, args.seed)
-    class_z, _ = ClassSampler(means, data.train_labels).sample_grid(GRID, args.seed)
-    pairs = [(c, c + 5) for c in range(5)]  # a test image of class c to one of class c + 5 (T-shirt/top -> sandal, ...)
-    figures = {
-        "sampler_comparison": plots.plot_samplers(model, prior_z, aggregate_z, class_z, GRID),
-        "latent_interpolation": plots.plot_interpolation(model, data.test_images, data.test_labels, pairs, STEPS)}
-    for kind, fig in figures.items():
-        plots.save(fig, f"{args.name}_{kind}.png")
-        print(f"saved {plots.IMG_DIR / f'{args.name}_{kind}.png'}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return map_batches(model, model.decode, (1 - t) * ends[0] + t * ends[1])

@@ -14,49 +14,47 @@ import csv
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import torch
-from matplotlib.figure import Figure
-
-import train
+import plots
+from checkpoint import CHECKPOINT, CheckpointError, config_differences, load_checkpoint
 from classifier import WEIGHTS, ClassifierError, load_classifier
-from data import DataError, FashionMNIST, load_fashion_mnist
+from cli import OneLineParser
+from data import DataError, FashionMNISTData, load_fashion_mnist
 from evaluate import (IWAE_IMAGES, K, SAMPLER_NAMES, SAMPLES, check_positive, eval_path, evaluate_run,
                       reference_features, summary, with_test_limit)
-from models import LIKELIHOODS, MODELS, build_model, count_parameters
-from train import CHECKPOINT, CheckpointError, OneLineParser, TrainingError, fit, load_checkpoint
+from models import LIKELIHOODS, MODELS, ModelConfig, build_model, count_parameters
+from train import TrainConfig, TrainingError, fit
 
 BETAS = (0.01, 0.1, 0.5, 1.0, 2.0, 4.0)
 RUNS_DIR = Path("runs/sweep")
 RESULTS_DIR = Path("results")
 IMG_DIR = Path("img")
+DEFAULTS = TrainConfig()
 
 
 def run_name(model: str, likelihood: str, latent_dim: int, beta: float) -> str:
     return f"{model}-{likelihood}-z{latent_dim}-beta{beta:g}"
 
 
-def train_run(run_dir: Path, config: dict[str, Any], beta: float, epochs: int, data: FashionMNIST,
+def train_run(run_dir: Path, model_config: ModelConfig, config: TrainConfig, data: FashionMNISTData,
               progress: bool = True) -> str:
-    """Bring the run in `run_dir` to `epochs` epochs: "reused" (already there), "resumed" or "trained"."""
+    """Bring the run in `run_dir` to config.epochs epochs: "reused" (already there), "resumed" or "trained"."""
     if (run_dir / CHECKPOINT).exists():
         checkpoint = load_checkpoint(run_dir)
         saved = {**checkpoint["config"], **checkpoint["train_config"]}
-        wanted = {**config, "beta": beta, "train_images": len(data.train_images)}
-        differences = [f"{key} {saved.get(key)!r} (wanted {value!r})" for key, value in wanted.items()
-                       if saved.get(key) != value]
+        wanted = {**model_config.as_dict(), **asdict(config)}
+        differences = config_differences(saved, {k: v for k, v in wanted.items() if k != "epochs"})
         if differences:
-            raise CheckpointError(f"{run_dir} holds a different run: {'; '.join(differences)}")
-        if checkpoint["epoch"] >= epochs:
+            raise CheckpointError(f"{run_dir} holds a different run: {'; '.join(differences)} (saved vs wanted)")
+        if checkpoint["epoch"] >= config.epochs:
             return "reused"
-        model, settings = build_model(checkpoint["config"]), checkpoint["train_config"]
-        fit(model, data, beta, epochs, settings["lr"], settings["batch_size"], settings["seed"],
-            settings["kl_weight"], out_dir=run_dir, checkpoint=checkpoint, progress=progress)
+        fit(build_model(checkpoint["config"]), data, config, out_dir=run_dir, checkpoint=checkpoint,
+            progress=progress)
         return "resumed"
-    torch.manual_seed(train.SEED)  # as train.py does, so a sweep run equals the same run from the command line
-    fit(build_model(config), data, beta, epochs, seed=train.SEED, out_dir=run_dir, progress=progress)
+    fit(build_model(model_config, seed=config.seed), data, config, out_dir=run_dir, progress=progress)
     return "trained"
 
 
@@ -85,45 +83,13 @@ def write_table(rows: list[dict[str, Any]], stem: Path) -> None:
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
-def save_figures(rows: list[dict[str, Any]], prefix: str) -> list[Path]:
-    """Rate-distortion, kNN accuracy vs beta and Fréchet distance vs beta: PREFIX-{rate_distortion,knn,fd}.png."""
-    betas = [row["beta"] for row in rows]
-    paths = [Path(f"{prefix}-{name}.png") for name in ("rate_distortion", "knn", "fd")]
-    paths[0].parent.mkdir(parents=True, exist_ok=True)
-
-    fig = Figure(figsize=(5, 4), layout="constrained")
-    ax = fig.subplots()
-    ax.plot([row["kl"] for row in rows], [row["recon"] for row in rows], "o-")
-    for row in rows:
-        ax.annotate(f"β={row['beta']:g}", (row["kl"], row["recon"]), textcoords="offset points", xytext=(4, 4))
-    ax.set(xlabel="rate: KL (nats/image)", ylabel="distortion: reconstruction (nats/image)",
-           title="rate-distortion (test set)")
-    fig.savefig(paths[0], dpi=100)
-
-    fig = Figure(figsize=(5, 4), layout="constrained")
-    ax = fig.subplots()
-    ax.plot(betas, [row["knn_accuracy"] for row in rows], "o-")
-    ax.set(xscale="log", xlabel="β", ylabel="kNN accuracy (k = 5)", title="class separation in latent space")
-    fig.savefig(paths[1], dpi=100)
-
-    fig = Figure(figsize=(5, 4), layout="constrained")
-    ax = fig.subplots()
-    for name, style in zip(SAMPLER_NAMES, ("o-", "s-", "^--")):
-        ax.plot(betas, [row[f"fd_{name}"] for row in rows], style, label=name)
-    ax.set(xscale="log", xlabel="β", ylabel="Fréchet distance to test images",
-           title=f"samples by sampler (training images: {rows[0]['fd_real']:.2g})")
-    ax.legend()
-    fig.savefig(paths[2], dpi=100)
-    return paths
-
-
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(prog="sweep.py", description="Train, evaluate and tabulate one beta-VAE run per beta.")
     p.add_argument("--model", choices=sorted(MODELS), required=True)
     p.add_argument("--betas", type=float, nargs="+", default=list(BETAS), help="(default 0.01 0.1 0.5 1 2 4)")
-    p.add_argument("--epochs", type=int, default=train.EPOCHS, help=f"(default {train.EPOCHS})")
-    p.add_argument("--likelihood", choices=LIKELIHOODS, default=train.LIKELIHOOD)
-    p.add_argument("--latent-dim", type=int, default=train.LATENT_DIM)
+    p.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help=f"(default {DEFAULTS.epochs})")
+    p.add_argument("--likelihood", choices=LIKELIHOODS, default=ModelConfig.likelihood)
+    p.add_argument("--latent-dim", type=int, default=ModelConfig.latent_dim)
     p.add_argument("--k", type=int, default=K, help=f"IWAE importance samples (default {K})")
     p.add_argument("--iwae-images", type=int, default=IWAE_IMAGES,
                    help=f"IWAE on the first N test images (default {IWAE_IMAGES}; 10000: all)")
@@ -144,17 +110,18 @@ def main(argv: list[str] | None = None) -> int:
     except (ClassifierError, DataError) as error:
         p.error(str(error))
     eval_data = with_test_limit(data, args.eval_limit)
-    config = {"model": args.model, "latent_dim": args.latent_dim, "likelihood": args.likelihood}
+    model_config = ModelConfig(model=args.model, latent_dim=args.latent_dim, likelihood=args.likelihood)
     settings = {"k": args.k, "samples": args.samples, "test_images": len(eval_data.test_images),
                 "train_images": len(data.train_images),
                 "iwae_images": min(args.iwae_images, len(eval_data.test_images))}
-    parameters = count_parameters(build_model(config))
+    parameters = count_parameters(build_model(model_config))
     started = time.perf_counter()
     rows, reference = [], None
     try:
         for beta in sorted(set(args.betas)):
             run_dir = Path(args.runs_dir) / run_name(args.model, args.likelihood, args.latent_dim, beta)
-            action = train_run(run_dir, config, beta, args.epochs, data, not args.no_progress)
+            config = TrainConfig(beta=beta, epochs=args.epochs, train_limit=args.train_limit)
+            action = train_run(run_dir, model_config, config, data, not args.no_progress)
             result = cached_eval(run_dir, settings)
             if result is None:
                 reference = reference_features(classifier, eval_data) if reference is None else reference
@@ -177,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     name = f"{args.model}-{args.likelihood}"
     stem = Path(args.results_dir) / f"sweep-{name}-z{args.latent_dim}"
     write_table(rows, stem)
-    figures = save_figures(rows, str(Path(args.img_dir) / f"sweep-{name}"))
+    figures = []
+    for kind, figure in plots.plot_sweep(rows, SAMPLER_NAMES).items():
+        plots.save(figure, f"sweep-{name}-{kind}.png", folder=Path(args.img_dir))
+        figures.append(Path(args.img_dir) / f"sweep-{name}-{kind}.png")
     print(f"done in {time.perf_counter() - started:.0f} s: {stem}.csv, {stem}.md, " + ", ".join(map(str, figures)))
     print(stem.with_suffix(".md").read_text(), end="")
     return 0

@@ -18,6 +18,6 @@ def fmnist():
 @pytest.fixture(scope="session")
 def small_fmnist(fmnist):
     """The first 2,000 training images and the first 2,000 test images: for quick training tests."""
-    from data import FashionMNIST
-    return FashionMNIST(fmnist.train_images[:2000], fmnist.train_labels[:2000],
+    from data import FashionMNISTData
+    return FashionMNISTData(fmnist.train_images[:2000], fmnist.train_labels[:2000],
                         fmnist.test_images[:2000], fmnist.test_labels[:2000], "bernoulli")

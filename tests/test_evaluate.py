@@ -1,5 +1,6 @@
 """Tests of evaluate.py, samplers.py and sweep.py on tiny models and real Fashion-MNIST images."""
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -8,11 +9,13 @@ from torch.distributions import Normal
 
 import sweep
 from classifier import features_and_probs, load_classifier
-from data import FashionMNIST, batches
+from data import FashionMNISTData, batches
 from evaluate import BATCH_SIZE, active_units, evaluate, frechet_distance, iwae_nll, main as evaluate_main
 from models import FCVAE, reconstruction_nll
 from samplers import AggregateSampler, ClassSampler, PriorSampler, interpolate, posterior_means
-from train import dataset_loss, fit, load_checkpoint
+from checkpoint import load_checkpoint
+from models import dataset_loss
+from train import fit
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +152,7 @@ def quick_data(fmnist, monkeypatch):
     """sweep.py loads the session's data, with only 1,000 test images (fit's per-epoch test loss)."""
     def load(likelihood, limit=None):
         assert likelihood == "bernoulli"
-        return FashionMNIST(fmnist.train_images[:limit], fmnist.train_labels[:limit], fmnist.test_images[:1000],
+        return FashionMNISTData(fmnist.train_images[:limit], fmnist.train_labels[:limit], fmnist.test_images[:1000],
                             fmnist.test_labels[:1000], likelihood)
     monkeypatch.setattr(sweep, "load_fashion_mnist", load)
 
@@ -164,8 +167,8 @@ def test_sweep_reuses_finished_runs_and_continues_interrupted_ones(tmp_path, qui
     run_05, run_1 = tmp_path / "runs" / "fc-bernoulli-z3-beta0.5", tmp_path / "runs" / "fc-bernoulli-z3-beta1"
     real_fit = sweep.fit
 
-    def fit_interrupted_after_one_epoch(model, data, beta, epochs, *args, **kwargs):
-        real_fit(model, data, beta, 1, *args, **kwargs)
+    def fit_interrupted_after_one_epoch(model, data, config, **kwargs):
+        real_fit(model, data, replace(config, epochs=1), **kwargs)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(sweep, "fit", fit_interrupted_after_one_epoch)

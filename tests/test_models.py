@@ -3,8 +3,10 @@ import math
 import pytest
 import torch
 
-from models import (CNNVAE, FCVAE, beta_vae_loss, build_model, count_parameters, kl_per_dimension,
-                    reconstruction_nll)
+from models import (CNNVAE, FCVAE, ModelConfig, beta_vae_loss, build_model, check_data_range, count_parameters,
+                    kl_per_dimension, reconstruction_nll)
+from samplers import PriorSampler
+from train import TrainConfig, dataset_scaled_beta
 
 
 def data_for(likelihood, n=8):
@@ -22,7 +24,7 @@ def test_shapes_and_output_range(cls, likelihood):
     assert out.mu.shape == out.logvar.shape == out.z.shape == (8, 5)
     low = 0.0 if likelihood == "bernoulli" else -1.0
     assert out.recon.min() >= low and out.recon.max() <= 1.0
-    assert model.sample(4).shape == (4, 1, 28, 28)
+    assert model.decode(PriorSampler(5).sample(4)).shape == (4, 1, 28, 28)
     assert model.decode(torch.zeros(2, 5)).shape == (2, 1, 28, 28)
 
 
@@ -48,11 +50,15 @@ def test_reparameterize_returns_mean_in_eval_mode_and_samples_in_training():
     assert not torch.equal(model.reparameterize(mu, logvar), mu)
 
 
-def test_generator_makes_sampling_reproducible():
+def test_seed_makes_sampling_and_initialisation_reproducible():
     model = CNNVAE()
-    a = model.sample(3, generator=torch.Generator().manual_seed(1))
-    b = model.sample(3, generator=torch.Generator().manual_seed(1))
+    a = model.decode(PriorSampler(3).sample(3, seed=1))
+    b = model.decode(PriorSampler(3).sample(3, seed=1))
     assert torch.equal(a, b)
+    state = torch.get_rng_state()
+    first, second = build_model(ModelConfig(model="cnn"), seed=4), build_model(ModelConfig(model="cnn"), seed=4)
+    assert all(torch.equal(p, q) for p, q in zip(first.parameters(), second.parameters()))
+    assert torch.equal(state, torch.get_rng_state())  # the global random state is left alone
 
 
 def test_closed_form_kl_matches_monte_carlo():
@@ -93,15 +99,15 @@ def test_gaussian_loss_is_half_squared_error_of_tanh_output():
     assert reconstruction_nll(logits, x, "gaussian").item() == pytest.approx(expected, rel=1e-6)
 
 
-def test_beta_scales_only_the_kl_term_and_kl_weight_multiplies_beta():
+def test_beta_scales_only_the_kl_term_and_the_dataset_scaling_is_a_beta():
     torch.manual_seed(0)
     model, x = FCVAE(), torch.rand(16, 1, 28, 28)
     out = model(x, generator=torch.Generator().manual_seed(0))
     low, high = beta_vae_loss(out, x, beta=0.1), beta_vae_loss(out, x, beta=2.0)
     assert torch.equal(low.recon, high.recon) and torch.equal(low.kl, high.kl)
     torch.testing.assert_close(high.total - low.total, 1.9 * low.kl, atol=1e-3, rtol=1e-3)  # float32 near 540
-    torch.testing.assert_close(beta_vae_loss(out, x, beta=0.5, kl_weight=0.2).total,
-                               beta_vae_loss(out, x, beta=0.1).total)
+    scaled = beta_vae_loss(out, x, beta=dataset_scaled_beta(1.0, 128, 60000)).total
+    torch.testing.assert_close(scaled, low.recon + 128 / 60000 * low.kl)
     assert beta_vae_loss(out, x, beta=0.0).total.item() == pytest.approx(low.recon.item())
 
 
@@ -112,22 +118,21 @@ def test_bernoulli_loss_is_finite_for_extreme_logits():
     assert math.isfinite(terms.total.item()) and terms.recon.item() == pytest.approx(200.0)
 
 
-@pytest.mark.parametrize("beta", [-0.1, float("nan")])
+@pytest.mark.parametrize("beta", [-0.1, float("nan"), float("inf")])
 def test_negative_beta_is_an_error(beta):
-    model, x = FCVAE(), torch.rand(2, 1, 28, 28)
     with pytest.raises(ValueError, match="beta"):
-        beta_vae_loss(model(x), x, beta=beta)
+        TrainConfig(beta=beta)
 
 
 def test_likelihood_that_does_not_match_the_data_range_is_an_error():
     unit, signed = torch.rand(4, 1, 28, 28), 2 * torch.rand(4, 1, 28, 28) - 1
     bernoulli, gaussian = FCVAE(likelihood="bernoulli"), FCVAE(likelihood="gaussian")
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        beta_vae_loss(bernoulli(signed), signed, likelihood="bernoulli")
+        check_data_range(signed, "bernoulli")
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
-        beta_vae_loss(gaussian(unit), unit, likelihood="gaussian")
+        check_data_range(unit, "gaussian")
     with pytest.raises(ValueError, match="likelihood"):
-        beta_vae_loss(bernoulli(unit), unit, likelihood="laplace")
+        ModelConfig(likelihood="laplace")
     with pytest.raises(ValueError, match="likelihood"):
         FCVAE(likelihood="mse")
 

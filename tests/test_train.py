@@ -7,7 +7,9 @@ import torch
 
 import train
 from models import CNNVAE, FCVAE, LossTerms, build_model
-from train import CheckpointError, TrainingError, fit, load_checkpoint, load_model, main, save_checkpoint
+import checkpoint
+from checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from train import TrainingError, fit, main
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = {"progress": False, "log": lambda line: None}
@@ -137,7 +139,7 @@ def test_loading_into_another_model_names_the_mismatch(tmp_path, other, mismatch
     save_checkpoint(tmp_path / "checkpoint.pt", FCVAE())
     model = build_model({"model": "fc", "latent_dim": 3, "likelihood": "bernoulli", **other})
     with pytest.raises(CheckpointError, match=mismatch):
-        train.load_model_state(model, load_checkpoint(tmp_path), tmp_path)
+        checkpoint.load_model_state(model, load_checkpoint(tmp_path), tmp_path)
 
 
 def test_cli_end_to_end_and_resume_continues_the_epoch_count(tmp_path, capsys):
