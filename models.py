@@ -125,6 +125,19 @@ def beta_vae_loss(output: VAEOutput, x: Tensor, beta: float = 1.0, likelihood: s
     return LossTerms(recon, kl, recon + beta * kl)
 
 
+def dataset_scaled_beta(beta: float, batch_size: int, train_images: int = 60000) -> float:
+    """The effective beta of the original write-up's 'KL scaled by dataset size' (KL * batch / N):
+    128 / 60,000 = 0.0021 at beta 1. That scaling is only another beta."""
+    return beta * batch_size / train_images
+
+
+def capacity_loss(output: VAEOutput, x: Tensor, gamma: float, capacity: float | Tensor,
+                  likelihood: str = "bernoulli") -> LossTerms:
+    """Burgess et al. (2018), "beta-VAE B": total = recon + gamma * |KL - capacity|, terms averaged over the batch."""
+    recon, kl, _ = beta_vae_loss(output, x, 0.0, likelihood)
+    return LossTerms(recon, kl, recon + gamma * (kl - capacity).abs())
+
+
 class BetaVAE(nn.Module):
     """Shared interface; subclasses build self.encoder (x -> 2 * latent_dim) and self.decoder (z -> logits)."""
 

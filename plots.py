@@ -71,12 +71,14 @@ def first_of_each_class(labels: Tensor, per_class: int) -> Tensor:
 
 
 def plot_curves(history: list[dict]) -> Figure:
-    """Train and test reconstruction loss and KL per epoch (nats per image)."""
+    """Train and test reconstruction loss and KL per epoch (nats per image), and the target C if capacity is on."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), layout="constrained")
     epochs = [h["epoch"] for h in history]
     for ax, term, title in zip(axes, ("recon", "kl"), ("reconstruction loss", "KL divergence")):
         for split in ("train", "test"):
             ax.plot(epochs, [h[split][term] for h in history], "o-", markersize=3, label=split)
+        if term == "kl" and "capacity" in history[0]:  # beta-VAE "B": the target the KL is pulled to
+            ax.plot(epochs, [h["capacity"] for h in history], "k--", label="target C")
         ax.set(title=title, xlabel="epoch", ylabel="nats per image")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()

@@ -20,9 +20,9 @@ from tqdm.auto import tqdm
 from checkpoint import (CHECKPOINT, METRICS, CheckpointError, config_differences, load_checkpoint, load_model_state,
                         save_checkpoint, unwritable, write_metrics)
 from cli import OneLineParser, add_options, given, option_error, setting, unavailable
-from data import COUNTS, DataError, FashionMNISTData, batches, load_fashion_mnist
-from models import (BetaVAE, LossTerms, ModelConfig, beta_vae_loss, build_model, check_data_range, count_parameters,
-                    dataset_loss)
+from data import DataError, FashionMNISTData, batches, load_fashion_mnist
+from models import (BetaVAE, LossTerms, ModelConfig, beta_vae_loss, build_model, capacity_loss, check_data_range,
+                    count_parameters, dataset_loss)
 
 
 # ---------------------------------------------------------------------------------------------- settings
@@ -30,30 +30,30 @@ from models import (BetaVAE, LossTerms, ModelConfig, beta_vae_loss, build_model,
 class TrainConfig:
     """Every training setting and its default; invalid values raise ValueError on construction."""
     beta: float = setting(0.1, "weight of the KL term, >= 0; the original's 'KL scaled by dataset size' "
-                               "is beta * batch_size / train images (see dataset_scaled_beta)")
+                               "is beta * batch_size / train images (models.dataset_scaled_beta)")
     epochs: int = setting(20, "train to this epoch")
     batch_size: int = setting(128, "images per optimizer step")
     lr: float = setting(1e-3, "Adam learning rate")
     seed: int = setting(0, "seed of the weights, the shuffling and the reparameterization noise")
     train_limit: int | None = setting(None, "train on the first N training images only (None: all 60,000)")
+    capacity: float | None = setting(None, "beta-VAE 'B' (Burgess et al.): target KL C_max in nats; the loss is "
+                                           "recon + gamma * |KL - C| and beta is not used (None: off)")
+    capacity_epochs: int = setting(10, "epochs over which C rises linearly from 0 to C_max")
+    gamma: float = setting(100.0, "weight of |KL - C| when capacity is set")
 
     def __post_init__(self) -> None:
-        for name, low in (("epochs", 1), ("batch_size", 1), ("train_limit", 1)):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, int) and low <= value <= 10 ** 9):
-                raise ValueError(f"{name} must be >= {low} (an integer up to 10^9), got {value!r}")
-        if not 0 <= self.seed < 2 ** 63:
-            raise ValueError(f"seed must be from 0 to 2^63 - 1, got {self.seed}")
-        if not 0 <= self.beta < float("inf"):  # also rejects NaN
-            raise ValueError(f"beta must be >= 0 and finite, got {self.beta}")
-        if not 0 < self.lr < float("inf"):
-            raise ValueError(f"lr must be > 0 and finite, got {self.lr}")
+        for name in ("epochs", "batch_size", "train_limit", "capacity_epochs", "seed"):
+            value, (low, high) = getattr(self, name), (0, 2 ** 63 - 1) if name == "seed" else (1, 10 ** 9)
+            if value is not None and not (isinstance(value, int) and low <= value <= high):
+                raise ValueError(f"{name} must be >= {low} (an integer up to {high}), got {value!r}")
+        for name, low in (("beta", 0), ("lr", 0), ("capacity", 0), ("gamma", 0)):
+            value, strict = getattr(self, name), name == "lr"
+            if value is not None and not (low < value < float("inf") if strict else low <= value < float("inf")):
+                raise ValueError(f"{name} must be {'>' if strict else '>='} {low} and finite, got {value}")
 
-
-def dataset_scaled_beta(beta: float, batch_size: int, train_images: int = COUNTS["train"]) -> float:
-    """The effective beta of the original write-up's 'KL scaled by dataset size' (KL * batch / N):
-    128 / 60,000 = 0.0021 at beta 1. That scaling is only another beta."""
-    return beta * batch_size / train_images
+    def target_capacity(self, epochs_done: float) -> float:
+        """C after `epochs_done` epochs (fractions count): linear from 0 to capacity over capacity_epochs."""
+        return self.capacity * min(1.0, epochs_done / self.capacity_epochs)
 
 
 class TrainingError(Exception):
@@ -84,8 +84,13 @@ def train_epoch(model: BetaVAE, optimizer: torch.optim.Optimizer, images: torch.
     model.train()
     params = list(model.parameters())
     sums = torch.zeros(3, device=images.device)
+    steps = -(-len(images) // config.batch_size)
     for step, x in enumerate(batches(images, config.batch_size, generator), 1):
-        terms = beta_vae_loss(model(x, generator=generator), x, config.beta, model.likelihood)
+        if config.capacity is None:
+            terms = beta_vae_loss(model(x, generator=generator), x, config.beta, model.likelihood)
+        else:
+            terms = capacity_loss(model(x, generator=generator), x, config.gamma,
+                                  config.target_capacity(epoch - 1 + step / steps), model.likelihood)
         optimizer.zero_grad(set_to_none=True)
         terms.total.backward()
         bad = nonfinite_term(terms, torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
@@ -154,6 +159,9 @@ def fit(model: BetaVAE, data: FashionMNISTData, config: TrainConfig = TrainConfi
         seconds = time.perf_counter() - started
         test = dataset_loss(model, test_x, config.beta)
         history.append({"epoch": epoch, "train": train, "test": test, "seconds": seconds})
+        if config.capacity is not None:  # the target at the epoch's end, and the test loss of the same objective
+            history[-1]["capacity"] = target = config.target_capacity(epoch)
+            test["total"] = test["recon"] + config.gamma * abs(test["kl"] - target)
         save()
         log(f"epoch {epoch}/{config.epochs}  train {train['total']:.2f} (recon {train['recon']:.2f}, "
             f"kl {train['kl']:.2f})  test {test['total']:.2f} (recon {test['recon']:.2f}, kl {test['kl']:.2f})  "
@@ -185,8 +193,6 @@ def parse_args(argv: list[str] | None) -> tuple[Any, ModelConfig | dict, TrainCo
             p.error(option_error(error))
         args.out = args.out or f"runs/{model_config.model}-beta{config.beta:g}"
         out = Path(args.out)
-        if out.exists() and not out.is_dir():
-            p.error(f"--out {out} is a file, not a folder")
         if (out / CHECKPOINT).exists():
             p.error(f"--out {out} already holds a run; continue it with --resume {out} or choose another --out")
         if unwritable(out):
@@ -216,13 +222,12 @@ def parse_args(argv: list[str] | None) -> tuple[Any, ModelConfig | dict, TrainCo
 
 def main(argv: list[str] | None = None) -> int:
     args, model_config, config, checkpoint = parse_args(argv)
+    model = build_model(model_config, seed=config.seed)
     try:
-        data = load_fashion_mnist(model_config["likelihood"] if checkpoint else model_config.likelihood,
-                                  args.data_dir)
+        data = load_fashion_mnist(model.likelihood, args.data_dir)
     except DataError as error:
         print(f"train.py: error: {error}", file=sys.stderr)
         return 2
-    model = build_model(model_config, seed=config.seed)
     print(f"{model.config['model']} beta-VAE, {count_parameters(model):,} parameters, latent_dim {model.latent_dim}, "
           f"{model.likelihood}, beta {config.beta:g}, {len(data.train_images[:config.train_limit]):,} training "
           f"images -> {args.out}")

@@ -6,7 +6,8 @@ import torch
 from models import (CNNVAE, FCVAE, ModelConfig, beta_vae_loss, build_model, check_data_range, count_parameters,
                     kl_per_dimension, reconstruction_nll)
 from samplers import PriorSampler
-from train import TrainConfig, dataset_scaled_beta
+from models import dataset_scaled_beta
+from train import TrainConfig
 
 
 def data_for(likelihood, n=8):
