@@ -130,3 +130,19 @@ def test_batches_visit_every_image_once():
     seen = torch.cat(list(batches(images, 3, torch.Generator().manual_seed(0)))).flatten()
     assert sorted(seen.tolist()) == list(range(10)) and seen.tolist() != list(range(10))
     assert [len(b) for b in batches(images, 4, shuffle=False)] == [4, 4, 2]
+
+
+def test_gzipped_files_are_decoded_once_into_a_cache_that_is_rebuilt_when_stale_or_corrupt(tmp_path):
+    images = np.random.default_rng(1).integers(0, 256, size=(3, 28, 28), dtype=np.uint8)
+    path, cache = write(tmp_path / "images.gz", idx_bytes(images), gz=True), tmp_path / "cache"
+    np.testing.assert_array_equal(data.read_idx_cached(path, cache), images)
+    [cached] = cache.iterdir()
+    np.testing.assert_array_equal(np.load(cached), images)
+    cached.write_bytes(b"garbage")  # a corrupt cache is rebuilt, not trusted
+    np.testing.assert_array_equal(data.read_idx_cached(path, cache), images)
+    np.testing.assert_array_equal(np.load(cached), images)
+    changed = images.copy()
+    changed[0, 0, 0] ^= 1
+    write(path, idx_bytes(changed[:2]), gz=True)  # another file at the same path: a new cache entry
+    np.testing.assert_array_equal(data.read_idx_cached(path, cache), changed[:2])
+    assert len(list(cache.iterdir())) == 2
