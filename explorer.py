@@ -37,6 +37,7 @@ def scatter(means: Tensor, labels: Tensor, dims: list[int]) -> go.FigureWidget:
     for c, name in enumerate(CLASS_NAMES):
         index = torch.nonzero(labels == c).flatten()
         xyz = [means[index, d] for d in dims] if len(dims) > 1 else [means[index, dims[0]], c + jitter[index]]
+        xyz = [coordinate.numpy() for coordinate in xyz]
         style = dict(name=name, mode="markers", customdata=index.numpy(), marker=dict(size=2, color=COLORS[c]),
                      hovertemplate=f"{name}<br>image %{{customdata}}<extra></extra>")
         traces.append(go.Scatter3d(**dict(zip("xyz", xyz)), **style) if len(dims) == 3
