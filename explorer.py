@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 
 import ipywidgets as widgets
+import plotly.colors
 import plotly.graph_objects as go
 import torch
 from PIL import Image
@@ -16,7 +17,7 @@ from data import CLASS_NAMES, to_unit_range
 from models import BetaVAE, map_batches
 from samplers import central_range, top_dimensions
 
-COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+COLORS = plotly.colors.qualitative.D3  # matplotlib's tab10, as in plots.py
 IMAGE_SIZE = 196  # pixels of the decoded image (28 x 7)
 
 
@@ -42,7 +43,8 @@ def scatter(means: Tensor, labels: Tensor, dims: list[int]) -> go.FigureWidget:
                      hovertemplate=f"{name}<br>image %{{customdata}}<extra></extra>")
         traces.append(go.Scatter3d(**dict(zip("xyz", xyz)), **style) if len(dims) == 3
                       else go.Scattergl(x=xyz[0], y=xyz[1], **style))
-    marker = dict(name="z (sliders)", mode="markers", hoverinfo="skip", marker=dict(color="black", symbol="x", size=8 if len(dims) == 3 else 12))
+    marker = dict(name="z (sliders)", mode="markers", hoverinfo="skip",
+                  marker=dict(color="black", symbol="x", size=8 if len(dims) == 3 else 12))
     traces.append(go.Scatter3d(x=[0], y=[0], z=[0], **marker) if len(dims) == 3 else go.Scatter(x=[0], y=[0], **marker))
     most = f"; the 3 of {latent_dim} dimensions that vary most" if latent_dim > 3 else ""
     titles = [f"z{d + 1}" for d in dims]
