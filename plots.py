@@ -4,13 +4,14 @@ except the notebooks and the scripts at the top (sweep.py)."""
 from __future__ import annotations
 
 import io
+import itertools
 from pathlib import Path
 from typing import Sequence
 
 import matplotlib.pyplot as plt
 import torch
-import torch.nn.functional as F
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 from torch import Tensor
@@ -18,7 +19,7 @@ from torchvision.utils import make_grid
 
 from data import CLASS_NAMES, to_unit_range
 from models import BetaVAE, map_batches
-from samplers import interpolate
+from samplers import central_range, interpolate, top_dimensions
 
 IMG_DIR = Path(__file__).resolve().parent / "img"
 DPI = 100  # with write_png, keeps every saved PNG under 300 KB
@@ -103,21 +104,57 @@ def plot_samples(model: BetaVAE, z: Tensor, nrow: int = 10, title: str = "sample
     return fig
 
 
-def plot_latent(means: Tensor, labels: Tensor) -> Figure:
-    """3-d scatter of posterior means coloured by class (the first three dimensions; zeros fill in below 3)."""
-    dims = means.shape[1]
-    xyz = F.pad(means[:, :3], (0, max(0, 3 - dims))).numpy()
-    fig = plt.figure(figsize=(9, 7), layout="constrained")
-    ax = fig.add_subplot(projection="3d")
-    colors = plt.get_cmap("tab10")
-    for c, name in enumerate(CLASS_NAMES):
-        points = xyz[(labels == c).numpy()]
-        ax.scatter(*points.T, s=2, alpha=0.5, color=colors(c), label=name, depthshade=False)
-    ax.set(xlabel="$z_1$", ylabel="$z_2$", zlabel="$z_3$",
-           title=f"posterior means of {len(means):,} test images" + (" (first 3 dimensions)" if dims > 3 else ""))
-    legend = ax.legend(loc="center left", bbox_to_anchor=(1.05, 0.5), markerscale=5, frameon=False)
-    for handle in legend.legend_handles:
-        handle.set_alpha(1.0)
+def class_scatter(ax, x, y, labels: Tensor, seed: int = 0) -> None:
+    """Points coloured by class, drawn in a random order so that no class hides the others."""
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    colors = plt.get_cmap("tab10")(labels[order].numpy())
+    ax.scatter(x[order], y[order], c=colors, s=2, alpha=0.5, linewidths=0, rasterized=True)
+
+
+def plot_latent_projections(means: Tensor, labels: Tensor) -> Figure:
+    """Posterior means coloured by class, one shared legend: the 2-d projections z1-z2, z1-z3, z2-z3 (beyond
+    three dimensions: of the three that vary most); one panel for latent_dim 2, a strip per class for 1."""
+    dims, n = top_dimensions(means, 3), len(means)
+    z = means.numpy()
+    if len(dims) == 1:
+        fig, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
+        jitter = torch.rand(n, generator=torch.Generator().manual_seed(0)).numpy() * 0.6 - 0.3
+        class_scatter(ax, z[:, 0], labels.numpy() + jitter, labels)
+        ax.set(xlabel="$z_1$", ylim=(len(CLASS_NAMES) - 0.5, -0.5))
+        ax.set_yticks(range(len(CLASS_NAMES)), CLASS_NAMES)
+    else:
+        pairs = list(itertools.combinations(dims, 2))
+        fig, axes = plt.subplots(1, len(pairs), figsize=(4.3 * len(pairs) + 1.6, 4.3), layout="constrained",
+                                 squeeze=False)
+        for ax, (i, j) in zip(axes[0], pairs):
+            class_scatter(ax, z[:, i], z[:, j], labels)
+            ax.set(xlabel=f"$z_{{{i + 1}}}$", ylabel=f"$z_{{{j + 1}}}$")
+        handles = [Line2D([], [], ls="", marker="o", color=plt.get_cmap("tab10")(c)) for c in range(len(CLASS_NAMES))]
+        fig.legend(handles, CLASS_NAMES, loc="outside right center", frameon=False)
+    most = f" (the 3 of {means.shape[1]} dimensions that vary most)" if means.shape[1] > 3 else ""
+    fig.suptitle(f"posterior means of {n:,} test images{most}")
+    return fig
+
+
+def plot_latent_map(model: BetaVAE, means: Tensor, dims: Sequence[int] = (0, 1), steps: int = 15) -> Figure:
+    """Images decoded on a grid over the plane of two latent dimensions (one row for latent_dim 1), spanning the
+    1st to 99th percentile of the posterior means, the other dimensions at their median."""
+    dims = list(dims)[:model.latent_dim]
+    low, high = central_range(means)
+    axes = [torch.linspace(low[d], high[d], steps) for d in dims]
+    if len(dims) == 2:
+        axes[1] = axes[1].flip(0)  # the top row has the largest value, as on a plot's y axis
+    z = means.median(0).values.repeat(steps ** len(dims), 1)
+    z[:, dims] = torch.cartesian_prod(*reversed(axes)).reshape(-1, len(dims)).flip(1)
+    fig, ax = plt.subplots(figsize=(9, 9.3 if len(dims) == 2 else 1.6), layout="constrained")
+    others = "" if model.latent_dim == len(dims) else ", the others at their median"
+    grid(ax, decode(model, z), model.likelihood, steps, "decoded images over the latent space" + others)
+    ticks = range(0, steps, 2)
+    ax.set_xticks([tile_centers(steps)[t] for t in ticks], [f"{axes[0][t]:.1f}" for t in ticks])
+    ax.set_xlabel(f"$z_{{{dims[0] + 1}}}$")
+    if len(dims) == 2:
+        ax.set_yticks([tile_centers(steps)[t] for t in ticks], [f"{axes[1][t]:.1f}" for t in ticks])
+        ax.set_ylabel(f"$z_{{{dims[1] + 1}}}$")
     return fig
 
 

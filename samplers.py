@@ -5,6 +5,7 @@
                     (an estimate of the aggregate posterior, where the decoder was trained).
 - ClassSampler:     z from one Gaussian per class, fitted to that class's posterior means.
 - interpolate:      decoded images along the line between two images' posterior means.
+- top_dimensions, central_range: which latent coordinates to plot, and over what range.
 All samplers return float32 tensors (n, latent_dim); decode them with model.decode(z).
 The figures that show them are in plots.py.
 """
@@ -24,6 +25,17 @@ STEPS = 10          # images per interpolation
 def posterior_means(model: BetaVAE, images: Tensor) -> Tensor:
     """Posterior means mu(x) of every image, (N, latent_dim), computed in eval mode."""
     return map_batches(model, lambda x: model.encode(x)[0], images).float()
+
+
+def top_dimensions(means: Tensor, k: int = 3) -> list[int]:
+    """The (up to) k latent dimensions whose posterior means vary most over the data, in index order."""
+    return sorted(means.var(0).argsort(descending=True)[:k].tolist())
+
+
+def central_range(means: Tensor, tail: float = 0.01) -> tuple[Tensor, Tensor]:
+    """Per dimension, the `tail` and 1 - `tail` quantiles of the posterior means: where the data lies."""
+    low, high = torch.quantile(means.float(), torch.tensor([tail, 1 - tail]), dim=0)
+    return low, high
 
 
 class PriorSampler:
