@@ -145,13 +145,13 @@ def download_with_torchvision(timeout: float = 20.0) -> Path | None:
 def find_data_dir(data_dir: str | Path | None = None, download: bool = True) -> Path:
     """The folder holding the four IDX files; see the module docstring for the search order."""
     directories = candidate_dirs(data_dir)
-    found = complete_dir(directories)
-    if found is None and data_dir is None and not os.environ.get("FASHION_MNIST_DIR") and download:
-        found = download_with_torchvision()
+    download = download and data_dir is None and not os.environ.get("FASHION_MNIST_DIR")
+    found = complete_dir(directories) or (download_with_torchvision() if download else None)
     if found is None:
         names = ", ".join(name for pair in FILES.values() for name in pair)
         raise DataError(
-            f"Fashion-MNIST not found in {', '.join(map(str, directories))} and the download failed. Either "
+            f"Fashion-MNIST not found in {', '.join(map(str, directories))}"
+            f"{' and the download failed' if download else ''}. Either "
             f"(1) put the four IDX files ({names}, gzipped or not) in a folder and pass data_dir or set "
             f"FASHION_MNIST_DIR; (2) put them in {REPO_DATA_DIR}; or "
             f"(3) on Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist")

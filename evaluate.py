@@ -30,12 +30,13 @@ from sklearn.neighbors import KNeighborsClassifier
 from torch import Tensor
 from torch.distributions import Normal
 
-from checkpoint import CheckpointError, load_checkpoint, load_model, write_json
+from checkpoint import CheckpointError, load_checkpoint, load_model, unwritable, write_json
 from classifier import Classifier, ClassifierError, features_and_probs, load_classifier
 from cli import OneLineParser
 from data import DataError, FashionMNISTData, load_fashion_mnist, to_unit_range
 from models import BetaVAE, check_data_range, dataset_loss, kl_per_dimension, map_batches, reconstruction_nll
-from samplers import AggregateSampler, ClassSampler, PriorSampler, posterior_means
+from train import TrainConfig
+from samplers import AggregateSampler, ClassSampler, PriorSampler, check_sizes, posterior_means
 
 K = 100                 # importance samples of the IWAE bound
 IWAE_IMAGES = 2000      # the IWAE uses the first N test images: 10,000 x 100 CNN decodes take minutes here
@@ -133,6 +134,16 @@ def reference_features(classifier: Classifier, data: FashionMNISTData) -> Refere
     return Reference(features, frechet_distance(real, features))
 
 
+def check_inputs(model: BetaVAE, data: FashionMNISTData, samples: int) -> None:
+    """ValueError, before any work, unless the weights are finite and the data large enough for every metric."""
+    if not all(torch.isfinite(p).all() for p in model.parameters()):
+        raise ValueError("the model has non-finite weights")
+    if samples < 2 or len(data.test_images) < 2 or len(data.train_images) < NEIGHBOURS:
+        raise ValueError(f"evaluation needs >= 2 samples, >= 2 test images and >= {NEIGHBOURS} training images "
+                         f"(kNN), got {samples}, {len(data.test_images)} and {len(data.train_images)}")
+    check_sizes(data.train_labels)
+
+
 def evaluate(model: BetaVAE, data: FashionMNISTData, beta: float, k: int = K,
              iwae_images: int | None = IWAE_IMAGES, samples: int = SAMPLES, classifier: Classifier | None = None,
              reference: Reference | None = None, seed: int = SEED) -> dict[str, Any]:
@@ -145,6 +156,7 @@ def evaluate(model: BetaVAE, data: FashionMNISTData, beta: float, k: int = K,
         raise ValueError(f"data scaled for {data.likelihood!r} but the model's likelihood is {model.likelihood!r}")
     for images in (data.train_images, data.test_images):
         check_data_range(images, model.likelihood)
+    check_inputs(model, data, samples)
     classifier = load_classifier() if classifier is None else classifier
     test_x, test_y = data.test_images, data.test_labels
     elbo = dataset_loss(model, test_x, 1.0, batch_size=BATCH_SIZE, seed=seed)
@@ -215,7 +227,7 @@ def evaluate_run(run: str | Path, data: FashionMNISTData, k: int = K, iwae_image
                  samples: int = SAMPLES, classifier: Classifier | None = None,
                  reference: Reference | None = None) -> dict[str, Any]:
     """Evaluate a run folder (or checkpoint file) on `data` and write eval.json beside its checkpoint."""
-    checkpoint = load_checkpoint(run)
+    checkpoint = load_checkpoint(run, TrainConfig)
     model = load_model(run)
     train_config = checkpoint.get("train_config", {})
     result = evaluate(model, data, train_config.get("beta", 1.0), k, iwae_images, samples, classifier, reference)
@@ -235,12 +247,12 @@ def with_test_limit(data: FashionMNISTData, limit: int | None) -> FashionMNISTDa
                         data.likelihood)
 
 
-def check_positive(parser: OneLineParser, args: Any, *names: str) -> None:
-    """One-line error unless each named option is None or >= 1."""
+def check_positive(parser: OneLineParser, args: Any, *names: str, high: int = 10 ** 5) -> None:
+    """One-line error unless each named option is None or from 1 to `high` (more would not fit in memory)."""
     for name in names:
         value = getattr(args, name)
-        if value is not None and value < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+        if value is not None and not 1 <= value <= high:
+            parser.error(f"--{name.replace('_', '-')} must be from 1 to {high}, got {value}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,13 +266,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", help="folder with the four Fashion-MNIST IDX files")
     args = p.parse_args(argv)
     check_positive(p, args, "k", "iwae_images", "samples", "limit")
+    if unwritable(eval_path(args.run).parent):
+        p.error(f"cannot save {EVAL_FILE}: {unwritable(eval_path(args.run).parent)}")
     try:
         config = load_checkpoint(args.run)["config"]
         classifier = load_classifier()
         data = with_test_limit(load_fashion_mnist(config.get("likelihood", "bernoulli"), args.data_dir, args.limit),
                                args.limit)
         result = evaluate_run(args.run, data, args.k, args.iwae_images, args.samples, classifier)
-    except (CheckpointError, ClassifierError, DataError) as error:
+    except (CheckpointError, ClassifierError, DataError, ValueError) as error:
         p.error(str(error))
     print(f"{args.run} (epoch {result['epoch']}, {config['model']}, {config['likelihood']}, beta {result['beta']:g})")
     print(format_table(result))

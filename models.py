@@ -29,6 +29,7 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 DATA_RANGE = {"bernoulli": (0.0, 1.0), "gaussian": (-1.0, 1.0)}
 IMAGE_SHAPE = (1, 28, 28)
 EVAL_BATCH_SIZE = 1000  # images per forward pass outside training
+MAX_PARAMETERS = 2 ** 28  # 1 GiB of float32 weights (4 GiB with Adam's state and the gradients)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,11 @@ class ModelConfig:
                 raise ValueError(f"{name} must be integers >= 1 (up to 65536), got {list(widths)}")
         if len(self.channels) != 2:
             raise ValueError(f"channels takes two numbers (one per convolution), got {list(self.channels)}")
+        with torch.device("meta"):  # counts the parameters without allocating them
+            size = count_parameters(MODELS[self.model](**{k: v for k, v in self.as_dict().items() if k != "model"}))
+        if size > MAX_PARAMETERS:
+            raise ValueError(f"{size:,} parameters are too many (at most {MAX_PARAMETERS:,}): choose smaller "
+                             f"hidden, channels or latent_dim")
 
     def as_dict(self) -> dict[str, Any]:
         """The settings the chosen architecture uses (fc: hidden; cnn: channels), lists for tuples."""

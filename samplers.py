@@ -23,8 +23,22 @@ STEPS = 10          # images per interpolation
 
 
 def posterior_means(model: BetaVAE, images: Tensor) -> Tensor:
-    """Posterior means mu(x) of every image, (N, latent_dim), computed in eval mode."""
-    return map_batches(model, lambda x: model.encode(x)[0], images).float()
+    """Posterior means mu(x) of every image, (N, latent_dim), computed in eval mode; ValueError if not finite."""
+    means = map_batches(model, lambda x: model.encode(x)[0], images).float()
+    if not torch.isfinite(means).all():
+        raise ValueError("the model gives non-finite posterior means (are its weights finite?)")
+    return means
+
+
+def check_sizes(labels: Tensor, n_components: int = N_COMPONENTS) -> None:
+    """ValueError unless samplers can be fitted to codes with these labels: at least `n_components` codes for
+    the mixture and two per class for the class Gaussians."""
+    counts = torch.bincount(torch.as_tensor(labels))
+    if len(labels) < n_components:
+        raise ValueError(f"{len(labels)} training images are too few for the {n_components}-component mixture")
+    if (counts == 1).any():
+        raise ValueError(f"class {int((counts == 1).nonzero()[0])} has a single training image; the class sampler "
+                         f"needs two or more per class")
 
 
 def top_dimensions(means: Tensor, k: int = 3) -> list[int]:
@@ -52,6 +66,7 @@ class AggregateSampler:
     """z from a Gaussian mixture (full covariances) fitted to training posterior means."""
 
     def __init__(self, means: Tensor, n_components: int = N_COMPONENTS, seed: int = 0) -> None:
+        check_sizes(torch.zeros(len(means), dtype=torch.long), n_components)
         self.mixture = GaussianMixture(n_components, covariance_type="full", random_state=seed)
         self.mixture.fit(np.asarray(means, dtype=np.float64))
 
@@ -66,6 +81,7 @@ class ClassSampler:
     """z from one Gaussian (mean, full covariance) per class, fitted to that class's posterior means."""
 
     def __init__(self, means: Tensor, labels: Tensor) -> None:
+        check_sizes(labels, n_components=0)
         means, labels = np.asarray(means, dtype=np.float64), np.asarray(labels)
         self.classes = [int(c) for c in np.unique(labels)]
         self.means = {c: means[labels == c].mean(0) for c in self.classes}

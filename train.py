@@ -7,7 +7,6 @@ Each run folder holds checkpoint.pt and metrics.json (see checkpoint.py), writte
 """
 from __future__ import annotations
 
-import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -17,8 +16,8 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
-from checkpoint import (CHECKPOINT, METRICS, CheckpointError, config_differences, load_checkpoint, load_model_state,
-                        save_checkpoint, unwritable, write_metrics)
+from checkpoint import (CHECKPOINT, METRICS, CheckpointError, config_differences, interrupted, load_checkpoint,
+                        restore, run_folder, save_checkpoint, unwritable, write_metrics)
 from cli import OneLineParser, add_options, given, option_error, setting, unavailable
 from data import DataError, FashionMNISTData, batches, load_fashion_mnist
 from models import (BetaVAE, LossTerms, ModelConfig, beta_vae_loss, build_model, capacity_loss, check_data_range,
@@ -42,10 +41,12 @@ class TrainConfig:
     gamma: float = setting(100.0, "weight of |KL - C| when capacity is set")
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "train_limit", "capacity_epochs", "seed"):
-            value, (low, high) = getattr(self, name), (0, 2 ** 63 - 1) if name == "seed" else (1, 10 ** 9)
-            if value is not None and not (isinstance(value, int) and low <= value <= high):
-                raise ValueError(f"{name} must be >= {low} (an integer up to {high}), got {value!r}")
+        for name in ("epochs", "batch_size", "train_limit", "capacity_epochs"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int) and 1 <= value <= 10 ** 9):
+                raise ValueError(f"{name} must be >= 1 (an integer up to 10^9), got {value!r}")
+        if not (isinstance(self.seed, int) and 0 <= self.seed < 2 ** 63):
+            raise ValueError(f"seed must be from 0 to 2^63 - 1, got {self.seed}")
         for name, low in (("beta", 0), ("lr", 0), ("capacity", 0), ("gamma", 0)):
             value, strict = getattr(self, name), name == "lr"
             if value is not None and not (low < value < float("inf") if strict else low <= value < float("inf")):
@@ -108,13 +109,14 @@ def train_epoch(model: BetaVAE, optimizer: torch.optim.Optimizer, images: torch.
 
 # ---------------------------------------------------------------------------------------------- fit
 def fit(model: BetaVAE, data: FashionMNISTData, config: TrainConfig = TrainConfig(), *, device: str = "cpu",
-        out_dir: str | Path | None = None, checkpoint: dict[str, Any] | None = None, progress: bool = True,
-        log: Callable[[str], None] = print, **settings: Any) -> list[dict]:
+        out_dir: str | Path | None = None, checkpoint: dict[str, Any] | None = None, overwrite: bool = False,
+        progress: bool = True, log: Callable[[str], None] = print, **settings: Any) -> list[dict]:
     """Train `model` to config.epochs epochs; returns the per-epoch history. `settings` override fields of
     `config` (fit(model, data, beta=1.0, epochs=5)).
 
     Each history entry: epoch, train and test {recon, kl, total} (test: the whole test set), seconds.
-    With `out_dir`, checkpoint.pt and metrics.json are written at the end of every epoch.
+    With `out_dir`, checkpoint.pt and metrics.json are written at the end of every epoch (checkpoint.run_folder:
+    locked; a run already there needs `checkpoint` to continue it or overwrite=True to move it aside).
     With `checkpoint` (from load_checkpoint), training continues exactly where it stopped.
     """
     config = replace(config, **settings)
@@ -126,13 +128,7 @@ def fit(model: BetaVAE, data: FashionMNISTData, config: TrainConfig = TrainConfi
     record = {**asdict(config), "train_images": len(train_x)}
     optimizer = prepare_training(model, config.lr, device)
     generator = torch.Generator().manual_seed(config.seed)  # shuffling and reparameterization noise
-    history: list[dict] = []
-    if checkpoint is not None:
-        load_model_state(model, checkpoint)
-        optimizer.load_state_dict(checkpoint["optimizer_state"])
-        generator.set_state(checkpoint["rng"]["train"])
-        torch.set_rng_state(checkpoint["rng"]["torch"])
-        history = list(checkpoint["history"])
+    history = restore(checkpoint, model, optimizer, generator) if checkpoint is not None else []
     out_dir = Path(out_dir) if out_dir is not None else None
 
     def save() -> None:
@@ -141,31 +137,30 @@ def fit(model: BetaVAE, data: FashionMNISTData, config: TrainConfig = TrainConfi
             save_checkpoint(out_dir / CHECKPOINT, model, optimizer, record, len(history), history, rng)
             write_metrics(out_dir, model, record, history)
 
-    if out_dir is not None and not history:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save()  # an interrupted first epoch can be resumed too
-    train_x, test_x = train_x.to(device), data.test_images.to(device)
-    for epoch in range(len(history) + 1, config.epochs + 1):
-        started = time.perf_counter()
-        bar = tqdm(total=len(train_x), desc=f"epoch {epoch}/{config.epochs}", unit="img", leave=False,
-                   disable=not progress)
-        try:
-            train = train_epoch(model, optimizer, train_x, config, generator, epoch, bar)
-        except TrainingError as error:
-            where = f"; the last good checkpoint is {out_dir / CHECKPOINT}" if out_dir else ""
-            raise TrainingError(f"{error}{where}") from None
-        finally:
-            bar.close()
-        seconds = time.perf_counter() - started
-        test = dataset_loss(model, test_x, config.beta)
-        history.append({"epoch": epoch, "train": train, "test": test, "seconds": seconds})
-        if config.capacity is not None:  # the target at the epoch's end, and the test loss of the same objective
-            history[-1]["capacity"] = target = config.target_capacity(epoch)
-            test["total"] = test["recon"] + config.gamma * abs(test["kl"] - target)
-        save()
-        log(f"epoch {epoch}/{config.epochs}  train {train['total']:.2f} (recon {train['recon']:.2f}, "
-            f"kl {train['kl']:.2f})  test {test['total']:.2f} (recon {test['recon']:.2f}, kl {test['kl']:.2f})  "
-            f"{seconds:.1f}s")
+    with run_folder(out_dir, checkpoint, overwrite, log):
+        save()  # epoch 0 (an interrupted first epoch can be resumed); on resume, metrics.json from the checkpoint
+        train_x, test_x = train_x.to(device), data.test_images.to(device)
+        for epoch in range(len(history) + 1, config.epochs + 1):
+            started = time.perf_counter()
+            bar = tqdm(total=len(train_x), desc=f"epoch {epoch}/{config.epochs}", unit="img", leave=False,
+                       disable=not progress)
+            try:
+                train = train_epoch(model, optimizer, train_x, config, generator, epoch, bar)
+            except TrainingError as error:
+                where = f"; the last good checkpoint is {out_dir / CHECKPOINT}" if out_dir else ""
+                raise TrainingError(f"{error}{where}") from None
+            finally:
+                bar.close()
+            seconds = time.perf_counter() - started
+            test = dataset_loss(model, test_x, config.beta)
+            history.append({"epoch": epoch, "train": train, "test": test, "seconds": seconds})
+            if config.capacity is not None:  # the target at the epoch's end, and the test loss of that objective
+                history[-1]["capacity"] = target = config.target_capacity(epoch)
+                test["total"] = test["recon"] + config.gamma * abs(test["kl"] - target)
+            save()
+            log(f"epoch {epoch}/{config.epochs}  train {train['total']:.2f} (recon {train['recon']:.2f}, "
+                f"kl {train['kl']:.2f})  test {test['total']:.2f} (recon {test['recon']:.2f}, kl {test['kl']:.2f})  "
+                f"{seconds:.1f}s")
     model.to(memory_format=torch.contiguous_format)  # the layout load_model gives: the same outputs to the bit
     return history
 
@@ -199,12 +194,10 @@ def parse_args(argv: list[str] | None) -> tuple[Any, ModelConfig | dict, TrainCo
             p.error(f"--out {unwritable(out)}")
         return args, model_config, config, None
     try:
-        checkpoint = load_checkpoint(Path(args.resume) / CHECKPOINT)
-        saved = TrainConfig(**{k: v for k, v in checkpoint["train_config"].items() if k != "train_images"})
+        checkpoint = load_checkpoint(Path(args.resume) / CHECKPOINT, TrainConfig)
     except CheckpointError as error:
         p.error(f"--resume: {error}")
-    except (TypeError, ValueError) as error:
-        p.error(f"--resume: {args.resume}: its training settings are not valid ({error})")
+    saved = TrainConfig(**{k: v for k, v in checkpoint["train_config"].items() if k != "train_images"})
     differences = config_differences({**checkpoint["config"], **asdict(saved)},
                                      {k: v for k, v in {**model_given, **train_given}.items() if k != "epochs"})
     if differences:
@@ -222,26 +215,20 @@ def parse_args(argv: list[str] | None) -> tuple[Any, ModelConfig | dict, TrainCo
 
 def main(argv: list[str] | None = None) -> int:
     args, model_config, config, checkpoint = parse_args(argv)
-    model = build_model(model_config, seed=config.seed)
     try:
+        model = build_model(model_config, seed=config.seed)
         data = load_fashion_mnist(model.likelihood, args.data_dir)
-    except DataError as error:
-        print(f"train.py: error: {error}", file=sys.stderr)
-        return 2
-    print(f"{model.config['model']} beta-VAE, {count_parameters(model):,} parameters, latent_dim {model.latent_dim}, "
-          f"{model.likelihood}, beta {config.beta:g}, {len(data.train_images[:config.train_limit]):,} training "
-          f"images -> {args.out}")
-    try:
+        print(f"{model.config['model']} beta-VAE, {count_parameters(model):,} parameters, latent_dim "
+              f"{model.latent_dim}, {model.likelihood}, beta {config.beta:g}, "
+              f"{len(data.train_images[:config.train_limit]):,} training images -> {args.out}")
         history = fit(model, data, config, device=args.device, out_dir=args.out, checkpoint=checkpoint,
                       progress=not args.no_progress)
     except KeyboardInterrupt:
-        done = load_checkpoint(Path(args.out) / CHECKPOINT)["epoch"]
-        print(f"\ninterrupted; epoch {done} is saved in {Path(args.out) / CHECKPOINT}. "
-              f"Resume with: python train.py --resume {shlex.quote(str(args.out))}", file=sys.stderr)
+        print(interrupted(args.out), file=sys.stderr)
         return 130
-    except TrainingError as error:
+    except (DataError, TrainingError, CheckpointError) as error:
         print(f"train.py: error: {error}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(error, DataError) else 1
     print(f"done: test total {history[-1]['test']['total']:.2f} nats/image; {Path(args.out) / METRICS}")
     return 0
 

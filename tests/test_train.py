@@ -88,7 +88,7 @@ def test_non_finite_gradient_is_caught(small_fmnist, monkeypatch):
 
 def test_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     model, path = FCVAE(hidden=(16,)), tmp_path / "checkpoint.pt"
-    save_checkpoint(path, model, epoch=1)
+    save_checkpoint(path, model, train_config={"seed": 1})
     real_save = torch.save
 
     def save_half_then_crash(obj, f):
@@ -98,9 +98,9 @@ def test_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypatch
 
     monkeypatch.setattr(torch, "save", save_half_then_crash)
     with pytest.raises(OSError):
-        save_checkpoint(path, model, epoch=2)
+        save_checkpoint(path, model, train_config={"seed": 2})
     monkeypatch.undo()
-    assert load_checkpoint(path)["epoch"] == 1
+    assert load_checkpoint(path)["train_config"]["seed"] == 1
     assert os.listdir(tmp_path) == ["checkpoint.pt"]
 
 

@@ -1,0 +1,334 @@
+"""Issue 15: no raw tracebacks on the paths a user hits, and no run silently lost (locks, overwrite, disk full,
+Ctrl-C, hand-edited checkpoints, small evaluation inputs, numbers out of range, file modes)."""
+import errno
+import json
+import os
+import re
+import shlex
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import checkpoint
+import evaluate
+import train
+from checkpoint import (CHECKPOINT, METRICS, CheckpointError, load_checkpoint, lock, restore, run_folder,
+                        save_checkpoint, write_json)
+from cli import unavailable
+from data import DataError, FashionMNISTData, find_data_dir
+from models import FCVAE
+from samplers import AggregateSampler, ClassSampler
+from train import TrainConfig, fit, main
+
+QUIET = {"progress": False, "log": lambda line: None}
+TINY = ["--model", "fc", "--hidden", "16", "--train-limit", "300", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(small_fmnist):
+    """300 training and 300 test images."""
+    d = small_fmnist
+    return FashionMNISTData(d.train_images[:300], d.train_labels[:300], d.test_images[:300], d.test_labels[:300],
+                            d.likelihood)
+
+
+def tiny_fit(data, out_dir=None, epochs=1, **kwargs):
+    torch.manual_seed(0)
+    model = FCVAE(hidden=(16,))
+    return model, fit(model, data, epochs=epochs, batch_size=100, out_dir=out_dir, **QUIET, **kwargs)
+
+
+def run_main(args, capsys):
+    """(exit status, stderr) of train.main, whether it returns or exits."""
+    try:
+        code = main(args)
+    except SystemExit as exit_info:
+        code = exit_info.code
+    return code, capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- runs lost
+def test_a_second_writer_is_refused_naming_the_folder_and_the_holder(tmp_path, tiny_data, capsys):
+    run = tmp_path / "run"
+    with run_folder(run):
+        with pytest.raises(CheckpointError, match=f"{run} is being written by pid {os.getpid()} on "):
+            tiny_fit(tiny_data, run)
+        code, err = run_main([*TINY, "--out", str(run)], capsys)
+        assert code == 1 and f"pid {os.getpid()}" in err and err.count("\n") == 1 and "Traceback" not in err
+    tiny_fit(tiny_data, run)  # released: a later writer gets it
+    fd = lock(run)
+    code, err = run_main(["--resume", str(run), "--epochs", "2", "--no-progress"], capsys)
+    os.close(fd)
+    assert code == 1 and "being written by" in err and load_checkpoint(run)["epoch"] == 1
+
+
+def test_fit_into_an_existing_run_refuses_or_moves_it_aside(tmp_path, tiny_data):
+    run = tmp_path / "run"
+    tiny_fit(tiny_data, run)
+    before = (run / CHECKPOINT).read_bytes()
+    with pytest.raises(CheckpointError, match=r"already holds a run.*checkpoint=load_checkpoint.*overwrite=True"):
+        tiny_fit(tiny_data, run, epochs=2)
+    assert (run / CHECKPOINT).read_bytes() == before
+    lines = []
+    torch.manual_seed(0)
+    fit(FCVAE(hidden=(16,)), tiny_data, epochs=2, batch_size=100, out_dir=run, overwrite=True, progress=False,
+        log=lines.append)
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("run.old-")]
+    assert len(aside) == 1 and (aside[0] / CHECKPOINT).read_bytes() == before
+    assert any(str(aside[0]) in line for line in lines) and load_checkpoint(run)["epoch"] == 2
+
+
+def test_a_stale_checkpoint_cannot_continue_over_a_newer_one(tmp_path, tiny_data):
+    run = tmp_path / "run"
+    tiny_fit(tiny_data, run)
+    old = load_checkpoint(run)
+    tiny_fit(tiny_data, run, epochs=2, checkpoint=old)
+    with pytest.raises(CheckpointError, match="holds epoch 2, the checkpoint given is at epoch 1"):
+        tiny_fit(tiny_data, run, epochs=3, checkpoint=old)
+    assert load_checkpoint(run)["epoch"] == 2
+
+
+def test_resume_removes_stale_temporary_files_and_rewrites_metrics(tmp_path, tiny_data, monkeypatch):
+    run = tmp_path / "run"
+    tiny_fit(tiny_data, run)
+    stale = [run / ".checkpoint.pt.abc123.tmp", run / ".metrics.json.xyz.tmp"]
+    for path in stale:
+        path.write_bytes(b"x" * 1000)
+    (run / METRICS).write_text(json.dumps({"epochs": []}))  # lags the checkpoint, as after a kill -9
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(train, "beta_vae_loss", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_fit(tiny_data, run, epochs=2, checkpoint=load_checkpoint(run))
+    assert not any(path.exists() for path in stale)
+    assert json.loads((run / METRICS).read_text())["epochs"] == load_checkpoint(run)["history"]
+
+
+# ---------------------------------------------------------------------------------------------- one-line errors
+def test_disk_full_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, capsys, monkeypatch):
+    real_fsync, calls = os.fsync, {"n": 0}
+
+    def fsync_until_full(fd):
+        calls["n"] += 1
+        if calls["n"] == 3:  # epoch 0: checkpoint.pt and metrics.json; then epoch 1's checkpoint
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(checkpoint.os, "fsync", fsync_until_full)
+    run = tmp_path / "run"
+    code, err = run_main([*TINY, "--out", str(run)], capsys)
+    assert code == 1 and err.count("\n") == 1
+    assert f"no space left on device while writing {run / CHECKPOINT}; the previous checkpoint is intact" in err
+    assert load_checkpoint(run)["epoch"] == 0 and sorted(os.listdir(run)) == [".lock", CHECKPOINT, METRICS]
+
+
+@pytest.mark.parametrize("where", ["data", "first write"])
+def test_ctrl_c_before_the_first_checkpoint_is_one_line_and_leaves_no_folder(where, tmp_path, capsys, monkeypatch):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(*(train, "load_fashion_mnist") if where == "data" else (checkpoint.torch, "save"), interrupt)
+    out = tmp_path / "new" / "run"
+    code, err = run_main([*TINY, "--out", str(out)], capsys)
+    assert code == 130 and "Traceback" not in err and "before anything was saved" in err
+    assert err.strip().count("\n") == 0 and not (tmp_path / "new").exists()
+
+
+def test_resume_hint_is_shell_quoted(tmp_path, capsys, monkeypatch):
+    real_loss, calls = train.beta_vae_loss, {"n": 0}
+
+    def interrupt_in_epoch_two(output, x, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # 3 steps per epoch
+            raise KeyboardInterrupt
+        return real_loss(output, x, *args, **kwargs)
+
+    monkeypatch.setattr(train, "beta_vae_loss", interrupt_in_epoch_two)
+    out = tmp_path / "my run"
+    code, err = run_main([*TINY, "--epochs", "3", "--batch-size", "100", "--out", str(out)], capsys)
+    assert code == 130 and f"python train.py --resume {shlex.quote(str(out))}" in err and "'" in err
+
+
+@pytest.fixture(scope="module")
+def valid_checkpoint(tmp_path_factory):
+    """A resumable checkpoint of a tiny model after one epoch, as a dict."""
+    tiny = FashionMNISTData(*(torch.zeros(200, 1, 28, 28), torch.zeros(200, dtype=torch.long)) * 2, "bernoulli")
+    run = tmp_path_factory.mktemp("valid") / "run"
+    tiny_fit(tiny, run)
+    return load_checkpoint(run)
+
+
+def edited(checkpoint_dict, edit):
+    """A deep-enough copy of a checkpoint with `edit` (a function of the copy) applied."""
+    copy = {k: (dict(v) if isinstance(v, dict) else list(v) if isinstance(v, list) else v)
+            for k, v in checkpoint_dict.items()}
+    edit(copy)
+    return copy
+
+
+EDITS = {
+    "format": lambda c: c.update(format=3),
+    "epoch": lambda c: c.update(epoch=-1),
+    "history": lambda c: c.update(history=[]),
+    "history[0]": lambda c: c.update(history=[{"epoch": 1, "train": {}, "test": {}, "seconds": 1.0}]),
+    "config": lambda c: c["config"].update(latent_dim="3"),
+    "model_state.encoder.1.weight": lambda c: c["model_state"].update({"encoder.1.weight": torch.zeros(3, 3)}),
+    "optimizer_state": lambda c: c.update(optimizer_state={"state": {}}),
+    "rng.train": lambda c: c["rng"].update(train=torch.zeros(3)),
+    "train_config": lambda c: c["train_config"].update(beta="high"),
+    "surprise": lambda c: c.update(surprise=1),
+    "rng": lambda c: c.pop("rng"),
+}
+
+
+@pytest.mark.parametrize("field", EDITS)
+def test_every_field_of_a_checkpoint_is_validated(field, tmp_path, valid_checkpoint):
+    path = tmp_path / "edited.pt"
+    torch.save(edited(valid_checkpoint, EDITS[field]), path)
+    with pytest.raises(CheckpointError, match=f"edited.pt: field {re.escape(field)}"):
+        load_checkpoint(path, TrainConfig)
+
+
+def test_corrupt_foreign_and_size_claiming_files_are_named_for_what_they_are(tmp_path):
+    good = tmp_path / "good.pt"
+    save_checkpoint(good, FCVAE(hidden=(16,)))
+    data = bytearray(good.read_bytes())
+    start = data.index(b"\x80\x02") + 3  # inside the pickle of data.pkl: a corrupt, not an unsafe, file
+    data[start:start + 8] = b"\xff" * 8
+    (tmp_path / "corrupt.pt").write_bytes(data)
+    with zipfile.ZipFile(tmp_path / "foreign.zip", "w") as archive:
+        archive.writestr("notes.txt", "hello")
+    bomb = bytearray(good.read_bytes())
+    central = bomb.index(b"PK\x01\x02")  # central directory entry: uncompressed size at offset 24
+    bomb[central + 24:central + 28] = (2 ** 32 - 2).to_bytes(4, "little")
+    (tmp_path / "bomb.pt").write_bytes(bomb)
+    for name, message in (("corrupt.pt", "not a checkpoint"), ("foreign.zip", "not a checkpoint"),
+                          ("bomb.pt", r"claim 4,29\d,\d+,\d+ bytes in a file of")):
+        with pytest.raises(CheckpointError, match=f"{name}: .*{message}") as error:
+            load_checkpoint(tmp_path / name)
+        assert "could run code" not in str(error.value)
+
+
+VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10, 10 ** 20), st.floats(), st.text(max_size=5),
+                   st.lists(st.integers(-3, 40), max_size=4), st.dictionaries(st.text(max_size=3), st.integers()),
+                   st.builds(torch.zeros, st.integers(0, 5)))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzzed_checkpoints_load_or_raise_checkpoint_error_only(tmp_path, valid_checkpoint, data):
+    base = valid_checkpoint
+    fuzzed = edited(base, lambda c: None)
+    for key in data.draw(st.lists(st.sampled_from(sorted(fuzzed)), max_size=3)):
+        fuzzed.pop(key, None)  # missing fields
+    for key in data.draw(st.lists(st.sampled_from(sorted(base)), max_size=3)):
+        fuzzed[key] = data.draw(VALUES)  # mistyped fields
+    for part in ("config", "train_config", "rng", "model_state"):  # mistyped or extra fields one level down
+        if isinstance(fuzzed.get(part), dict) and data.draw(st.booleans()):
+            fuzzed[part] = {**fuzzed[part], data.draw(st.sampled_from([*fuzzed[part], "extra"])): data.draw(VALUES)}
+    fuzzed.update(data.draw(st.dictionaries(st.sampled_from(["extra", "notes"]), VALUES, max_size=1)))
+    path = tmp_path / "fuzzed.pt"
+    torch.save(fuzzed, path)
+    try:
+        loaded = load_checkpoint(path, TrainConfig)
+    except CheckpointError:
+        return
+    model = FCVAE(hidden=(16,))
+    try:
+        restore(loaded, model, torch.optim.Adam(model.parameters()), torch.Generator())
+    except CheckpointError:
+        pass
+
+
+# ---------------------------------------------------------------------------------------------- evaluate
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_data):
+    run = tmp_path_factory.mktemp("eval") / "run"
+    tiny_fit(tiny_data, run)
+    return run
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--limit", "12"], "has a single training image"),
+    (["--samples", "1"], "needs >= 2 samples"),
+    (["--k", str(10 ** 9)], "--k must be from 1 to"),
+])
+def test_small_or_huge_evaluation_inputs_are_one_line_errors(args, message, tiny_run, capsys, monkeypatch):
+    monkeypatch.setattr(evaluate, "load_classifier", lambda: None)  # check_inputs comes before it is used
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main([str(tiny_run), *args, "--iwae-images", "10"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_evaluate_refuses_non_finite_weights_and_unwritable_folders_before_computing(tiny_run, tmp_path, capsys,
+                                                                                     monkeypatch):
+    monkeypatch.setattr(evaluate, "load_classifier", lambda: None)
+    broken = tmp_path / "broken"
+    state = load_checkpoint(tiny_run)
+    state["model_state"]["encoder.1.weight"][0, 0] = float("nan")
+    broken.mkdir()
+    torch.save(state, broken / CHECKPOINT)
+    for run, message in ((broken, "non-finite weights"), (tiny_run, "cannot save eval.json")):
+        if run == tiny_run:
+            monkeypatch.setattr(os, "access", lambda *args, **kwargs: False)
+            monkeypatch.setattr(evaluate, "evaluate_run", lambda *args, **kwargs: pytest.fail("computed"))
+        with pytest.raises(SystemExit) as exit_info:
+            evaluate.main([str(run), "--limit", "200", "--iwae-images", "10"])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_samplers_name_what_is_too_small(small_fmnist):
+    means, labels = torch.randn(12, 3), small_fmnist.train_labels[:12]
+    with pytest.raises(ValueError, match="single training image"):
+        ClassSampler(means, labels)
+    with pytest.raises(ValueError, match="too few for the 10-component mixture"):
+        AggregateSampler(means[:5])
+
+
+# ---------------------------------------------------------------------------------------------- command line
+@pytest.mark.parametrize("args, message", [
+    (["--seed", str(2 ** 64)], "--seed must be from 0 to 2^63 - 1"),
+    (["--latent-dim", str(10 ** 12)], "--latent-dim must be >= 1"),
+    (["--hidden", "65536", "65536"], "parameters are too many"),
+    (["--beta", "inf"], "must be a finite number"),
+    (["--beta", "1e309"], "must be a finite number"),
+    (["--lr", "nan"], "must be a finite number"),
+])
+def test_numbers_out_of_range_are_one_line_and_leave_no_folder(args, message, tmp_path, capsys):
+    code, err = run_main([*args, "--out", str(tmp_path / "run")], capsys)
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_settings_out_of_range_in_python_are_value_errors():
+    for bad in ({"seed": 2 ** 64}, {"seed": 1.5}, {"beta": float("inf")}):
+        with pytest.raises(ValueError):
+            TrainConfig(**bad)
+
+
+def test_data_error_says_no_download_was_tried_for_an_empty_data_dir(tmp_path):
+    with pytest.raises(DataError) as error:
+        find_data_dir(tmp_path)
+    assert "download" not in str(error.value) and str(tmp_path) in str(error.value)
+
+
+def test_device_cpu_0_is_accepted(tmp_path):
+    assert unavailable("cpu:0") is None
+    args, *_ = train.parse_args(["--device", "cpu:0", "--out", str(tmp_path / "run")])
+    assert args.device == "cpu:0"
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_files_honour_the_umask(umask, mode, tmp_path):
+    previous = os.umask(umask)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        save_checkpoint(tmp_path / CHECKPOINT, FCVAE(hidden=(16,)))
+    finally:
+        os.umask(previous)
+    assert [Path(tmp_path / name).stat().st_mode & 0o777 for name in ("a.json", CHECKPOINT)] == [mode, mode]
