@@ -138,7 +138,8 @@ def frechet_distance(a: Tensor, b: Tensor) -> float:
 
 def knn_radii(features: Tensor, k: int = PR_NEIGHBOURS) -> Tensor:
     """Distance from each feature vector (N, F) to its k-th nearest neighbour among the others."""
-    return torch.cat([torch.cdist(part, features).kthvalue(k + 1, dim=1).values for part in features.split(CHUNK)])
+    return torch.cat([torch.cdist(part, features).topk(k + 1, dim=1, largest=False).values[:, -1]
+                      for part in features.split(CHUNK)])
 
 
 def covered(points: Tensor, centres: Tensor, radii: Tensor) -> float:
