@@ -144,7 +144,8 @@ def knn_radii(features: Tensor, k: int = PR_NEIGHBOURS) -> Tensor:
 
 def covered(points: Tensor, centres: Tensor, radii: Tensor) -> float:
     """Fraction of `points` inside the ball of at least one of `centres` (radius `radii`, one per centre)."""
-    return torch.cat([(torch.cdist(part, centres) <= radii).any(1) for part in points.split(CHUNK)]).float().mean().item()
+    inside = [(torch.cdist(part, centres) <= radii).any(1) for part in points.split(CHUNK)]
+    return torch.cat(inside).float().mean().item()
 
 
 def precision_recall(generated: Tensor, real: Tensor, real_radii: Tensor | None = None,
@@ -283,7 +284,8 @@ def format_table(result: dict[str, Any]) -> str:
     for name in SAMPLER_NAMES + SANITY_NAMES:
         kind = "samples" if name in SAMPLER_NAMES else "images"
         labels.update({f"fd_{name}": f"FD {name} {kind}", f"precision_{name}": f"precision {name} {kind}",
-                       f"recall_{name}": f"recall {name} {kind}", f"confident_{name}": f"confident (p > {CONFIDENT}) {name}"})
+                       f"recall_{name}": f"recall {name} {kind}",
+                       f"confident_{name}": f"confident (p > {CONFIDENT}) {name}"})
     lines = []
     for key, value in summary(result).items():
         lines.append(f"{labels[key]:<40} {value:.4g}" if isinstance(value, float) else f"{labels[key]:<40} {value}")

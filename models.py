@@ -5,7 +5,8 @@ Two architectures share one interface (encode, reparameterize, decode, forward, 
 - CNNVAE: convolutional encoder and decoder with about 5 % of FCVAE's parameters.
 
 Four likelihoods, chosen by one argument:
-- "bernoulli":            sigmoid output, binary cross-entropy (from logits), data in [0, 1]; not a density on grey levels.
+- "bernoulli":            sigmoid output, binary cross-entropy (from logits), data in [0, 1]; not a density
+                          on grey levels.
 - "gaussian":             tanh output, squared error (unit-variance Gaussian, no constant), data in [-1, 1].
 - "continuous_bernoulli": the continuous Bernoulli density (Loaiza-Ganem & Cunningham 2019), data in [0, 1];
                           pictures are its mean, not sigmoid(logits).
@@ -172,7 +173,7 @@ class BetaVAE(nn.Module):
 
     @property
     def config(self) -> dict[str, Any]:
-        """The constructor arguments as plain data (ModelConfig.as_dict), enough to rebuild the model with build_model."""
+        """The settings as plain data (ModelConfig.as_dict and image_shape): build_model rebuilds the model."""
         kind = next(name for name, cls in MODELS.items() if isinstance(self, cls))
         settings = ModelConfig(model=kind, latent_dim=self.latent_dim, likelihood=self.likelihood, **self.options)
         return {**settings.as_dict(), "image_shape": list(self.image_shape)}
@@ -259,14 +260,14 @@ class CNNVAE(BetaVAE):
         sides = list(zip((in_channels, *self.channels), self.channels, strides))
         encoder: list[nn.Module] = []
         for c_in, c_out, stride in sides:
-            conv = nn.Conv2d(c_in, c_out, k, stride=2, padding=pad) if stride == 2 else nn.Conv2d(c_in, c_out, 3, padding=1)
+            conv = nn.Conv2d(c_in, c_out, k, 2, pad) if stride == 2 else nn.Conv2d(c_in, c_out, 3, padding=1)
             encoder += [conv, *norm_and_activation(c_out, norm, activation, 2)]
         self.encoder = nn.Sequential(*encoder, nn.Flatten(), nn.Linear(n_features, 2 * latent_dim))
         decoder: list[nn.Module] = [nn.Linear(latent_dim, n_features), ACTIVATIONS[activation](),
                                     nn.Unflatten(1, feature_shape)]
         for i, (c_out, c_in, stride) in reversed(list(enumerate(sides))):
             if stride == 2:  # output_padding makes 7 -> 14 -> 28 exact for odd kernels too
-                decoder.append(nn.ConvTranspose2d(c_in, c_out, k, stride=2, padding=pad, output_padding=2 + 2 * pad - k))
+                decoder.append(nn.ConvTranspose2d(c_in, c_out, k, 2, pad, output_padding=2 + 2 * pad - k))
             else:
                 decoder.append(nn.Conv2d(c_in, c_out, 3, padding=1))
             decoder += norm_and_activation(c_out, norm, activation, 2) if i > 0 else []

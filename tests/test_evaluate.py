@@ -98,7 +98,8 @@ def test_evaluate_reports_every_metric(trained, small_fmnist):
         assert quality["recall"] < real["recall"] or quality is real  # a 2-epoch model covers less than real images
     assert len(result["mse_per_class"]) == len(result["recon_accuracy_per_class"]) == 10
     row = summary(result)
-    assert row["mse_bag"] == result["mse_per_class"]["Bag"] and row["precision_prior"] == result["samplers"]["prior"]["precision"]
+    assert row["mse_bag"] == result["mse_per_class"]["Bag"]
+    assert row["precision_prior"] == result["samplers"]["prior"]["precision"]
     assert row["recall_noise"] == noise["recall"] and row["parameters"] == result["parameters"]
 
 

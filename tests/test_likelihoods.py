@@ -50,7 +50,8 @@ def test_sigma_nll_equals_a_hand_computation():
     expected = sum(0.5 * ((v - 1 / (1 + math.exp(-l))) / 0.3) ** 2 + math.log(0.3) + 0.5 * math.log(2 * math.pi)
                    for l, v in zip([0.0, 2.0, -1.0], [0.2, 1.0, 0.0]))
     assert reconstruction_nll(logits, x, "sigma", log_scale).item() == pytest.approx(expected, abs=1e-5)
-    output = VAEOutput(torch.sigmoid(logits), logits, torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(1, 2), log_scale)
+    zeros = torch.zeros(1, 2)
+    output = VAEOutput(torch.sigmoid(logits), logits, zeros, zeros, zeros, log_scale)
     assert beta_vae_loss(output, x, 0.5, "sigma").recon.item() == pytest.approx(expected, abs=1e-5)
 
 
