@@ -7,14 +7,19 @@ All numbers are over the whole 10,000-image test set unless a limit is given:
 - elbo: reconstruction, KL and total (beta = 1) in nats per image (models.dataset_loss); loss: at the run's beta.
 - iwae_nll: importance-weighted bound on -log p(x) with K samples (K = 1 gives the ELBO), on the first
   2,000 test images by default (--iwae-images 10000 for all); iwae_elbo: -ELBO on those same images.
+- nll: iwae_nll as a density of [0, 1] pixels (gaussian: plus its constant, minus 784 log 2 for the change of
+  variables from [-1, 1]); nll_normalised is false for bernoulli, whose BCE on grey levels is not a density.
 - kl_per_dim, active_units (variance of the posterior mean over the test set > 0.01).
 - knn_accuracy: 5-nearest-neighbour accuracy of test posterior means against training posterior means.
-- mse: squared error per pixel in [0, 1] pixel space, reconstructions with z = posterior mean.
-- samplers: for prior, aggregate and class samplers (samplers.py), the Fréchet distance between generated
-  and test images in the feature space of classifier.py, the fraction of samples the classifier is
-  confident on (max softmax > 0.9), and for the class sampler how often it predicts the requested class.
-  fd_real: the same distance between training and test images, the floor for a perfect generator.
-BCE on grey levels is not a normalised likelihood: the nats compare runs of this project only.
+- mse: squared error per pixel in [0, 1] pixel space, reconstructions with z = posterior mean;
+  recon_accuracy: the classifier's accuracy on those reconstructions; both also per class (mse_per_class, ...).
+- samplers: for prior, aggregate and class samplers (samplers.py), in the feature space of classifier.py:
+  the Fréchet distance between generated and test images, precision and recall (Kynkaanniemi et al. 2019,
+  k = 3: precision ~ samples that look real, recall ~ test images the samples cover), the fraction of samples
+  the classifier is confident on (max softmax > 0.9), and for the class sampler how often it predicts the
+  requested class.
+- sanity: the same fd, precision and recall for training images (real: the best a generator can do; fd_real),
+  blurred test images and uniform noise.
 """
 from __future__ import annotations
 
@@ -30,24 +35,31 @@ from sklearn.neighbors import KNeighborsClassifier
 from torch import Tensor
 from torch.distributions import Normal
 
+import torch.nn.functional as F
+
 from checkpoint import CheckpointError, load_checkpoint, load_model, unwritable, write_json
 from classifier import Classifier, ClassifierError, features_and_probs, load_classifier
 from cli import OneLineParser
-from data import DataError, FashionMNISTData, load_fashion_mnist, to_unit_range
-from models import BetaVAE, check_data_range, dataset_loss, kl_per_dimension, map_batches, reconstruction_nll
-from train import TrainConfig
+from data import CLASS_NAMES, DataError, FashionMNISTData, load_fashion_mnist, to_unit_range
+from models import (BetaVAE, check_data_range, count_parameters, dataset_loss, kl_per_dimension, map_batches,
+                    reconstruction_nll)
 from samplers import AggregateSampler, ClassSampler, PriorSampler, check_sizes, posterior_means
+from train import TrainConfig
 
 K = 100                 # importance samples of the IWAE bound
 IWAE_IMAGES = 2000      # the IWAE uses the first N test images: 10,000 x 100 CNN decodes take minutes here
 BATCH_SIZE = 500        # images per forward pass: larger CNN batches page-fault through big conv buffers
 SAMPLES = 10000         # generated images per sampler
 NEIGHBOURS = 5
+PR_NEIGHBOURS = 3       # k of the precision/recall radii
+CHUNK = 1000            # rows per torch.cdist call
 ACTIVE_THRESHOLD = 0.01
 CONFIDENT = 0.9
 SEED = 0
 EVAL_FILE = "eval.json"
 SAMPLER_NAMES = ("prior", "aggregate", "class")
+SANITY_NAMES = ("real", "blurred", "noise")
+CLASS_KEYS = tuple(name.split("/")[0].split()[-1].lower().replace("-", "") for name in CLASS_NAMES)  # tshirt .. boot
 
 
 def iwae_nll(model: BetaVAE, images: Tensor, k: int = K, batch_size: int = BATCH_SIZE, seed: int = SEED) -> float:
@@ -64,11 +76,17 @@ def iwae_nll(model: BetaVAE, images: Tensor, k: int = K, batch_size: int = BATCH
         log_w = torch.empty(k, len(x), dtype=torch.float64)
         for i in range(k):
             z = model.reparameterize(mu, logvar, generator, sample=True)
-            log_px_z = -reconstruction_nll(model.decode_logits(z), x, model.likelihood)
+            log_px_z = -reconstruction_nll(model.decode_logits(z), x, model.likelihood, model.log_scale)
             log_w[i] = log_px_z + (prior.log_prob(z) - posterior.log_prob(z)).sum(1)
         return torch.logsumexp(log_w, 0) - math.log(k)
 
     return -map_batches(model, log_mean_weight, images, batch_size).mean().item()
+
+
+def unit_range_nll(nll: float, likelihood: str, pixels: int = 784) -> float:
+    """A model's NLL (nats per image) as -log p(x) of [0, 1] pixels: gaussian adds its missing constant
+    0.5 log(2 pi) per pixel and the change of variables from [-1, 1] (x = 2y - 1: -log 2 per pixel)."""
+    return nll + pixels * (0.5 * math.log(2 * math.pi) - math.log(2)) if likelihood == "gaussian" else nll
 
 
 def active_units(means: Tensor, threshold: float = ACTIVE_THRESHOLD) -> int:
@@ -83,12 +101,22 @@ def knn_accuracy(train_means: Tensor, train_labels: Tensor, test_means: Tensor, 
     return float(knn.score(test_means.numpy(), test_labels.numpy()))
 
 
-def reconstruction_mse(model: BetaVAE, images: Tensor, batch_size: int = BATCH_SIZE) -> float:
-    """Mean squared error per pixel in [0, 1] pixel space, reconstructing with z = posterior mean."""
-    def squared_error(x: Tensor) -> Tensor:
-        recon = model(x, sample=False).recon
-        return (to_unit_range(recon, model.likelihood) - to_unit_range(x, model.likelihood)).pow(2).flatten(1).sum(1)
-    return map_batches(model, squared_error, images, batch_size).double().sum().item() / images.numel()
+def per_class(values: Tensor, labels: Tensor) -> dict[str, float | None]:
+    """Mean of `values` (N,) over the images of each class, by class name (None for a class with no images)."""
+    sums = torch.zeros(len(CLASS_NAMES), dtype=torch.float64).index_add_(0, labels, values.double())
+    counts = torch.bincount(labels, minlength=len(CLASS_NAMES))
+    return {name: (s / c).item() if c else None for name, s, c in zip(CLASS_NAMES, sums, counts)}
+
+
+def reconstruction_quality(model: BetaVAE, classifier: Classifier, images: Tensor, labels: Tensor) -> dict[str, Any]:
+    """MSE per pixel in [0, 1] pixel space and the classifier's accuracy on the reconstructions (z = posterior
+    mean), over all images and per class."""
+    recon = to_unit_range(map_batches(model, lambda x: model(x, sample=False).recon, images, BATCH_SIZE),
+                          model.likelihood)
+    mse = (recon - to_unit_range(images, model.likelihood)).pow(2).flatten(1).mean(1)
+    correct = (features_and_probs(classifier, recon)[1].argmax(1) == labels).float()
+    return {"mse": mse.double().mean().item(), "mse_per_class": per_class(mse, labels),
+            "recon_accuracy": correct.mean().item(), "recon_accuracy_per_class": per_class(correct, labels)}
 
 
 def decode_all(model: BetaVAE, z: Tensor, batch_size: int = BATCH_SIZE) -> Tensor:
@@ -109,29 +137,70 @@ def frechet_distance(a: Tensor, b: Tensor) -> float:
     return float(max(distance, 0.0))
 
 
-def sample_quality(classifier: Classifier, images: Tensor, reference: Tensor,
+def knn_radii(features: Tensor, k: int = PR_NEIGHBOURS) -> Tensor:
+    """Distance from each feature vector (N, F) to its k-th nearest neighbour among the others."""
+    return torch.cat([torch.cdist(part, features).topk(k + 1, dim=1, largest=False).values[:, -1]
+                      for part in features.split(CHUNK)])
+
+
+def covered(points: Tensor, centres: Tensor, radii: Tensor) -> float:
+    """Fraction of `points` inside the ball of at least one of `centres` (radius `radii`, one per centre)."""
+    inside = [(torch.cdist(part, centres) <= radii).any(1) for part in points.split(CHUNK)]
+    return torch.cat(inside).float().mean().item()
+
+
+def precision_recall(generated: Tensor, real: Tensor, real_radii: Tensor | None = None,
+                     k: int = PR_NEIGHBOURS) -> tuple[float, float]:
+    """Improved precision and recall (Kynkaanniemi et al. 2019) of generated vs real feature vectors:
+    generated inside a real k-NN ball, and real inside a generated k-NN ball."""
+    real_radii = knn_radii(real, k) if real_radii is None else real_radii
+    return covered(generated, real, real_radii), covered(real, generated, knn_radii(generated, k))
+
+
+class Reference(NamedTuple):
+    """Classifier features of the test images, their k-NN radii, and the sanity rows (see sanity_rows)."""
+    features: Tensor
+    radii: Tensor
+    sanity: dict[str, dict[str, float]]
+
+    @property
+    def fd_real(self) -> float:
+        return self.sanity["real"]["fd"]
+
+
+def feature_quality(features: Tensor, features_ref: Tensor, radii_ref: Tensor) -> dict[str, float]:
+    """fd, precision and recall of `features` against reference features and their k-NN radii."""
+    precision, recall = precision_recall(features, features_ref, radii_ref)
+    return {"fd": frechet_distance(features, features_ref), "precision": precision, "recall": recall}
+
+
+def sample_quality(classifier: Classifier, images: Tensor, reference: Reference,
                    labels: Tensor | None = None) -> dict[str, float]:
-    """fd to the `reference` features, confident fraction, and with `labels` the rate classified as them."""
+    """fd, precision and recall against the reference, the confident fraction, and with `labels` the rate
+    classified as them."""
     features, probs = features_and_probs(classifier, images)
-    quality = {"fd": frechet_distance(features, reference),
+    quality = {**feature_quality(features, reference.features, reference.radii),
                "confident": (probs.max(1).values > CONFIDENT).float().mean().item()}
     if labels is not None:
         quality["class_rate"] = (probs.argmax(1) == labels).float().mean().item()
     return quality
 
 
-class Reference(NamedTuple):
-    """Classifier features of the test images, and the Fréchet distance of as many training images to them."""
-    features: Tensor
-    fd_real: float
+def blur(images: Tensor) -> Tensor:
+    """Images averaged over 2x2 blocks and scaled back up (bilinear): a mild blur."""
+    return F.interpolate(F.avg_pool2d(images, 2), size=images.shape[-2:], mode="bilinear")
 
 
-def reference_features(classifier: Classifier, data: FashionMNISTData) -> Reference:
-    """Features of data's test images, and fd_real from as many of its training images."""
-    features, _ = features_and_probs(classifier, to_unit_range(data.test_images, data.likelihood))
-    n = len(data.test_images)
-    real, _ = features_and_probs(classifier, to_unit_range(data.train_images[:n], data.likelihood))
-    return Reference(features, frechet_distance(real, features))
+def reference_features(classifier: Classifier, data: FashionMNISTData, seed: int = SEED) -> Reference:
+    """Features and k-NN radii of data's test images, and the sanity rows: fd, precision and recall of as
+    many training images (real), blurred test images and uniform noise."""
+    test = to_unit_range(data.test_images, data.likelihood)
+    features, _ = features_and_probs(classifier, test)
+    radii = knn_radii(features)
+    controls = {"real": to_unit_range(data.train_images[:len(test)], data.likelihood), "blurred": blur(test),
+                "noise": torch.rand(test.shape, generator=torch.Generator().manual_seed(seed))}
+    return Reference(features, radii, {name: feature_quality(features_and_probs(classifier, images)[0], features, radii)
+                                       for name, images in controls.items()})
 
 
 def check_inputs(model: BetaVAE, data: FashionMNISTData, samples: int) -> None:
@@ -168,8 +237,10 @@ def evaluate(model: BetaVAE, data: FashionMNISTData, beta: float, k: int = K,
         # same noise as the ELBO, so its recon and KL are the ELBO's; only the weight on KL differs
         "loss": elbo["recon"] + beta * elbo["kl"],
         "iwae_nll": iwae_nll(model, iwae_x, k, BATCH_SIZE, seed),
+        "nll_normalised": model.likelihood != "bernoulli",
         "iwae_elbo": iwae_elbo["total"],
         "iwae_images": len(iwae_x)}
+    result["nll"] = unit_range_nll(result["iwae_nll"], model.likelihood, math.prod(model.image_shape))
 
     test_means, test_logvars = map_batches(model, model.encode, test_x, BATCH_SIZE)
     kl = kl_per_dimension(test_means, test_logvars).mean(0)
@@ -177,31 +248,35 @@ def evaluate(model: BetaVAE, data: FashionMNISTData, beta: float, k: int = K,
     result.update({"kl_per_dim": kl.tolist(), "mean_variance": test_means.var(0).tolist(),
                    "active_units": active_units(test_means),
                    "knn_accuracy": knn_accuracy(train_means, data.train_labels, test_means, test_y),
-                   "mse": reconstruction_mse(model, test_x)})
+                   **reconstruction_quality(model, classifier, test_x, test_y)})
 
     reference = reference_features(classifier, data) if reference is None else reference
     class_z, class_labels = ClassSampler(train_means, data.train_labels).sample_grid(math.ceil(samples / 10), seed)
     codes = {"prior": (PriorSampler(model.latent_dim).sample(samples, seed), None),
              "aggregate": (AggregateSampler(train_means, seed=seed).sample(samples, seed), None),
              "class": (class_z, class_labels)}
-    result["samplers"] = {name: sample_quality(classifier, decode_all(model, z), reference.features, labels)
+    result["samplers"] = {name: sample_quality(classifier, decode_all(model, z), reference, labels)
                           for name, (z, labels) in codes.items()}
-    result["fd_real"] = reference.fd_real
+    result.update({"sanity": reference.sanity, "fd_real": reference.fd_real, "parameters": count_parameters(model)})
     result.update({"k": k, "samples": samples, "test_images": len(test_x), "train_images": len(data.train_images),
                    "seconds": time.perf_counter() - started})
     return result
 
 
 def summary(result: dict[str, Any]) -> dict[str, Any]:
-    """One flat row of the main numbers (for tables)."""
+    """One flat row of the main numbers (for tables); per-class columns are named mse_bag, recon_accuracy_bag, ..."""
     row = {"recon": result["elbo"]["recon"], "kl": result["elbo"]["kl"], "elbo": result["elbo"]["total"],
-           "loss": result["loss"], "iwae_nll": result["iwae_nll"], "iwae_elbo": result["iwae_elbo"],
+           "loss": result["loss"], "iwae_nll": result["iwae_nll"], "nll": result["nll"],
+           "nll_normalised": result["nll_normalised"], "iwae_elbo": result["iwae_elbo"],
            "active_units": result["active_units"],
            "kl_per_dim": " ".join(f"{v:.2f}" for v in result["kl_per_dim"]),
-           "knn_accuracy": result["knn_accuracy"], "mse": result["mse"]}
-    for name, quality in result["samplers"].items():
+           "knn_accuracy": result["knn_accuracy"], "mse": result["mse"], "recon_accuracy": result["recon_accuracy"],
+           "parameters": result["parameters"]}
+    for metric in ("mse", "recon_accuracy"):
+        row.update({f"{metric}_{key}": value for key, value in zip(CLASS_KEYS, result[f"{metric}_per_class"].values())})
+    for name, quality in {**result["samplers"], **result["sanity"]}.items():
         row.update({f"{key}_{name}": value for key, value in quality.items()})
-    row.update({"fd_real": result["fd_real"], "eval_seconds": result["seconds"]})
+    row["eval_seconds"] = result["seconds"]
     return row
 
 
@@ -211,15 +286,21 @@ def format_table(result: dict[str, Any]) -> str:
         "recon": "ELBO reconstruction (nats/image)", "kl": "ELBO KL (nats/image)",
         "elbo": "-ELBO, beta = 1 (nats/image)", "loss": f"loss at beta = {result['beta']:g}",
         "iwae_nll": f"IWAE NLL, K = {result['k']}, {result['iwae_images']} images",
+        "nll": "IWAE NLL on [0, 1] pixels", "nll_normalised": "  ... of a normalised density",
         "iwae_elbo": f"-ELBO on the same {result['iwae_images']} images", "active_units": "active units",
         "kl_per_dim": "KL per dimension", "knn_accuracy": "kNN accuracy (k = 5)", "mse": "MSE per pixel [0, 1]",
-        "fd_real": "FD train vs test images (floor)", "eval_seconds": "evaluation time (s)",
-        "class_rate_class": "class samples classified as asked"}
-    for name in SAMPLER_NAMES:
-        labels.update({f"fd_{name}": f"FD {name} samples", f"confident_{name}": f"confident (p > {CONFIDENT}) {name}"})
+        "recon_accuracy": "classifier accuracy on reconstructions", "parameters": "parameters",
+        "eval_seconds": "evaluation time (s)", "class_rate_class": "class samples classified as asked"}
+    for key, name in zip(CLASS_KEYS, CLASS_NAMES):
+        labels.update({f"mse_{key}": f"  MSE {name}", f"recon_accuracy_{key}": f"  accuracy on reconstructions {name}"})
+    for name in SAMPLER_NAMES + SANITY_NAMES:
+        kind = "samples" if name in SAMPLER_NAMES else "images"
+        labels.update({f"fd_{name}": f"FD {name} {kind}", f"precision_{name}": f"precision {name} {kind}",
+                       f"recall_{name}": f"recall {name} {kind}",
+                       f"confident_{name}": f"confident (p > {CONFIDENT}) {name}"})
     lines = []
     for key, value in summary(result).items():
-        lines.append(f"{labels[key]:<36} {value:.4g}" if isinstance(value, float) else f"{labels[key]:<36} {value}")
+        lines.append(f"{labels[key]:<40} {value:.4g}" if isinstance(value, float) else f"{labels[key]:<40} {value}")
     return "\n".join(lines)
 
 

@@ -4,9 +4,14 @@ Two architectures share one interface (encode, reparameterize, decode, forward, 
 - FCVAE:  fully connected encoder and decoder.
 - CNNVAE: convolutional encoder and decoder with about 5 % of FCVAE's parameters.
 
-Two likelihoods, chosen by one argument:
-- "bernoulli": sigmoid output, binary cross-entropy (from logits), data in [0, 1].
-- "gaussian":  tanh output, squared error (unit-variance Gaussian), data in [-1, 1].
+Four likelihoods, chosen by one argument:
+- "bernoulli":            sigmoid output, binary cross-entropy (from logits), data in [0, 1]; not a density
+                          on grey levels.
+- "gaussian":             tanh output, squared error (unit-variance Gaussian, no constant), data in [-1, 1].
+- "continuous_bernoulli": the continuous Bernoulli density (Loaiza-Ganem & Cunningham 2019), data in [0, 1];
+                          pictures are its mean, not sigmoid(logits).
+- "sigma":                Gaussian with sigmoid mean and one learned shared scale (the sigma-VAE of Rybkin et al.
+                          2021), full negative log-density, data in [0, 1].
 
 Loss convention (as in pythae): reconstruction summed over pixels, KL summed over latent
 dimensions, both averaged over the batch; total = recon + beta * KL. The loss is pure arithmetic:
@@ -22,11 +27,14 @@ from typing import Any, Callable, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.distributions import ContinuousBernoulli, Normal
 
 from cli import setting
 
-LIKELIHOODS = ("bernoulli", "gaussian")
-DATA_RANGE = {"bernoulli": (0.0, 1.0), "gaussian": (-1.0, 1.0)}
+LIKELIHOODS = ("bernoulli", "gaussian", "continuous_bernoulli", "sigma")
+DATA_RANGE = {"bernoulli": (0.0, 1.0), "gaussian": (-1.0, 1.0), "continuous_bernoulli": (0.0, 1.0), "sigma": (0.0, 1.0)}
+ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU}
+NORMS = ("none", "batch")
 IMAGE_SHAPE = (1, 28, 28)
 EVAL_BATCH_SIZE = 1000  # images per forward pass outside training
 MAX_PARAMETERS = 2 ** 28  # 1 GiB of float32 weights (4 GiB with Adam's state and the gradients)
@@ -40,7 +48,11 @@ class ModelConfig:
     likelihood: str = setting("bernoulli", "decoder likelihood (see the README's likelihood table)",
                               choices=LIKELIHOODS)
     hidden: tuple[int, ...] = setting((512, 256), "fc: widths of the hidden layers, input side first")
-    channels: tuple[int, ...] = setting((32, 32), "cnn: channels of the two stride-2 convolutions")
+    channels: tuple[int, ...] = setting((32, 32), "cnn: channels per convolution, input side first; the first two "
+                                                  "have stride 2 (28 -> 14 -> 7), further ones stride 1")
+    kernel_size: int = setting(4, "cnn: kernel size of the two stride-2 convolutions (stride-1 ones use 3)")
+    norm: str = setting("none", "normalisation after each hidden layer: none or batch", choices=NORMS)
+    activation: str = setting("relu", "activation of the hidden layers", choices=tuple(ACTIVATIONS))
 
     def __post_init__(self) -> None:
         if self.model not in ("fc", "cnn"):
@@ -52,8 +64,12 @@ class ModelConfig:
             widths = getattr(self, name)
             if not widths or not all(isinstance(w, int) and 1 <= w <= 65536 for w in widths):
                 raise ValueError(f"{name} must be integers >= 1 (up to 65536), got {list(widths)}")
-        if len(self.channels) != 2:
-            raise ValueError(f"channels takes two numbers (one per convolution), got {list(self.channels)}")
+        if not (isinstance(self.kernel_size, int) and 1 <= self.kernel_size <= 7):
+            raise ValueError(f"kernel_size must be from 1 to 7, got {self.kernel_size!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"unknown norm {self.norm!r}; choose one of {', '.join(NORMS)}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
         with torch.device("meta"):  # counts the parameters without allocating them
             size = count_parameters(MODELS[self.model](**{k: v for k, v in self.as_dict().items() if k != "model"}))
         if size > MAX_PARAMETERS:
@@ -61,19 +77,22 @@ class ModelConfig:
                              f"hidden, channels or latent_dim")
 
     def as_dict(self) -> dict[str, Any]:
-        """The settings the chosen architecture uses (fc: hidden; cnn: channels), lists for tuples."""
-        unused = "channels" if self.model == "fc" else "hidden"
-        return {key: list(value) if isinstance(value, tuple) else value
-                for key, value in asdict(self).items() if key != unused}
+        """The settings the chosen architecture uses (fc: hidden; cnn: channels, kernel_size), lists for tuples.
+        kernel_size, norm and activation appear only when not at their defaults, so older checkpoints still match."""
+        unused = ("channels", "kernel_size") if self.model == "fc" else ("hidden",)
+        later = {name: ModelConfig.__dataclass_fields__[name].default for name in ("kernel_size", "norm", "activation")}
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()
+                if key not in unused and not (key in later and value == later[key])}
 
 
 class VAEOutput(NamedTuple):
-    """What forward returns. `logits` is the decoder output before sigmoid/tanh."""
-    recon: Tensor   # reconstruction in data space: sigmoid(logits) or tanh(logits)
+    """What forward returns. `logits` is the decoder output before the output activation."""
+    recon: Tensor   # reconstruction in data space: output_activation(logits)
     logits: Tensor
     mu: Tensor
     logvar: Tensor
     z: Tensor
+    log_scale: Tensor | None = None  # sigma: the learned log standard deviation of the pixels; else None
 
 
 class LossTerms(NamedTuple):
@@ -89,20 +108,30 @@ def check_likelihood(likelihood: str) -> None:
 
 
 def output_activation(logits: Tensor, likelihood: str) -> Tensor:
-    """Map decoder logits to data space: sigmoid for bernoulli, tanh for gaussian."""
-    return torch.sigmoid(logits) if likelihood == "bernoulli" else torch.tanh(logits)
+    """Map decoder logits to data space: tanh for gaussian, the distribution's mean for continuous_bernoulli,
+    sigmoid otherwise."""
+    if likelihood == "gaussian":
+        return torch.tanh(logits)
+    if likelihood == "continuous_bernoulli":
+        return ContinuousBernoulli(logits=logits, validate_args=False).mean
+    return torch.sigmoid(logits)
 
 
-def reconstruction_nll(logits: Tensor, x: Tensor, likelihood: str) -> Tensor:
+def reconstruction_nll(logits: Tensor, x: Tensor, likelihood: str, log_scale: Tensor | None = None) -> Tensor:
     """Per-image negative log-likelihood of x given decoder logits, summed over pixels: shape (B,).
 
-    bernoulli: binary cross-entropy from logits. gaussian: 0.5 * squared error of tanh(logits),
-    the unit-variance Gaussian NLL without its constant 0.5 * log(2 pi) per pixel.
+    bernoulli: binary cross-entropy from logits. gaussian: 0.5 * squared error of tanh(logits), the
+    unit-variance Gaussian NLL without its constant 0.5 * log(2 pi) per pixel. continuous_bernoulli: its
+    negative log-density. sigma: the full Gaussian negative log-density, mean sigmoid(logits), std exp(log_scale).
     """
     if likelihood == "bernoulli":
         nll = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
-    else:
+    elif likelihood == "gaussian":
         nll = 0.5 * (torch.tanh(logits) - x).pow(2)
+    elif likelihood == "continuous_bernoulli":
+        nll = -ContinuousBernoulli(logits=logits, validate_args=False).log_prob(x)
+    else:
+        nll = -Normal(torch.sigmoid(logits), log_scale.exp(), validate_args=False).log_prob(x)
     return nll.flatten(1).sum(1)
 
 
@@ -126,7 +155,7 @@ def check_data_range(x: Tensor, likelihood: str) -> None:
 
 def beta_vae_loss(output: VAEOutput, x: Tensor, beta: float = 1.0, likelihood: str = "bernoulli") -> LossTerms:
     """Beta-VAE loss: total = recon + beta * KL, terms averaged over the batch (no validation: see module doc)."""
-    recon = reconstruction_nll(output.logits, x, likelihood).mean()
+    recon = reconstruction_nll(output.logits, x, likelihood, output.log_scale).mean()
     kl = kl_per_dimension(output.mu, output.logvar).sum(1).mean()
     return LossTerms(recon, kl, recon + beta * kl)
 
@@ -158,11 +187,15 @@ class BetaVAE(nn.Module):
         self.latent_dim = latent_dim
         self.likelihood = likelihood
         self.image_shape = tuple(image_shape)
+        self.log_scale = nn.Parameter(torch.zeros(())) if likelihood == "sigma" else None
+        self.options: dict[str, Any] = {}  # the architecture's own settings, set by the subclass
 
     @property
     def config(self) -> dict[str, Any]:
-        """The constructor arguments as plain data, enough to rebuild the model with build_model."""
-        raise NotImplementedError
+        """The settings as plain data (ModelConfig.as_dict and image_shape): build_model rebuilds the model."""
+        kind = next(name for name, cls in MODELS.items() if isinstance(self, cls))
+        settings = ModelConfig(model=kind, latent_dim=self.latent_dim, likelihood=self.likelihood, **self.options)
+        return {**settings.as_dict(), "image_shape": list(self.image_shape)}
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Posterior parameters (mu, logvar), each (B, latent_dim)."""
@@ -190,63 +223,74 @@ class BetaVAE(nn.Module):
         mu, logvar = self.encode(x)
         z = self.reparameterize(mu, logvar, generator, sample)
         logits = self.decode_logits(z)
-        return VAEOutput(output_activation(logits, self.likelihood), logits, mu, logvar, z)
+        return VAEOutput(output_activation(logits, self.likelihood), logits, mu, logvar, z, self.log_scale)
+
+
+def norm_and_activation(width: int, norm: str, activation: str, dims: int) -> list[nn.Module]:
+    """The layers after a hidden linear (dims 1) or convolutional (dims 2) layer."""
+    norms = [] if norm == "none" else [(nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d)(width)]
+    return norms + [ACTIVATIONS[activation]()]
 
 
 class FCVAE(BetaVAE):
     """Fully connected beta-VAE: pixels -> hidden layers -> (mu, logvar); mirrored decoder."""
 
     def __init__(self, latent_dim: int = ModelConfig.latent_dim, likelihood: str = ModelConfig.likelihood,
-                 hidden: tuple[int, ...] = ModelConfig.hidden, image_shape: tuple[int, int, int] = IMAGE_SHAPE) -> None:
+                 hidden: tuple[int, ...] = ModelConfig.hidden, norm: str = ModelConfig.norm,
+                 activation: str = ModelConfig.activation, image_shape: tuple[int, int, int] = IMAGE_SHAPE) -> None:
         super().__init__(latent_dim, likelihood, image_shape)
         self.hidden = tuple(hidden)
+        self.options = {"hidden": self.hidden, "norm": norm, "activation": activation}
         n_pixels = math.prod(image_shape)
         encoder: list[nn.Module] = [nn.Flatten()]
         width = n_pixels
         for h in self.hidden:
-            encoder += [nn.Linear(width, h), nn.ReLU()]
+            encoder += [nn.Linear(width, h), *norm_and_activation(h, norm, activation, 1)]
             width = h
         self.encoder = nn.Sequential(*encoder, nn.Linear(width, 2 * latent_dim))
         decoder: list[nn.Module] = []
         width = latent_dim
         for h in reversed(self.hidden):
-            decoder += [nn.Linear(width, h), nn.ReLU()]
+            decoder += [nn.Linear(width, h), *norm_and_activation(h, norm, activation, 1)]
             width = h
         self.decoder = nn.Sequential(*decoder, nn.Linear(width, n_pixels), nn.Unflatten(1, tuple(image_shape)))
 
-    @property
-    def config(self) -> dict[str, Any]:
-        return {"model": "fc", "latent_dim": self.latent_dim, "likelihood": self.likelihood,
-                "hidden": list(self.hidden), "image_shape": list(self.image_shape)}
-
 
 class CNNVAE(BetaVAE):
-    """Convolutional beta-VAE: two stride-2 convolutions (28 -> 14 -> 7), a linear layer to (mu, logvar);
-    the decoder mirrors it with transposed convolutions. Image sides must be divisible by 4."""
+    """Convolutional beta-VAE: convolutions (the first two with stride 2: 28 -> 14 -> 7, further ones 3x3 stride 1),
+    a linear layer to (mu, logvar); the decoder mirrors it (transposed convolutions where the encoder strides).
+    Image sides must be divisible by 4 (by 2 with one convolution)."""
 
     def __init__(self, latent_dim: int = ModelConfig.latent_dim, likelihood: str = ModelConfig.likelihood,
-                 channels: tuple[int, ...] = ModelConfig.channels, image_shape: tuple[int, int, int] = IMAGE_SHAPE) -> None:
+                 channels: tuple[int, ...] = ModelConfig.channels, kernel_size: int = ModelConfig.kernel_size,
+                 norm: str = ModelConfig.norm, activation: str = ModelConfig.activation,
+                 image_shape: tuple[int, int, int] = IMAGE_SHAPE) -> None:
         super().__init__(latent_dim, likelihood, image_shape)
-        in_channels, height, width = image_shape
-        if height % 4 or width % 4:
-            raise ValueError(f"CNNVAE needs image sides divisible by 4, got {height}x{width}")
         self.channels = tuple(channels)
-        c1, c2 = self.channels
-        feature_shape = (c2, height // 4, width // 4)
+        self.options = {"channels": self.channels, "kernel_size": kernel_size, "norm": norm, "activation": activation}
+        in_channels, height, width = image_shape
+        strides = [2 if i < 2 else 1 for i in range(len(self.channels))]
+        down = 2 ** strides.count(2)
+        if height % down or width % down:
+            raise ValueError(f"CNNVAE needs image sides divisible by {down}, got {height}x{width}")
+        k, pad = kernel_size, (kernel_size - 1) // 2  # stride 2 with this padding halves even sides for any k
+        feature_shape = (self.channels[-1], height // down, width // down)
         n_features = math.prod(feature_shape)
-        self.encoder = nn.Sequential(
-            nn.Conv2d(in_channels, c1, 4, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(c1, c2, 4, stride=2, padding=1), nn.ReLU(),
-            nn.Flatten(), nn.Linear(n_features, 2 * latent_dim))
-        self.decoder = nn.Sequential(
-            nn.Linear(latent_dim, n_features), nn.ReLU(), nn.Unflatten(1, feature_shape),
-            nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), nn.ReLU(),
-            nn.ConvTranspose2d(c1, in_channels, 4, stride=2, padding=1))
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return {"model": "cnn", "latent_dim": self.latent_dim, "likelihood": self.likelihood,
-                "channels": list(self.channels), "image_shape": list(self.image_shape)}
+        sides = list(zip((in_channels, *self.channels), self.channels, strides))
+        encoder: list[nn.Module] = []
+        for c_in, c_out, stride in sides:
+            conv = nn.Conv2d(c_in, c_out, k, 2, pad) if stride == 2 else nn.Conv2d(c_in, c_out, 3, padding=1)
+            encoder += [conv, *norm_and_activation(c_out, norm, activation, 2)]
+        self.encoder = nn.Sequential(*encoder, nn.Flatten(), nn.Linear(n_features, 2 * latent_dim))
+        decoder: list[nn.Module] = [nn.Linear(latent_dim, n_features), ACTIVATIONS[activation](),
+                                    nn.Unflatten(1, feature_shape)]
+        for i, (c_out, c_in, stride) in reversed(list(enumerate(sides))):
+            if stride == 2:  # output_padding makes 7 -> 14 -> 28 exact for odd kernels too
+                decoder.append(nn.ConvTranspose2d(c_in, c_out, k, 2, pad, output_padding=2 + 2 * pad - k))
+            else:
+                decoder.append(nn.Conv2d(c_in, c_out, 3, padding=1))
+            decoder += norm_and_activation(c_out, norm, activation, 2) if i > 0 else []
+        self.decoder = nn.Sequential(*decoder)
 
 
 MODELS = {"fc": FCVAE, "cnn": CNNVAE}
@@ -294,7 +338,7 @@ def dataset_loss(model: BetaVAE, images: Tensor, beta: float, batch_size: int = 
 
     def per_image(x: Tensor) -> Tensor:
         output = model(x, generator=generator, sample=True)
-        recon = reconstruction_nll(output.logits, x, model.likelihood)
+        recon = reconstruction_nll(output.logits, x, model.likelihood, output.log_scale)
         kl = kl_per_dimension(output.mu, output.logvar).sum(1)
         return torch.stack([recon, kl], 1).double()
 

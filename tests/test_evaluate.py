@@ -10,8 +10,8 @@ from torch.distributions import Normal
 import sweep
 from classifier import features_and_probs, load_classifier
 from data import FashionMNISTData, batches
-from evaluate import BATCH_SIZE, active_units, evaluate, frechet_distance, iwae_nll, main as evaluate_main
-from models import FCVAE, reconstruction_nll
+from evaluate import BATCH_SIZE, active_units, evaluate, frechet_distance, iwae_nll, main as evaluate_main, summary
+from models import FCVAE, count_parameters, reconstruction_nll
 from samplers import AggregateSampler, ClassSampler, PriorSampler, interpolate, posterior_means
 from checkpoint import load_checkpoint
 from models import dataset_loss
@@ -88,6 +88,19 @@ def test_evaluate_reports_every_metric(trained, small_fmnist):
     assert 0.0 <= result["samplers"]["class"]["class_rate"] <= 1.0  # this tiny model draws blobs
     assert all(quality["fd"] > result["fd_real"] for quality in result["samplers"].values())
     assert 0.0 <= result["samplers"]["prior"]["confident"] <= 1.0
+    assert result["nll"] == result["iwae_nll"] and result["nll_normalised"] is False  # bernoulli: not a density
+    assert result["parameters"] == count_parameters(trained)
+    real, blurred, noise = (result["sanity"][name] for name in ("real", "blurred", "noise"))
+    assert result["fd_real"] == real["fd"]
+    assert real["precision"] > blurred["precision"] and real["recall"] > blurred["recall"] >= noise["recall"]
+    for quality in [*result["samplers"].values(), real, blurred, noise]:
+        assert 0.0 <= quality["precision"] <= 1.0 and 0.0 <= quality["recall"] <= 1.0
+        assert quality["recall"] < real["recall"] or quality is real  # a 2-epoch model covers less than real images
+    assert len(result["mse_per_class"]) == len(result["recon_accuracy_per_class"]) == 10
+    row = summary(result)
+    assert row["mse_bag"] == result["mse_per_class"]["Bag"]
+    assert row["precision_prior"] == result["samplers"]["prior"]["precision"]
+    assert row["recall_noise"] == noise["recall"] and row["parameters"] == result["parameters"]
 
 
 def test_evaluate_command_reports_a_missing_run_in_one_line(tmp_path, capsys):

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from models import (CNNVAE, FCVAE, ModelConfig, beta_vae_loss, build_model, check_data_range, count_parameters,
+from models import (CNNVAE, DATA_RANGE, FCVAE, LIKELIHOODS, ModelConfig, beta_vae_loss, build_model, check_data_range, count_parameters,
                     kl_per_dimension, reconstruction_nll)
 from samplers import PriorSampler
 from models import dataset_scaled_beta
@@ -12,18 +12,18 @@ from train import TrainConfig
 
 def data_for(likelihood, n=8):
     x = torch.rand(n, 1, 28, 28)
-    return x if likelihood == "bernoulli" else 2 * x - 1
+    return x if DATA_RANGE[likelihood][0] == 0 else 2 * x - 1
 
 
 @pytest.mark.parametrize("cls", [FCVAE, CNNVAE])
-@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("likelihood", LIKELIHOODS)
 def test_shapes_and_output_range(cls, likelihood):
     model = cls(latent_dim=5, likelihood=likelihood)
     x = data_for(likelihood)
     out = model(x)
     assert out.recon.shape == out.logits.shape == x.shape
     assert out.mu.shape == out.logvar.shape == out.z.shape == (8, 5)
-    low = 0.0 if likelihood == "bernoulli" else -1.0
+    low = DATA_RANGE[likelihood][0]
     assert out.recon.min() >= low and out.recon.max() <= 1.0
     assert model.decode(PriorSampler(5).sample(4)).shape == (4, 1, 28, 28)
     assert model.decode(torch.zeros(2, 5)).shape == (2, 1, 28, 28)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import papermill
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ("Fully_Connected_VAE.ipynb", "CNN_VAE.ipynb")
@@ -15,14 +16,16 @@ def fingerprint() -> dict[str, str]:
     return {str(f.relative_to(ROOT)): hashlib.sha256(f.read_bytes()).hexdigest() for f in files if f.is_file()}
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs_on_a_small_override(tmp_path, monkeypatch, name):
+@pytest.mark.parametrize("name, likelihood", [(name, "bernoulli") for name in NOTEBOOKS] + [
+    (NOTEBOOKS[0], "continuous_bernoulli"), (NOTEBOOKS[0], "sigma")])
+def test_notebook_runs_on_a_small_override(tmp_path, monkeypatch, name, likelihood):
     # the kernel inherits this: one thread is as fast on this tiny run, and far faster on a busy machine
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     before = fingerprint()
-    parameters = {"epochs": 1, "train_limit": 2000, "save_figures": False, "run_dir": str(tmp_path / "run")}
+    parameters = {"epochs": 1, "train_limit": 2000, "save_figures": False, "run_dir": str(tmp_path / "run"),
+                  "likelihood": likelihood}
     # papermill raises PapermillExecutionError on the first cell that fails
     papermill.execute_notebook(str(ROOT / name), str(tmp_path / name), parameters=parameters,
                                kernel_name="python3", cwd=str(ROOT), progress_bar=False)
-    assert (tmp_path / "run" / "checkpoint.pt").is_file()
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["config"]["likelihood"] == likelihood
     assert fingerprint() == before

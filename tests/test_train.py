@@ -181,6 +181,12 @@ def test_ctrl_c_saves_the_last_epoch_and_says_how_to_resume(tmp_path, capsys, mo
     (["--model", "rnn"], "invalid choice: 'rnn'"),
     (["--likelihood", "laplace"], "invalid choice: 'laplace'"),
     (["--beta", "abc"], "invalid float value"),
+    (["--channels", "0"], "--channels must be integers >= 1"),
+    (["--hidden", "-3"], "--hidden must be integers >= 1"),
+    (["--kernel-size", "0"], "--kernel-size must be from 1 to 7"),
+    (["--norm", "layer"], "invalid choice: 'layer'"),
+    (["--activation", "tanh"], "invalid choice: 'tanh'"),
+    (["--channels", "16", "x"], "invalid int value"),
 ])
 def test_bad_command_line_is_one_line_and_exit_status_2(args, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
