@@ -211,9 +211,10 @@ def heartbeat(trial: optuna.Trial, interval: float) -> Iterator[None]:
 def retry(study: optuna.Study, number: int) -> None:
     """Mark a running trial failed and enqueue its parameters again (Optuna's RetryFailedTrialCallback); a no-op
     when another worker got there first."""
-    try:
-        study.tell(number, state=TrialState.FAIL)
-    except (ValueError, RuntimeError):  # already finished: someone else retried it
+    trial = study.get_trials(deepcopy=False)[number]
+    try:  # as Optuna's heartbeat does it (study.tell would run the sampler's after_trial)
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    except RuntimeError:  # already finished: someone else retried it
         return
     RetryFailedTrialCallback()(study, study.get_trials(deepcopy=False)[number])
 
