@@ -35,7 +35,7 @@ from typing import Any, Iterator
 
 import optuna
 import torch
-from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
+from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
@@ -209,14 +209,14 @@ def heartbeat(trial: optuna.Trial, interval: float) -> Iterator[None]:
 
 
 def retry(study: optuna.Study, number: int) -> None:
-    """Mark a running trial failed and enqueue its parameters again (Optuna's RetryFailedTrialCallback); a no-op
-    when another worker got there first."""
+    """Mark a running trial failed and enqueue its parameters again (Optuna's retry callback); a no-op when another
+    worker got there first."""
     trial = study.get_trials(deepcopy=False)[number]
     try:  # as Optuna's heartbeat does it (study.tell would run the sampler's after_trial)
         study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
     except RuntimeError:  # already finished: someone else retried it
         return
-    RetryFailedTrialCallback()(study, study.get_trials(deepcopy=False)[number])
+    RetryHeartbeatStaleTrialCallback()(study, trial)
 
 
 def recover(study: optuna.Study, interval: float) -> None:
@@ -232,14 +232,14 @@ def recover(study: optuna.Study, interval: float) -> None:
 def unretried(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """The failed trials that no later trial retries."""
     trials = study.get_trials(deepcopy=False)
-    retried = {n for t in trials for n in RetryFailedTrialCallback.retry_history(t)}
+    retried = {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
     return [t for t in trials if t.state == TrialState.FAIL and t.number not in retried]
 
 
 def retry_failed(study: optuna.Study) -> None:
     """Enqueue once more every failed trial not yet retried (a run that failed, or an interrupted sweep)."""
     for trial in unretried(study):
-        RetryFailedTrialCallback()(study, trial)
+        RetryHeartbeatStaleTrialCallback()(study, trial)
 
 
 def work(study: optuna.Study, job: "Job", interval: float) -> None:
@@ -419,7 +419,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Job, OneLine
     p.add_argument("--storage", help="journal file (default RUNS_DIR/optuna.journal) or database URL")
     p.add_argument("--study", help="study name (default sweep; search: search-budgetB)")
     p.add_argument("--heartbeat", type=finite(float), default=HEARTBEAT,
-                   help=f"seconds between heartbeats; a trial silent for {STALE_BEATS} is retried (default {HEARTBEAT})")
+                   help=f"seconds between heartbeats; silent for {STALE_BEATS}: retried (default {HEARTBEAT})")
     p.add_argument("--k", type=int, default=K, help=f"IWAE importance samples (default {K})")
     p.add_argument("--iwae-images", type=int, default=IWAE_IMAGES,
                    help=f"IWAE on the first N test images (default {IWAE_IMAGES}; 10000: all)")
@@ -458,9 +458,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Job, OneLine
         except ValueError as error:
             p.error(option_error(error).replace("--beta ", "--betas ").replace("--seed ", "--seeds "))
     job = (Search if args.search else Job)(args, grid)
-    if args.search and (len(job.points) > 1 or not job.depths or not valid(
-            {**job.base, "channels": (4,) * min(job.depths)}) or count_parameters(
-            build_model(split({**job.base, "channels": (4,) * min(job.depths)})[0])) > args.budget):
+    smallest = args.search and job.depths and {**job.base, "channels": (4,) * min(job.depths)}
+    if args.search and (len(job.points) > 1 or not smallest or not valid(smallest)
+                        or count_parameters(build_model(split(smallest)[0])) > args.budget):
         p.error("--search needs one value per setting, a cnn model and a --budget that its smallest design fits in")
     args.storage = args.storage or str(Path(args.runs_dir) / "optuna.journal")
     args.study = args.study or (f"search-budget{args.budget}" if args.search else "sweep")
