@@ -459,7 +459,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Job, OneLine
             p.error(option_error(error).replace("--beta ", "--betas ").replace("--seed ", "--seeds "))
     job = (Search if args.search else Job)(args, grid)
     smallest = args.search and job.depths and {**job.base, "channels": (4,) * min(job.depths)}
-    if args.search and (len(job.points) > 1 or not smallest or not valid(smallest)
+    if args.search and (len(job.points) > 1 or not smallest or job.base["model"] != "cnn" or not valid(smallest)
                         or count_parameters(build_model(split(smallest)[0])) > args.budget):
         p.error("--search needs one value per setting, a cnn model and a --budget that its smallest design fits in")
     args.storage = args.storage or str(Path(args.runs_dir) / "optuna.journal")
