@@ -1,19 +1,14 @@
-"""Tests of evaluate.py, samplers.py and sweep.py on tiny models and real Fashion-MNIST images."""
-import json
-from dataclasses import replace
-
+"""Tests of evaluate.py and samplers.py on tiny models and real Fashion-MNIST images."""
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.distributions import Normal
 
-import sweep
 from classifier import features_and_probs, load_classifier
-from data import FashionMNISTData, batches
+from data import batches
 from evaluate import BATCH_SIZE, active_units, evaluate, frechet_distance, iwae_nll, main as evaluate_main, summary
 from models import FCVAE, count_parameters, reconstruction_nll
 from samplers import AggregateSampler, ClassSampler, PriorSampler, interpolate, posterior_means
-from checkpoint import load_checkpoint
 from models import dataset_loss
 from train import fit
 
@@ -157,58 +152,3 @@ def test_class_samples_are_drawn_near_their_class_mean():
         z = sampler.sample(500, label, seed=label)
         assert torch.allclose(z.mean(0), centres[label], atol=0.1)
         assert (torch.cdist(z, centres).argmin(1) == label).float().mean() > 0.99
-
-
-# ---------------------------------------------------------------------------------------------- sweep
-@pytest.fixture
-def quick_data(fmnist, monkeypatch):
-    """sweep.py loads the session's data, with only 1,000 test images (fit's per-epoch test loss)."""
-    def load(likelihood, limit=None):
-        assert likelihood == "bernoulli"
-        return FashionMNISTData(fmnist.train_images[:limit], fmnist.train_labels[:limit], fmnist.test_images[:1000],
-                            fmnist.test_labels[:1000], likelihood)
-    monkeypatch.setattr(sweep, "load_fashion_mnist", load)
-
-
-def sweep_args(tmp_path, *extra):
-    return ["--model", "fc", "--train-limit", "300", "--eval-limit", "300", "--k", "2", "--samples", "200",
-            "--runs-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results"),
-            "--img-dir", str(tmp_path / "img"), "--no-progress", *extra]
-
-
-def test_sweep_reuses_finished_runs_and_continues_interrupted_ones(tmp_path, quick_data, monkeypatch, capsys):
-    run_05, run_1 = tmp_path / "runs" / "fc-bernoulli-z3-beta0.5", tmp_path / "runs" / "fc-bernoulli-z3-beta1"
-    real_fit = sweep.fit
-
-    def fit_interrupted_after_one_epoch(model, data, config, **kwargs):
-        real_fit(model, data, replace(config, epochs=1), **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(sweep, "fit", fit_interrupted_after_one_epoch)
-    assert sweep.main(sweep_args(tmp_path, "--betas", "0.5", "--epochs", "2")) == 130
-    first_epoch = load_checkpoint(run_05)["history"]
-    assert [entry["epoch"] for entry in first_epoch] == [1]
-    monkeypatch.setattr(sweep, "fit", real_fit)
-    capsys.readouterr()
-
-    assert sweep.main(sweep_args(tmp_path, "--betas", "0.5", "1", "--epochs", "2")) == 0
-    out = capsys.readouterr().out
-    assert f"{run_05}: resumed" in out and f"{run_1}: trained" in out
-    history = load_checkpoint(run_05)["history"]
-    assert [entry["epoch"] for entry in history] == [1, 2] and history[0] == first_epoch[0]
-    assert json.loads((run_05 / "eval.json").read_text())["epoch"] == 2
-
-    stamps = {path: path.stat().st_mtime_ns for run in (run_05, run_1) for path in run.iterdir()}
-    assert sweep.main(sweep_args(tmp_path, "--betas", "0.5", "1", "--epochs", "2")) == 0
-    out = capsys.readouterr().out
-    assert out.count("reused, cached evaluation") == 2
-    assert stamps == {path: path.stat().st_mtime_ns for run in (run_05, run_1) for path in run.iterdir()}
-    table = (tmp_path / "results" / "sweep-fc-bernoulli-z3.csv").read_text().splitlines()
-    assert len(table) == 3 and table[0].startswith("beta,epochs,parameters,recon,kl")
-    assert (tmp_path / "results" / "sweep-fc-bernoulli-z3.md").exists()
-    for figure in ("rate_distortion", "knn", "fd"):
-        assert (tmp_path / "img" / f"sweep-fc-bernoulli-{figure}.png").stat().st_size > 0
-
-    with pytest.raises(SystemExit) as exit_info:  # same folder names, another training set size
-        sweep.main(sweep_args(tmp_path, "--betas", "1", "--epochs", "2", "--train-limit", "200"))
-    assert exit_info.value.code == 2 and "holds a different run" in capsys.readouterr().err
