@@ -67,10 +67,12 @@ def test_interleave_alternates_the_compared_loops():
 def test_spread_and_verdicts():
     stats = bench.spread_stats([10.0, 12.0, 11.0])
     assert stats == {"median": 11.0, "min": 10.0, "max": 12.0, "spread": pytest.approx(2 / 11)}
-    assert bench.verdict(True, busy=False, spread=0.1) == "yes" and bench.verdict(False) == "NO"
-    assert bench.verdict(True, busy=True, spread=0.1) == "unreliable: machine busy"
-    assert bench.verdict(False, busy=False, spread=0.35) == "unreliable: spread 35 %"
-    assert bench.verdict("parallel", spread=0.05) == "parallel"
+    assert bench.spread_stats([10.0])["spread"] is None
+    assert bench.verdict(True, busy=False, spreads=(0.1, 0.02)) == "yes" and bench.verdict(False) == "NO"
+    assert bench.verdict(True, busy=True, spreads=(0.1,)) == "unreliable: machine busy"
+    assert bench.verdict(False, busy=False, spreads=(0.1, 0.35)) == "unreliable: spread 35 %"
+    assert bench.verdict(True, spreads=(0.1, None)) == "unreliable: measured once"
+    assert bench.verdict("parallel", spreads=(0.05,)) == "parallel"
 
 
 def test_measured_quietly_flags_a_busy_machine(monkeypatch):
@@ -173,13 +175,13 @@ def test_whole_run_and_sweep_targets():
 
 
 def test_markdown_shows_every_part_and_the_time_budget():
-    costs = {"startup": {"interpreter start": 0.05, "import torch": 1.5, "import train (the project)": 0.3},
+    costs = {"train_images": 60000, "startup": {"interpreter start": 0.05, "import torch": 1.5, "import train (the project)": 0.3},
              "probe": {"decode the IDX files and write the cache (first run)": 0.9, "read the decoded cache": 0.05,
                        "load the data (cached, into tensors)": 0.2, "first step": 0.05, "later step (median)": 0.004,
                        "test pass (10,000 images)": 0.3, "checkpoint and metrics.json": 0.02},
              "load": {"before": 0, "during": 0, "busy": False}}
     budget = bench.time_budget(costs)
-    assert budget["938 training steps (later-step median)"] == pytest.approx(0.004 * 2 * 60000 / 128)
+    assert budget["938 training steps (later-step median)"] == pytest.approx(0.004 * 2 * 469)
     assert budget["first step, over a later one"] == pytest.approx(0.046)
     result = {"environment": {"threads": 2, "torch": "x", "cpu": "y", "cuda": False, "date": "today"},
               "command": "python bench.py", "epochs": epoch_part(), "whole_run": whole_run_part(), "fixed_costs": costs,
