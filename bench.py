@@ -1,6 +1,6 @@
 """Benchmarks with their targets: the training epoch, the whole run as a user times it, the matmul limit, sweeps.
 
-    python bench.py                          # everything: about 20 minutes on a quiet 2-core machine
+    python bench.py                          # everything: 10 to 12 minutes expected on a quiet 2-core machine
     python bench.py --parts whole-run        # only some parts: epochs, whole-run, sweep
     python bench.py --quick                  # a smoke run of every part (a few minutes; no verdicts worth quoting)
     python bench.py --run-notebooks          # also re-execute both notebooks with papermill to time them
@@ -395,7 +395,7 @@ def child_env(threads: int) -> dict[str, str]:
 def train_command(out: Path, settings: dict[str, Any], train_limit: int | None = None) -> list[str]:
     """`python train.py` with these settings (ModelConfig and TrainConfig fields) into run folder `out`."""
     options = [f"--{key.replace('_', '-')}={value:g}" if isinstance(value, float) else f"--{key.replace('_', '-')}={value}"
-               for key, value in settings.items()]
+               for key, value in settings.items()]  # 0.001, not 0.0010000000000000002
     return [sys.executable, str(ROOT / "train.py"), *options, "--no-progress", f"--out={out}"] + (
         [f"--train-limit={train_limit}"] if train_limit else [])
 
@@ -456,8 +456,10 @@ def probe(steps: int = 20) -> dict[str, float]:
                                                      for _ in range(steps))
     costs["test pass (10,000 images)"] = timed(lambda: dataset_loss(model, data.test_images, config.beta))
     with tempfile.TemporaryDirectory() as folder:
-        costs["checkpoint and metrics.json"] = timed(lambda: (save_checkpoint(Path(folder) / "checkpoint.pt", model,
-                                                                              optimizer), write_metrics(Path(folder), model, {}, [])))
+        def save() -> None:
+            save_checkpoint(Path(folder) / "checkpoint.pt", model, optimizer)
+            write_metrics(Path(folder), model, {}, [])
+        costs["checkpoint and metrics.json"] = timed(save)
     return costs
 
 
@@ -473,7 +475,8 @@ def fixed_costs(args: argparse.Namespace) -> dict[str, float]:
     medians = [statistics.median(walls[name]) for name in STARTUP]
     costs = {name: medians[i] - (medians[i - 1] if i else 0.0) for i, name in enumerate(STARTUP)}
     command = [sys.executable, str(ROOT / "bench.py"), "--worker", "probe", "--threads", str(args.threads)]
-    return {"startup": costs, "train_images": args.train_limit or TRAIN_IMAGES, "probe": json.loads(run_stages([[(command, child_env(args.threads))]])[1][0]["stdout"])}
+    probe_result = run_stages([[(command, child_env(args.threads))]])[1][0]
+    return {"startup": costs, "train_images": args.train_limit or TRAIN_IMAGES, "probe": json.loads(probe_result["stdout"])}
 
 
 def time_budget(costs: dict[str, Any]) -> dict[str, float]:

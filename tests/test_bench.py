@@ -1,5 +1,6 @@
 """bench.py: FLOP and matmul-shape counts, the conventional script, the benchmark hygiene (interleaving, spread,
 verdicts), the targets' arithmetic, the whole-run command lines and bad input."""
+import io
 import json
 import sys
 
@@ -199,3 +200,12 @@ def test_bad_input_is_one_line(argv, capsys):
         bench.parse_args(argv)
     assert exit_info.value.code == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_worker_answers_epoch_mm_and_finish(torchvision_root, monkeypatch, capsys):
+    monkeypatch.setattr(bench, "MM_SIZE", 64)
+    monkeypatch.setattr(bench.sys, "stdin", io.StringIO("epoch\nmm\nfinish\nepoch\n"))
+    bench.serve("fc", "project", steps=1, root=torchvision_root)
+    epoch, mm, finish = map(json.loads, capsys.readouterr().out.strip().splitlines())  # nothing after finish
+    assert epoch["wall"] > 0 and epoch["cpu"] > 0 and mm["square"] > 0 and mm["shapes"] > 0
+    assert finish["epochs"] == 1 and finish["images_per_epoch"] == bench.BATCH_SIZE and finish["peak_rss_mb"] > 0
