@@ -158,7 +158,7 @@ def check_checkpoint(checkpoint: Any, path: Path, train_settings: type | None = 
 
     if not isinstance(checkpoint, dict) or "format" not in checkpoint or "model_state" not in checkpoint:
         raise CheckpointError(f"{path}: not a checkpoint of this project (no format and model_state fields)")
-    need(checkpoint["format"] == FORMAT and is_int(checkpoint["format"]), "format",
+    need(is_int(checkpoint["format"]) and checkpoint["format"] == FORMAT, "format",
          f"version {checkpoint['format']!r} is not {FORMAT}, the one this code reads")
     for field in FIELDS:
         need(field in checkpoint, field, "missing")
