@@ -215,3 +215,26 @@ def plot_sweep(rows: list[dict], sampler_names: Sequence[str]) -> dict[str, Figu
            title=f"samples by sampler (training images: {rows[0]['fd_real']:.2g})")
     ax.legend()
     return figures
+
+
+def plot_likelihoods(rows: list[dict]) -> Figure:
+    """The likelihoods side by side on the common scales (one bar group per model and beta), mean ± std
+    over seeds: reconstruction MSE in [0, 1], kNN accuracy, FD of aggregate samples, their precision and recall."""
+    metrics = [("mse", "MSE per pixel [0, 1]"), ("knn_accuracy", "kNN accuracy"),
+               ("fd_aggregate", "FD, aggregate samples"), ("precision_aggregate", "precision, aggregate"),
+               ("recall_aggregate", "recall, aggregate")]
+    groups = sorted({(row["model"], row["beta"]) for row in rows})
+    likelihoods = sorted({row["likelihood"] for row in rows})
+    fig = Figure(figsize=(3.2 * len(metrics), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(metrics))
+    width = 0.8 / len(likelihoods)
+    for ax, (key, title) in zip(axes, metrics):
+        for i, likelihood in enumerate(likelihoods):
+            cells = [next((r[key] for r in rows if (r["model"], r["beta"]) == g and r["likelihood"] == likelihood),
+                          (float("nan"), None)) for g in groups]
+            ax.bar([x + i * width for x in range(len(groups))], [c[0] for c in cells], width,
+                   yerr=[c[1] or 0 for c in cells], label=likelihood, color=plt.get_cmap("tab10")(i))
+        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(groups))], [f"{m} β={b:g}" for m, b in groups])
+        ax.set_title(title)
+    axes[0].legend(fontsize="small")
+    return fig

@@ -1,0 +1,215 @@
+"""The study: the original write-up's claims, settled from the runs' eval.json with mean ± std over seeds.
+
+    python study.py                 # every table -> results/study-*.md and .csv, img/likelihoods.png
+    python study.py --runs-dir DIR  # runs elsewhere (default runs/sweep)
+
+The runs come from sweep.py: each table names, at its top, the sweep commands that train and evaluate its
+runs (finished runs are reused, so rerunning a command only adds what is missing). Only runs trained to
+their configured epochs and evaluated are counted. A difference is called only when the two means differ
+by more than twice the larger standard deviation, with at least two seeds on each side.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import plots
+from cli import OneLineParser
+from data import CLASS_NAMES
+from evaluate import CLASS_KEYS, EVAL_FILE, summary
+from sweep import write_table
+
+RUNS_DIR, RESULTS_DIR = Path("runs/sweep"), Path("results")
+SHARED = "--epochs 20 --no-progress"
+HEADLINE = ["recon", "kl", "mse", "knn_accuracy", "fd_prior", "fd_aggregate", "precision_prior", "recall_prior",
+            "precision_aggregate", "recall_aggregate"]
+PARTS: dict[str, dict[str, Any]] = {
+    "betas": {
+        "title": "beta sweep, seed 0, 20 epochs (0.0021 = 128 / 60,000: the original's KL scaled by dataset size)",
+        "commands": [f"python sweep.py --study betas --model fc cnn --likelihood bernoulli gaussian "
+                     f"--betas 0.0021 0.01 0.1 0.5 1 2 4 {SHARED}"],
+        "where": {"seed": 0, "capacity": None, "likelihood": ("bernoulli", "gaussian")},
+        "group": ["model", "likelihood", "beta"],
+        "columns": ["recon", "kl", "mse", "knn_accuracy", "active_units", "fd_prior", "fd_aggregate",
+                    "precision_prior", "recall_prior"]},
+    "likelihoods": {
+        "title": "likelihoods compared on common scales (MSE in [0, 1], kNN, FD, precision/recall) and by "
+                 "normalised NLL where it exists (nats/image on [0, 1] pixels; bernoulli's is not a density)",
+        "commands": [f"python sweep.py --study likelihoods-fc --model fc --likelihood bernoulli gaussian "
+                     f"continuous_bernoulli sigma --betas 0.1 1 {SHARED}",
+                     f"python sweep.py --study likelihood-seeds-fc --model fc --likelihood continuous_bernoulli "
+                     f"sigma --betas 0.1 --seeds 1 2 {SHARED}"],
+        "where": {"capacity": None, "beta": (0.1, 1.0)}, "group": ["model", "likelihood", "beta"],
+        "columns": ["mse", "nll", "knn_accuracy", "fd_prior", "fd_aggregate", "precision_prior", "recall_prior",
+                    "precision_aggregate", "recall_aggregate", "recon_accuracy"]},
+    "seeds": {
+        "title": "headline configurations over seeds (default architectures, beta 0.1)",
+        "commands": [f"python sweep.py --study seeds --model fc cnn --likelihood bernoulli gaussian --betas 0.1 "
+                     f"--seeds 0 1 2 {SHARED}"],
+        "where": {"beta": 0.1, "capacity": None}, "group": ["model", "likelihood", "beta"],
+        "columns": HEADLINE + ["parameters"]},
+    "capacity": {
+        "title": "capacity-controlled training (beta-VAE B, gamma 100, C reached over 10 epochs): KL reached vs "
+                 "target C",
+        "commands": [f"python sweep.py --study capacity --model fc cnn --betas 0.1 --set capacity=2,5,10,20 {SHARED}"],
+        "where": {"seed": 0}, "group": ["model", "likelihood", "capacity"], "require": "capacity",
+        "columns": ["kl", "recon", "mse", "fd_aggregate", "precision_aggregate", "recall_aggregate"]},
+}
+
+
+def load_runs(runs_dir: Path) -> list[dict[str, Any]]:
+    """Settings and summary row of every finished, evaluated run folder (default architectures only)."""
+    runs = []
+    for folder in sorted(runs_dir.glob("*/")):
+        try:
+            metrics = json.loads((folder / "metrics.json").read_text())
+            result = json.loads((folder / EVAL_FILE).read_text())
+            row = summary(result)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not evaluated yet, or evaluated by an older evaluate.py
+        config = metrics["config"]
+        done = len(metrics["epochs"])
+        if done < config["epochs"] or result.get("epoch") != done:
+            continue
+        default_architecture = config.get("hidden", [512, 256]) == [512, 256] and config.get(
+            "channels", [32, 32]) == [32, 32] and config.get("latent_dim") == 3 and "norm" not in config
+        if default_architecture and config.get("train_limit") is None:
+            runs.append({**config, **row, "per_class": result["mse_per_class"], "run": folder.name})
+    return runs
+
+
+def selected(runs: list[dict[str, Any]], part: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs a part uses: its `where` settings (a tuple: any of), and a non-None `require` field."""
+    def keep(run: dict[str, Any]) -> bool:
+        for key, wanted in part["where"].items():
+            if (run.get(key) not in wanted) if isinstance(wanted, tuple) else (run.get(key) != wanted):
+                return False
+        return part.get("require") is None or run.get(part["require"]) is not None
+    return [run for run in runs if keep(run)]
+
+
+def mean_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (None for one value)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def grouped(runs: list[dict[str, Any]], keys: list[str], columns: list[str]) -> list[dict[str, Any]]:
+    """One row per setting of `keys`: n (seeds) and mean ± std of every column."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault(tuple(run.get(k) for k in keys), []).append(run)
+    rows = []
+    for key in sorted(groups, key=lambda k: tuple((v is None, v if not isinstance(v, str) else 0, str(v)) for v in k)):
+        members = groups[key]
+        row = {**dict(zip(keys, key)), "seeds": len(members)}
+        for column in columns:
+            values = [m[column] for m in members if isinstance(m.get(column), (int, float))]
+            row[column] = mean_std(values) if values else (float("nan"), None)
+        rows.append(row)
+    return rows
+
+
+def differs(a: tuple[float, float | None], b: tuple[float, float | None]) -> bool:
+    """The study's rule: means more than twice the larger standard deviation apart, both over >= 2 seeds."""
+    if a[1] is None or b[1] is None:
+        return False
+    return abs(a[0] - b[0]) > 2 * max(a[1], b[1])
+
+
+def flatten(row: dict[str, Any]) -> dict[str, Any]:
+    """A row with each (mean, std) cell split into NAME_mean and NAME_std columns."""
+    flat: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, tuple):
+            flat[f"{key}_mean"], flat[f"{key}_std"] = value
+        else:
+            flat[key] = value
+    return flat
+
+
+def comparison_rows(rows: list[dict[str, Any]], field: str, a: Any, b: Any, columns: list[str]) -> list[dict]:
+    """A vs B (rows that differ only in `field`) on every column, with the study's verdict."""
+    out = []
+    for row_a in (r for r in rows if r[field] == a):
+        same = {k: v for k, v in row_a.items() if k not in columns and k not in (field, "seeds")}
+        for row_b in (r for r in rows if r[field] == b and all(r.get(k) == v for k, v in same.items())):
+            for column in columns:
+                verdict = (f"{a} higher" if row_a[column][0] > row_b[column][0] else f"{b} higher") \
+                    if differs(row_a[column], row_b[column]) else "no difference called"
+                out.append({**same, "metric": column, str(a): row_a[column], str(b): row_b[column],
+                            "seeds": f"{row_a['seeds']}/{row_b['seeds']}", "verdict": verdict})
+    return out
+
+
+def cell(value: Any) -> str:
+    if isinstance(value, tuple):
+        mean, std = value
+        digits = ".4f" if abs(mean) < 1 else ".2f"
+        return f"{mean:{digits}}" + (f" ± {std:{digits}}" if std is not None else "")
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def write_part(name: str, rows: list[dict[str, Any]], part: dict[str, Any], results_dir: Path) -> Path:
+    """results/study-NAME.md (with the commands that made its runs) and .csv (mean and std columns)."""
+    stem = results_dir / f"study-{name}"
+    write_table([flatten(row) for row in rows] or [{"runs": 0}], stem)  # the csv; the markdown gets ± cells below
+    header = [f"# Study: {part['title']}", "", "Made by `python study.py` from the runs of:", ""]
+    header += [f"    {command}" for command in part["commands"]] + [""]
+    if not rows:
+        stem.with_suffix(".md").write_text("\n".join(header + ["No finished, evaluated runs yet."]) + "\n")
+        return stem
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    lines += ["| " + " | ".join(cell(v) for v in row.values()) + " |" for row in rows]
+    stem.with_suffix(".md").write_text("\n".join(header + ["mean ± standard deviation over seeds", ""] + lines) + "\n")
+    return stem
+
+
+def per_class_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-class reconstruction MSE of FC vs CNN (bernoulli, beta 0.1, over seeds), with the study's verdict."""
+    rows = []
+    by_model = {m: [r for r in runs if r["model"] == m and r["likelihood"] == "bernoulli" and r["beta"] == 0.1
+                    and r.get("capacity") is None] for m in ("fc", "cnn")}
+    for key, name in zip(CLASS_KEYS, CLASS_NAMES):
+        fc, cnn = (mean_std([r[f"mse_{key}"] for r in by_model[m]]) if by_model[m] else (float("nan"), None)
+                   for m in ("fc", "cnn"))
+        verdict = ("CNN lower" if cnn[0] < fc[0] else "FC lower") if differs(fc, cnn) else "no difference called"
+        rows.append({"class": name, "fc_mse": fc, "cnn_mse": cnn, "seeds": f"{len(by_model['fc'])}/{len(by_model['cnn'])}",
+                     "verdict": verdict})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = OneLineParser(prog="study.py", description="Tables of the study from the sweep's evaluated runs.")
+    p.add_argument("--runs-dir", default=str(RUNS_DIR), help=f"(default {RUNS_DIR})")
+    p.add_argument("--results-dir", default=str(RESULTS_DIR), help=f"(default {RESULTS_DIR})")
+    p.add_argument("--img-dir", default=str(plots.IMG_DIR), help="(default img)")
+    args = p.parse_args(argv)
+    if not Path(args.runs_dir).is_dir():
+        p.error(f"--runs-dir {args.runs_dir} is not a folder (make the runs with the sweep commands in study.py)")
+    runs = load_runs(Path(args.runs_dir))
+    results_dir = Path(args.results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    tables = {}
+    for name, part in PARTS.items():
+        tables[name] = grouped(selected(runs, part), part["group"], part["columns"])
+        print(f"{write_part(name, tables[name], part, results_dir)}.md: {len(tables[name])} rows")
+    comparisons = {"title": "FC vs CNN and bernoulli vs gaussian at beta 0.1, over seeds",
+                   "commands": PARTS["seeds"]["commands"]}
+    rows = comparison_rows(tables["seeds"], "model", "fc", "cnn", HEADLINE) + comparison_rows(
+        tables["seeds"], "likelihood", "bernoulli", "gaussian", ["mse", "knn_accuracy", "fd_prior", "fd_aggregate",
+                                                                  "precision_prior", "recall_prior"])
+    print(f"{write_part('comparisons', rows, comparisons, results_dir)}.md: {len(rows)} rows")
+    per_class = {"title": "per-class reconstruction MSE in [0, 1] pixels, FC vs CNN (bernoulli, beta 0.1)",
+                 "commands": PARTS["seeds"]["commands"]}
+    print(f"{write_part('per-class', per_class_rows(runs), per_class, results_dir)}.md")
+    if tables["likelihoods"]:
+        plots.save(plots.plot_likelihoods(tables["likelihoods"]), "likelihoods.png", folder=Path(args.img_dir))
+        print(f"{Path(args.img_dir) / 'likelihoods.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""study.py: grouping over seeds, the difference rule, and which run folders count."""
+import json
+
+import pytest
+
+import study
+
+
+def run(model="fc", seed=0, mse=0.02, **config):
+    return {"model": model, "likelihood": "bernoulli", "beta": 0.1, "seed": seed, "capacity": None, "mse": mse,
+            **config}
+
+
+def test_grouped_gives_mean_and_sample_std_over_seeds():
+    rows = study.grouped([run(seed=0, mse=1.0), run(seed=1, mse=2.0), run(seed=2, mse=3.0), run("cnn", mse=5.0)],
+                         ["model"], ["mse"])
+    by_model = {row["model"]: row for row in rows}
+    assert by_model["fc"]["seeds"] == 3 and by_model["fc"]["mse"] == (2.0, 1.0)
+    assert by_model["cnn"]["mse"] == (5.0, None)
+
+
+def test_a_difference_is_called_only_beyond_twice_the_larger_std_with_two_seeds_each():
+    assert study.differs((1.0, 0.1), (1.3, 0.1))
+    assert not study.differs((1.0, 0.1), (1.15, 0.1))
+    assert not study.differs((1.0, 0.01), (1.3, 0.2))  # the larger std decides
+    assert not study.differs((1.0, None), (5.0, 0.1))  # one seed: no call
+
+
+def test_comparison_rows_pair_settings_that_differ_in_one_field():
+    rows = study.grouped([run(seed=s, mse=1.0 + 0.01 * s) for s in range(3)]
+                         + [run("cnn", seed=s, mse=2.0 + 0.01 * s) for s in range(3)], ["model", "beta"], ["mse"])
+    [row] = study.comparison_rows(rows, "model", "fc", "cnn", ["mse"])
+    assert row["verdict"] == "cnn higher" and row["seeds"] == "3/3" and row["beta"] == 0.1
+
+
+def test_only_finished_evaluated_default_runs_are_loaded(tmp_path, monkeypatch):
+    monkeypatch.setattr(study, "summary", lambda result: {"mse": result["mse"]})
+    def folder(name, epochs_done, evaluated_epoch, **config):
+        path = tmp_path / name
+        path.mkdir()
+        config = {"model": "fc", "latent_dim": 3, "hidden": [512, 256], "epochs": 2, "train_limit": None, **config}
+        (path / "metrics.json").write_text(json.dumps({"config": config, "epochs": [{}] * epochs_done}))
+        if evaluated_epoch is not None:
+            (path / "eval.json").write_text(json.dumps({"epoch": evaluated_epoch, "mse": 0.5, "mse_per_class": {}}))
+    folder("done", 2, 2)
+    folder("unfinished", 1, 1)
+    folder("stale-eval", 2, 1)
+    folder("not-evaluated", 2, None)
+    folder("other-width", 2, 2, hidden=[64])
+    assert [r["run"] for r in study.load_runs(tmp_path)] == ["done"]
+
+
+def test_a_missing_runs_folder_is_a_one_line_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        study.main(["--runs-dir", str(tmp_path / "missing"), "--results-dir", str(tmp_path)])
+    assert exit_info.value.code == 2 and capsys.readouterr().err.count("\n") == 1
