@@ -29,8 +29,9 @@ HEADLINE = ["recon", "kl", "mse", "knn_accuracy", "fd_prior", "fd_aggregate", "p
 PARTS: dict[str, dict[str, Any]] = {
     "betas": {
         "title": "beta sweep, seed 0, 20 epochs (0.0021 = 128 / 60,000: the original's KL scaled by dataset size)",
-        "commands": [f"python sweep.py --study betas --model fc cnn --likelihood bernoulli gaussian "
-                     f"--betas 0.0021 0.01 0.1 0.5 1 2 4 {SHARED}"],
+        "commands": [f"python sweep.py --study betas --model fc --likelihood bernoulli gaussian "
+                     f"--betas 0.0021 0.01 0.1 0.5 1 2 4 {SHARED}",
+                     "(the same with --model cnn: not run yet, about 9 CPU-minutes per run on this machine)"],
         "where": {"seed": 0, "capacity": None, "likelihood": ("bernoulli", "gaussian")},
         "group": ["model", "likelihood", "beta"],
         "columns": ["recon", "kl", "mse", "knn_accuracy", "active_units", "fd_prior", "fd_aggregate",
@@ -47,14 +48,17 @@ PARTS: dict[str, dict[str, Any]] = {
                     "precision_aggregate", "recall_aggregate", "recon_accuracy"]},
     "seeds": {
         "title": "headline configurations over seeds (default architectures, beta 0.1)",
-        "commands": [f"python sweep.py --study seeds --model fc cnn --likelihood bernoulli gaussian --betas 0.1 "
+        "commands": [f"python sweep.py --study seeds --model fc cnn --likelihood bernoulli --betas 0.1 "
+                     f"--seeds 0 1 2 {SHARED}",
+                     f"python sweep.py --study seeds-gaussian --model fc --likelihood gaussian --betas 0.1 "
                      f"--seeds 0 1 2 {SHARED}"],
         "where": {"beta": 0.1, "capacity": None}, "group": ["model", "likelihood", "beta"],
         "columns": HEADLINE + ["parameters"]},
     "capacity": {
         "title": "capacity-controlled training (beta-VAE B, gamma 100, C reached over 10 epochs): KL reached vs "
                  "target C",
-        "commands": [f"python sweep.py --study capacity --model fc cnn --betas 0.1 --set capacity=2,5,10,20 {SHARED}"],
+        "commands": [f"python sweep.py --study capacity-fc --model fc --betas 0.1 --set capacity=2,5,10,20 {SHARED}",
+                     f"python sweep.py --study capacity-cnn --model cnn --betas 0.1 --set capacity=5,10 {SHARED}"],
         "where": {"seed": 0}, "group": ["model", "likelihood", "capacity"], "require": "capacity",
         "columns": ["kl", "recon", "mse", "fd_aggregate", "precision_aggregate", "recall_aggregate"]},
 }
