@@ -383,7 +383,8 @@ def report(job: Job, study: optuna.Study, args: argparse.Namespace) -> list[Path
         varying = [n for n, values in job.grid.items() if len(values) > 1 and n != "beta"]
         columns = [*varying, "beta", "epochs", "parameters"]
         tag = lambda name: "+".join(map(str, job.space[name]))  # noqa: E731
-        stem = Path(args.results_dir) / f"sweep-{tag('model')}-{tag('likelihood')}-z{tag('latent_dim')}"
+        prefix = "sweep" if args.study in (None, "sweep") else f"sweep-{args.study}"  # one table per study
+        stem = Path(args.results_dir) / f"{prefix}-{tag('model')}-{tag('likelihood')}-z{tag('latent_dim')}"
     rows = [{c: a.get(c, len(a["channels"].split("x")) if c == "depth" else None) for c in columns}
             | {m: a[m] for m in metrics} for a in attrs]
     write_table(rows, stem)
@@ -395,6 +396,9 @@ def report(job: Job, study: optuna.Study, args: argparse.Namespace) -> list[Path
         groups.setdefault(Path(a["run"]).name.replace(f"-z{ModelConfig.latent_dim}-", "-").replace(
             f"-beta{a['beta']:g}", ""), []).append(row)
     for name, group in groups.items():
+        if len(group) < 2:  # a curve over beta needs two betas
+            continue
+        name = name if args.study in (None, "sweep") else f"{args.study}-{name}"
         for kind, figure in plots.plot_sweep(group, SAMPLER_NAMES).items():
             plots.save(figure, f"sweep-{name}-{kind}.png", folder=Path(args.img_dir))
             files.append(Path(args.img_dir) / f"sweep-{name}-{kind}.png")
