@@ -236,5 +236,5 @@ def plot_likelihoods(rows: list[dict]) -> Figure:
                    yerr=[c[1] or 0 for c in cells], label=likelihood, color=plt.get_cmap("tab10")(i))
         ax.set_xticks([x + 0.4 - width / 2 for x in range(len(groups))], [f"{m} β={b:g}" for m, b in groups])
         ax.set_title(title)
-    axes[0].legend(fontsize="small")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=len(likelihoods))
     return fig
