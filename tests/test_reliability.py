@@ -217,7 +217,7 @@ VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10, 10 ** 20), st.floa
                    st.builds(torch.zeros, st.integers(0, 5)))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_fuzzed_checkpoints_load_or_raise_checkpoint_error_only(tmp_path, valid_checkpoint, data):
     base = valid_checkpoint
