@@ -127,7 +127,6 @@ def test_negative_beta_is_an_error(beta):
 
 def test_likelihood_that_does_not_match_the_data_range_is_an_error():
     unit, signed = torch.rand(4, 1, 28, 28), 2 * torch.rand(4, 1, 28, 28) - 1
-    bernoulli, gaussian = FCVAE(likelihood="bernoulli"), FCVAE(likelihood="gaussian")
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         check_data_range(signed, "bernoulli")
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
