@@ -50,6 +50,8 @@ class ModelConfig:
     hidden: tuple[int, ...] = setting((512, 256), "fc: widths of the hidden layers, input side first")
     channels: tuple[int, ...] = setting((32, 32), "cnn: channels per convolution, input side first; the first two "
                                                   "have stride 2 (28 -> 14 -> 7), further ones stride 1")
+    decoder_channels: tuple[int, ...] = setting((), "cnn: the decoder's channels, input side first like channels "
+                                                    "and as many (default: the same as channels)")
     kernel_size: int = setting(4, "cnn: kernel size of the two stride-2 convolutions (stride-1 ones use 3)")
     norm: str = setting("none", "normalisation after each hidden layer: none or batch", choices=NORMS)
     activation: str = setting("relu", "activation of the hidden layers", choices=tuple(ACTIVATIONS))
@@ -64,6 +66,10 @@ class ModelConfig:
             widths = getattr(self, name)
             if not widths or not all(isinstance(w, int) and 1 <= w <= 65536 for w in widths):
                 raise ValueError(f"{name} must be integers >= 1 (up to 65536), got {list(widths)}")
+        if self.decoder_channels and (len(self.decoder_channels) != len(self.channels) or not all(
+                isinstance(w, int) and 1 <= w <= 65536 for w in self.decoder_channels)):
+            raise ValueError(f"decoder_channels must be {len(self.channels)} integers >= 1 (as many as channels), "
+                             f"got {list(self.decoder_channels)}")
         if not (isinstance(self.kernel_size, int) and 1 <= self.kernel_size <= 7):
             raise ValueError(f"kernel_size must be from 1 to 7, got {self.kernel_size!r}")
         if self.norm not in NORMS:
@@ -79,8 +85,9 @@ class ModelConfig:
     def as_dict(self) -> dict[str, Any]:
         """The settings the chosen architecture uses (fc: hidden; cnn: channels, kernel_size), lists for tuples.
         kernel_size, norm and activation appear only when not at their defaults, so older checkpoints still match."""
-        unused = ("channels", "kernel_size") if self.model == "fc" else ("hidden",)
-        later = {name: ModelConfig.__dataclass_fields__[name].default for name in ("kernel_size", "norm", "activation")}
+        unused = ("channels", "decoder_channels", "kernel_size") if self.model == "fc" else ("hidden",)
+        later = {name: ModelConfig.__dataclass_fields__[name].default
+                 for name in ("decoder_channels", "kernel_size", "norm", "activation")}
         return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()
                 if key not in unused and not (key in later and value == later[key])}
 
@@ -262,28 +269,31 @@ class CNNVAE(BetaVAE):
     Image sides must be divisible by 4 (by 2 with one convolution)."""
 
     def __init__(self, latent_dim: int = ModelConfig.latent_dim, likelihood: str = ModelConfig.likelihood,
-                 channels: tuple[int, ...] = ModelConfig.channels, kernel_size: int = ModelConfig.kernel_size,
-                 norm: str = ModelConfig.norm, activation: str = ModelConfig.activation,
-                 image_shape: tuple[int, int, int] = IMAGE_SHAPE) -> None:
+                 channels: tuple[int, ...] = ModelConfig.channels,
+                 decoder_channels: tuple[int, ...] = ModelConfig.decoder_channels,
+                 kernel_size: int = ModelConfig.kernel_size, norm: str = ModelConfig.norm,
+                 activation: str = ModelConfig.activation, image_shape: tuple[int, int, int] = IMAGE_SHAPE) -> None:
         super().__init__(latent_dim, likelihood, image_shape)
         self.channels = tuple(channels)
-        self.options = {"channels": self.channels, "kernel_size": kernel_size, "norm": norm, "activation": activation}
+        self.options = {"channels": self.channels, "decoder_channels": tuple(decoder_channels),
+                        "kernel_size": kernel_size, "norm": norm, "activation": activation}
         in_channels, height, width = image_shape
         strides = [2 if i < 2 else 1 for i in range(len(self.channels))]
         down = 2 ** strides.count(2)
         if height % down or width % down:
             raise ValueError(f"CNNVAE needs image sides divisible by {down}, got {height}x{width}")
         k, pad = kernel_size, (kernel_size - 1) // 2  # stride 2 with this padding halves even sides for any k
-        feature_shape = (self.channels[-1], height // down, width // down)
-        n_features = math.prod(feature_shape)
-        sides = list(zip((in_channels, *self.channels), self.channels, strides))
         encoder: list[nn.Module] = []
-        for c_in, c_out, stride in sides:
+        for c_in, c_out, stride in zip((in_channels, *self.channels), self.channels, strides):
             conv = nn.Conv2d(c_in, c_out, k, 2, pad) if stride == 2 else nn.Conv2d(c_in, c_out, 3, padding=1)
             encoder += [conv, *norm_and_activation(c_out, norm, activation, 2)]
-        self.encoder = nn.Sequential(*encoder, nn.Flatten(), nn.Linear(n_features, 2 * latent_dim))
-        decoder: list[nn.Module] = [nn.Linear(latent_dim, n_features), ACTIVATIONS[activation](),
+        features = self.channels[-1] * (height // down) * (width // down)
+        self.encoder = nn.Sequential(*encoder, nn.Flatten(), nn.Linear(features, 2 * latent_dim))
+        mirror = tuple(decoder_channels) or self.channels  # the decoder runs these backwards
+        feature_shape = (mirror[-1], height // down, width // down)
+        decoder: list[nn.Module] = [nn.Linear(latent_dim, math.prod(feature_shape)), ACTIVATIONS[activation](),
                                     nn.Unflatten(1, feature_shape)]
+        sides = list(zip((in_channels, *mirror), mirror, strides))
         for i, (c_out, c_in, stride) in reversed(list(enumerate(sides))):
             if stride == 2:  # output_padding makes 7 -> 14 -> 28 exact for odd kernels too
                 decoder.append(nn.ConvTranspose2d(c_in, c_out, k, 2, pad, output_padding=2 + 2 * pad - k))

@@ -217,6 +217,28 @@ def plot_sweep(rows: list[dict], sampler_names: Sequence[str]) -> dict[str, Figu
     return figures
 
 
+def plot_frontier(rows: list[dict], marked: Sequence[dict] = ()) -> Figure:
+    """Test reconstruction and MSE against parameter count (log scale), one line per family (mean ± std over
+    seeds), and the `marked` designs (e.g. the best CNNs of a search) as stars."""
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    for ax, (key, title) in zip(fig.subplots(1, 2), [("recon", "test reconstruction (nats/image)"),
+                                                     ("mse", "test MSE per pixel [0, 1]")]):
+        for i, model in enumerate(sorted({row["model"] for row in rows})):
+            family = [row for row in rows if row["model"] == model]
+            ax.errorbar([row["parameters"][0] for row in family], [row[key][0] for row in family],
+                        yerr=[row[key][1] or 0 for row in family], fmt="o-", capsize=3, label=model.upper(),
+                        color=plt.get_cmap("tab10")(i))
+            for row in family:
+                ax.annotate(row["architecture"], (row["parameters"][0], row[key][0]), textcoords="offset points",
+                            xytext=(4, 4), fontsize=7)
+        for row in marked:
+            ax.errorbar(row["parameters"][0], row[key][0], yerr=row[key][1] or 0, fmt="*", markersize=12,
+                        capsize=3, label=f"CNN {row['architecture']}")
+        ax.set(xscale="log", xlabel="parameters", title=title)
+    fig.legend(*fig.axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2 + len(marked))
+    return fig
+
+
 def plot_likelihoods(rows: list[dict]) -> Figure:
     """The likelihoods side by side on the common scales (one bar group per model and beta), mean ± std
     over seeds: reconstruction MSE in [0, 1], kNN accuracy, FD of aggregate samples, their precision and recall."""

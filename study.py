@@ -32,7 +32,8 @@ PARTS: dict[str, dict[str, Any]] = {
         "commands": [f"python sweep.py --study betas --model fc --likelihood bernoulli gaussian "
                      f"--betas 0.0021 0.01 0.1 0.5 1 2 4 {SHARED}",
                      "(the same with --model cnn: not run yet, about 9 CPU-minutes per run on this machine)"],
-        "where": {"seed": 0, "capacity": None, "likelihood": ("bernoulli", "gaussian")},
+        "where": {"seed": 0, "capacity": None, "likelihood": ("bernoulli", "gaussian"),
+                  "default_architecture": True},
         "group": ["model", "likelihood", "beta"],
         "columns": ["recon", "kl", "mse", "knn_accuracy", "active_units", "fd_prior", "fd_aggregate",
                     "precision_prior", "recall_prior"]},
@@ -43,7 +44,8 @@ PARTS: dict[str, dict[str, Any]] = {
                      f"continuous_bernoulli sigma --betas 0.1 1 {SHARED}",
                      f"python sweep.py --study likelihood-seeds-fc --model fc --likelihood continuous_bernoulli "
                      f"sigma --betas 0.1 --seeds 1 2 {SHARED}"],
-        "where": {"capacity": None, "beta": (0.1, 1.0)}, "group": ["model", "likelihood", "beta"],
+        "where": {"capacity": None, "beta": (0.1, 1.0), "default_architecture": True},
+        "group": ["model", "likelihood", "beta"],
         "columns": ["mse", "nll", "knn_accuracy", "fd_prior", "fd_aggregate", "precision_prior", "recall_prior",
                     "precision_aggregate", "recall_aggregate", "recon_accuracy"]},
     "seeds": {
@@ -52,20 +54,68 @@ PARTS: dict[str, dict[str, Any]] = {
                      f"--seeds 0 1 2 {SHARED}",
                      f"python sweep.py --study seeds-gaussian --model fc --likelihood gaussian --betas 0.1 "
                      f"--seeds 0 1 2 {SHARED}"],
-        "where": {"beta": 0.1, "capacity": None}, "group": ["model", "likelihood", "beta"],
+        "where": {"beta": 0.1, "capacity": None, "default_architecture": True},
+        "group": ["model", "likelihood", "beta"],
         "columns": HEADLINE + ["parameters"]},
     "capacity": {
         "title": "capacity-controlled training (beta-VAE B, gamma 100, C reached over 10 epochs): KL reached vs "
                  "target C",
         "commands": [f"python sweep.py --study capacity-fc --model fc --betas 0.1 --set capacity=2,5,10,20 {SHARED}",
                      f"python sweep.py --study capacity-cnn --model cnn --betas 0.1 --set capacity=5,10 {SHARED}"],
-        "where": {"seed": 0}, "group": ["model", "likelihood", "capacity"], "require": "capacity",
+        "where": {"seed": 0, "default_architecture": True}, "group": ["model", "likelihood", "capacity"],
+        "require": "capacity",
         "columns": ["kl", "recon", "mse", "fd_aggregate", "precision_aggregate", "recall_aggregate"]},
+}
+# the architectures: a frontier of sizes per family, and CNN designs within 5 % of the default FC's parameters
+BUDGET = 53_479  # 5 % of the default FC's 1,069,590 parameters
+HEADLINE_SETTINGS = {"beta": 0.1, "likelihood": "bernoulli", "capacity": None, "latent_dim": 3}
+DESIGN = "python sweep.py --study cnn-design-{} --model cnn --betas 0.1 --epochs 10 --no-progress --set {}"
+DESIGNS = {"channels": "channels=32x32,16x48,48x24,24x24x24", "batch": "norm=batch", "elu": "activation=elu",
+           "k3": "channels=40x40 --set kernel_size=3", "k5": "channels=24x28 --set kernel_size=5",
+           "decoder": "channels=24x24 --set decoder_channels=40x40",
+           "decoder3": "channels=20x20x20 --set decoder_channels=32x32x32"}
+FRONTIER = {"fc": ["8", "32x16", "128x64", "512x256"], "cnn": ["12x12 k4", "32x32 k4", "64x80 k4"]}
+ARCHITECTURE_PARTS: dict[str, dict[str, Any]] = {
+    "cnn-designs": {
+        "title": f"CNN designs within 5 % of the default FC's parameters (at most {BUDGET:,}), bernoulli, beta 0.1, "
+                 "seed 0: test reconstruction (nats/image) after 10 epochs, best first",
+        "commands": [DESIGN.format(name, grid) for name, grid in DESIGNS.items()],
+        "where": {**HEADLINE_SETTINGS, "model": "cnn", "seed": 0}, "most_parameters": BUDGET,
+        "group": ["architecture"], "columns": ["parameters", "recon_epoch10"]},
+    "cnn-best": {
+        "title": "the two best CNN designs at 20 epochs over seeds, beside the default FC and CNN (bernoulli, "
+                 "beta 0.1), each with the study's verdict against the default FC",
+        "commands": ["the two best designs of study-cnn-designs: their DESIGN command in study.py with "
+                     "--epochs 20 --seeds 0 1 2", *PARTS["seeds"]["commands"][:1]],
+        "where": {**HEADLINE_SETTINGS, "epochs": 20}, "group": ["model", "architecture"],
+        "columns": ["recon", "mse", "kl", "knn_accuracy", "fd_prior", "fd_aggregate", "precision_prior",
+                    "recall_prior", "parameters"]},
+    "frontier": {
+        "title": "parameters vs reconstruction: each family at about 12 k, 50 k, 200 k and 1 M parameters "
+                 "(bernoulli, beta 0.1, 20 epochs; the defaults over 3 seeds, the others one seed). No CNN at 1 M: "
+                 "about 20 times the default CNN's compute, some 2 hours per run on this 2-core CPU",
+        "commands": ["python sweep.py --study frontier-fc --model fc --betas 0.1 --set hidden=8,32x16,128x64 "
+                     f"{SHARED}", f"python sweep.py --study frontier-cnn --model cnn --betas 0.1 --set channels=12x12,64x80 "
+                     f"{SHARED}", *PARTS["seeds"]["commands"][:1]],
+        "where": {**HEADLINE_SETTINGS, "epochs": 20}, "group": ["model", "architecture"],
+        "columns": ["parameters", "recon", "mse"]},
 }
 
 
+def architecture(config: dict[str, Any]) -> str:
+    """A run's architecture in a few words: "512x256", "32x32 k4", "24x24 k4 decoder 40x40 batch elu"."""
+    if config["model"] == "fc":
+        words = ["x".join(map(str, config.get("hidden", [512, 256])))]
+    else:
+        words = ["x".join(map(str, config.get("channels", [32, 32]))), f"k{config.get('kernel_size', 4)}"]
+        if config.get("decoder_channels"):
+            words.append("decoder " + "x".join(map(str, config["decoder_channels"])))
+    return " ".join(words + [config[key] for key in ("norm", "activation") if key in config])
+
+
 def load_runs(runs_dir: Path) -> list[dict[str, Any]]:
-    """Settings and summary row of every finished, evaluated run folder (default architectures only)."""
+    """Settings and summary row of every finished, evaluated run folder on the whole training set, with its
+    architecture, whether that is the default one, and the test reconstruction after 10 epochs."""
     runs = []
     for folder in sorted(runs_dir.glob("*/")):
         try:
@@ -74,23 +124,26 @@ def load_runs(runs_dir: Path) -> list[dict[str, Any]]:
             row = summary(result)
         except (OSError, ValueError, KeyError, TypeError):
             continue  # not evaluated yet, or evaluated by an older evaluate.py
-        config = metrics["config"]
-        done = len(metrics["epochs"])
-        if done < config["epochs"] or result.get("epoch") != done:
+        config, epochs = metrics["config"], metrics["epochs"]
+        if len(epochs) < config["epochs"] or result.get("epoch") != len(epochs) or config.get("train_limit"):
             continue
-        default_architecture = config.get("hidden", [512, 256]) == [512, 256] and config.get(
-            "channels", [32, 32]) == [32, 32] and config.get("latent_dim") == 3 and "norm" not in config
-        if default_architecture and config.get("train_limit") is None:
-            runs.append({**config, **row, "per_class": result["mse_per_class"], "run": folder.name})
+        name = architecture(config)
+        default = name in ("512x256", "32x32 k4") and config.get("latent_dim") == 3
+        early = epochs[9].get("test", {}).get("recon") if len(epochs) >= 10 else None
+        runs.append({**config, **row, "per_class": result["mse_per_class"], "run": folder.name, "architecture": name,
+                     "default_architecture": default, "recon_epoch10": early})
     return runs
 
 
 def selected(runs: list[dict[str, Any]], part: dict[str, Any]) -> list[dict[str, Any]]:
-    """The runs a part uses: its `where` settings (a tuple: any of), and a non-None `require` field."""
+    """The runs a part uses: its `where` settings (a tuple: any of), a non-None `require` field, and at most
+    `most_parameters`."""
     def keep(run: dict[str, Any]) -> bool:
         for key, wanted in part["where"].items():
             if (run.get(key) not in wanted) if isinstance(wanted, tuple) else (run.get(key) != wanted):
                 return False
+        if run.get("parameters", 0) > part.get("most_parameters", float("inf")):
+            return False
         return part.get("require") is None or run.get(part["require"]) is not None
     return [run for run in runs if keep(run)]
 
@@ -175,7 +228,7 @@ def per_class_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per-class reconstruction MSE of FC vs CNN (bernoulli, beta 0.1, over seeds), with the study's verdict."""
     rows = []
     by_model = {m: [r for r in runs if r["model"] == m and r["likelihood"] == "bernoulli" and r["beta"] == 0.1
-                    and r.get("capacity") is None] for m in ("fc", "cnn")}
+                    and r.get("capacity") is None and r["default_architecture"]] for m in ("fc", "cnn")}
     for key, name in zip(CLASS_KEYS, CLASS_NAMES):
         fc, cnn = (mean_std([r[f"mse_{key}"] for r in by_model[m]]) if by_model[m] else (float("nan"), None)
                    for m in ("fc", "cnn"))
@@ -183,6 +236,23 @@ def per_class_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rows.append({"class": name, "fc_mse": fc, "cnn_mse": cnn, "seeds": f"{len(by_model['fc'])}/{len(by_model['cnn'])}",
                      "verdict": verdict})
     return rows
+
+
+def arranged(runs: list[dict[str, Any]], name: str, architectures: list[str]) -> list[dict[str, Any]]:
+    """An architecture part's rows for the given architectures, smallest first."""
+    part = ARCHITECTURE_PARTS[name]
+    rows = grouped([run for run in selected(runs, part) if run["architecture"] in architectures], part["group"],
+                   part["columns"])
+    return sorted(rows, key=lambda row: (row["model"], row["parameters"][0]))
+
+
+def with_verdict(row: dict[str, Any], reference: dict[str, Any] | None) -> dict[str, Any]:
+    """The row with the study's verdict on its MSE against the reference row (the default FC)."""
+    if reference is None or row is reference:
+        return {**row, "mse_vs_default_fc": "-"}
+    verdict = ("lower" if row["mse"][0] < reference["mse"][0] else "higher") if differs(row["mse"], reference["mse"]) \
+        else "no difference called"
+    return {**row, "mse_vs_default_fc": verdict}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,6 +275,19 @@ def main(argv: list[str] | None = None) -> int:
                 "commands": PARTS["seeds"]["commands"]}
         rows = comparison_rows(tables["seeds"], field, a, b, columns)
         print(f"{write_part(f'{a}-vs-{b}', rows, part, results_dir)}.md: {len(rows)} rows")
+    designs = sorted(grouped(selected(runs, ARCHITECTURE_PARTS["cnn-designs"]), ["architecture"],
+                             ARCHITECTURE_PARTS["cnn-designs"]["columns"]), key=lambda row: row["recon_epoch10"][0])
+    best = [row["architecture"] for row in designs[:2]]
+    print(f"{write_part('cnn-designs', designs, ARCHITECTURE_PARTS['cnn-designs'], results_dir)}.md: {len(designs)} rows")
+    finalists = arranged(runs, "cnn-best", best + ["32x32 k4", "512x256"])
+    fc_default = next((row for row in finalists if row["architecture"] == "512x256"), None)
+    finalists = [with_verdict(row, fc_default) for row in finalists]
+    print(f"{write_part('cnn-best', finalists, ARCHITECTURE_PARTS['cnn-best'], results_dir)}.md: {len(finalists)} rows")
+    rows = arranged(runs, "frontier", FRONTIER["fc"] + FRONTIER["cnn"])
+    print(f"{write_part('frontier', rows, ARCHITECTURE_PARTS['frontier'], results_dir)}.md: {len(rows)} rows")
+    if rows:
+        marked = [row for row in finalists if row["architecture"] in best]
+        plots.save(plots.plot_frontier(rows, marked), "frontier.png", folder=Path(args.img_dir))
     per_class = {"title": "per-class reconstruction MSE in [0, 1] pixels, FC vs CNN (bernoulli, beta 0.1)",
                  "commands": PARTS["seeds"]["commands"]}
     print(f"{write_part('per-class', per_class_rows(runs), per_class, results_dir)}.md")

@@ -161,3 +161,25 @@ def test_cnn_of_any_depth_and_kernel_reconstructs_28x28(channels, kernel_size):
 def test_wider_models_have_more_parameters():
     assert count_parameters(FCVAE(hidden=(400,))) < count_parameters(FCVAE(hidden=(400, 400)))
     assert count_parameters(CNNVAE(channels=(16, 32))) < count_parameters(CNNVAE(channels=(16, 32, 32)))
+
+
+@pytest.mark.parametrize("channels, decoder_channels", [((8, 8), (24, 16)), ((8, 8, 8), (4, 16, 32))])
+def test_cnn_decoder_can_have_its_own_channels(channels, decoder_channels):
+    model = CNNVAE(latent_dim=2, channels=channels, decoder_channels=decoder_channels)
+    assert model(torch.rand(3, 1, 28, 28)).recon.shape == (3, 1, 28, 28)
+    encoder = [m.out_channels for m in model.encoder if isinstance(m, torch.nn.Conv2d)]
+    decoder = [m.in_channels for m in model.decoder if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    assert encoder == list(channels) and decoder == list(reversed(decoder_channels))
+    assert count_parameters(model) > count_parameters(CNNVAE(latent_dim=2, channels=channels))
+    assert build_model(model.config).config == model.config and model.config["decoder_channels"] == list(decoder_channels)
+
+
+def test_decoder_channels_default_mirrors_the_encoder_and_must_match_its_depth():
+    assert "decoder_channels" not in ModelConfig(model="cnn").as_dict()  # older checkpoints still match
+    torch.manual_seed(0)
+    mirrored = CNNVAE(channels=(8, 16), decoder_channels=(8, 16))
+    torch.manual_seed(0)
+    default = CNNVAE(channels=(8, 16))
+    assert all(torch.equal(a, b) for a, b in zip(mirrored.state_dict().values(), default.state_dict().values()))
+    with pytest.raises(ValueError, match="decoder_channels must be 2 integers"):
+        ModelConfig(model="cnn", channels=(8, 16), decoder_channels=(8, 16, 16))

@@ -33,13 +33,14 @@ def test_comparison_rows_pair_settings_that_differ_in_one_field():
     assert row["verdict"] == "cnn higher" and row["seeds"] == "3/3" and row["beta"] == 0.1
 
 
-def test_only_finished_evaluated_default_runs_are_loaded(tmp_path, monkeypatch):
+def test_only_finished_evaluated_full_data_runs_are_loaded_with_their_architecture(tmp_path, monkeypatch):
     monkeypatch.setattr(study, "summary", lambda result: {"mse": result["mse"]})
     def folder(name, epochs_done, evaluated_epoch, **config):
         path = tmp_path / name
         path.mkdir()
         config = {"model": "fc", "latent_dim": 3, "hidden": [512, 256], "epochs": 2, "train_limit": None, **config}
-        (path / "metrics.json").write_text(json.dumps({"config": config, "epochs": [{}] * epochs_done}))
+        epochs = [{"test": {"recon": 250.0 - epoch}} for epoch in range(1, epochs_done + 1)]
+        (path / "metrics.json").write_text(json.dumps({"config": config, "epochs": epochs}))
         if evaluated_epoch is not None:
             (path / "eval.json").write_text(json.dumps({"epoch": evaluated_epoch, "mse": 0.5, "mse_per_class": {}}))
     folder("done", 2, 2)
@@ -47,7 +48,28 @@ def test_only_finished_evaluated_default_runs_are_loaded(tmp_path, monkeypatch):
     folder("stale-eval", 2, 1)
     folder("not-evaluated", 2, None)
     folder("other-width", 2, 2, hidden=[64])
-    assert [r["run"] for r in study.load_runs(tmp_path)] == ["done"]
+    folder("few-images", 2, 2, train_limit=500)
+    folder("cnn-design", 10, 10, model="cnn", channels=[24, 24], decoder_channels=[40, 40], norm="batch", epochs=10)
+    runs = {r["run"]: r for r in study.load_runs(tmp_path)}
+    assert sorted(runs) == ["cnn-design", "done", "other-width"]
+    assert runs["done"]["default_architecture"] and not runs["other-width"]["default_architecture"]
+    assert runs["other-width"]["architecture"] == "64" and runs["done"]["recon_epoch10"] is None
+    assert runs["cnn-design"]["architecture"] == "24x24 k4 decoder 40x40 batch"
+    assert runs["cnn-design"]["recon_epoch10"] == 240.0 and not runs["cnn-design"]["default_architecture"]
+
+
+def test_architecture_parts_keep_designs_within_the_budget_and_judge_them_against_the_fc_default():
+    runs = [run("cnn", seed=s, mse=0.020 + 0.001 * s, architecture="a", parameters=50_000, epochs=20, latent_dim=3)
+            for s in range(3)]
+    runs += [run("cnn", architecture="big", parameters=60_000, epochs=20, latent_dim=3)]
+    runs += [run(seed=s, mse=0.030 + 0.0001 * s, architecture="512x256", parameters=1_069_590, epochs=20, latent_dim=3)
+             for s in range(3)]
+    assert {r["architecture"] for r in study.selected(runs, study.ARCHITECTURE_PARTS["cnn-designs"])} == {"a"}
+    rows = study.arranged(runs, "cnn-best", ["a", "512x256", "big"])
+    assert [(r["model"], r["architecture"], r["seeds"]) for r in rows] == [
+        ("cnn", "a", 3), ("cnn", "big", 1), ("fc", "512x256", 3)]
+    fc = rows[-1]
+    assert [study.with_verdict(r, fc)["mse_vs_default_fc"] for r in rows] == ["lower", "no difference called", "-"]
 
 
 def test_a_missing_runs_folder_is_a_one_line_error(tmp_path, capsys):
