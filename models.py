@@ -20,6 +20,7 @@ Importing this module has no side effects.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, NamedTuple
@@ -76,8 +77,8 @@ class ModelConfig:
             raise ValueError(f"unknown norm {self.norm!r}; choose one of {', '.join(NORMS)}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
-        with torch.device("meta"):  # counts the parameters without allocating them
-            size = count_parameters(MODELS[self.model](**{k: v for k, v in self.as_dict().items() if k != "model"}))
+        settings = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in self.as_dict().items() if k != "model")
+        size = architecture_size(self.model, settings)
         if size > MAX_PARAMETERS:
             raise ValueError(f"{size:,} parameters are too many (at most {MAX_PARAMETERS:,}): choose smaller "
                              f"hidden, channels or latent_dim")
@@ -358,6 +359,14 @@ def dataset_loss(model: BetaVAE, images: Tensor, beta: float, batch_size: int = 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+@functools.lru_cache(maxsize=1024)
+def architecture_size(model: str, settings: tuple[tuple[str, Any], ...]) -> int:
+    """Parameters of MODELS[model](**settings), counted on the meta device without allocating them (and
+    remembered: a meta build still runs the initialisers, some 30 ms)."""
+    with torch.device("meta"):
+        return count_parameters(MODELS[model](**dict(settings)))
 
 
 if __name__ == "__main__":  # python models.py: the parameter counts quoted in the README

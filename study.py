@@ -74,19 +74,21 @@ DESIGNS = {"channels": "channels=32x32,16x48,48x24,24x24x24", "batch": "norm=bat
            "k3": "channels=40x40 --set kernel_size=3", "k5": "channels=24x28 --set kernel_size=5",
            "decoder": "channels=24x24 --set decoder_channels=40x40",
            "decoder3": "channels=20x20x20 --set decoder_channels=32x32x32"}
+FINALIST = "python sweep.py --study cnn-best-{} --model cnn --betas 0.1 --seeds 0 1 2 " + SHARED + " --set {}"
 FRONTIER = {"fc": ["8", "32x16", "128x64", "512x256"], "cnn": ["12x12 k4", "32x32 k4", "64x80 k4"]}
 ARCHITECTURE_PARTS: dict[str, dict[str, Any]] = {
     "cnn-designs": {
         "title": f"CNN designs within 5 % of the default FC's parameters (at most {BUDGET:,}), bernoulli, beta 0.1, "
                  "seed 0: test reconstruction (nats/image) after 10 epochs, best first",
-        "commands": [DESIGN.format(name, grid) for name, grid in DESIGNS.items()],
+        "commands": [DESIGN.format(name, grid) for name, grid in DESIGNS.items()]
+        + ["and any other run within the budget at 10 epochs or more (e.g. the frontier's 12x12)"],
         "where": {**HEADLINE_SETTINGS, "model": "cnn", "seed": 0}, "most_parameters": BUDGET,
         "group": ["architecture"], "columns": ["parameters", "recon_epoch10"]},
     "cnn-best": {
         "title": "the two best CNN designs at 20 epochs over seeds, beside the default FC and CNN (bernoulli, "
                  "beta 0.1), each with the study's verdict against the default FC",
-        "commands": ["the two best designs of study-cnn-designs: their DESIGN command in study.py with "
-                     "--epochs 20 --seeds 0 1 2", *PARTS["seeds"]["commands"][:1]],
+        "commands": [FINALIST.format(name, DESIGNS[name]) for name in ("decoder3", "k5")]
+        + PARTS["seeds"]["commands"][:1],
         "where": {**HEADLINE_SETTINGS, "epochs": 20}, "group": ["model", "architecture"],
         "columns": ["recon", "mse", "kl", "knn_accuracy", "fd_prior", "fd_aggregate", "precision_prior",
                     "recall_prior", "parameters"]},
@@ -94,8 +96,8 @@ ARCHITECTURE_PARTS: dict[str, dict[str, Any]] = {
         "title": "parameters vs reconstruction: each family at about 12 k, 50 k, 200 k and 1 M parameters "
                  "(bernoulli, beta 0.1, 20 epochs; the defaults over 3 seeds, the others one seed). No CNN at 1 M: "
                  "about 20 times the default CNN's compute, some 2 hours per run on this 2-core CPU",
-        "commands": ["python sweep.py --study frontier-fc --model fc --betas 0.1 --set hidden=8,32x16,128x64 "
-                     f"{SHARED}", f"python sweep.py --study frontier-cnn --model cnn --betas 0.1 --set channels=12x12,64x80 "
+        "commands": [f"python sweep.py --study frontier-fc --model fc --betas 0.1 --set hidden=8,32x16,128x64 {SHARED}",
+                     f"python sweep.py --study frontier-cnn --model cnn --betas 0.1 --set channels=64x80,12x12 "
                      f"{SHARED}", *PARTS["seeds"]["commands"][:1]],
         "where": {**HEADLINE_SETTINGS, "epochs": 20}, "group": ["model", "architecture"],
         "columns": ["parameters", "recon", "mse"]},
@@ -204,6 +206,8 @@ def comparison_rows(rows: list[dict[str, Any]], field: str, a: Any, b: Any, colu
 def cell(value: Any) -> str:
     if isinstance(value, tuple):
         mean, std = value
+        if float(mean).is_integer() and not std:  # a count, e.g. parameters
+            return f"{int(mean):,}"
         digits = ".4f" if abs(mean) < 1 else ".2f"
         return f"{mean:{digits}}" + (f" ± {std:{digits}}" if std is not None else "")
     return f"{value:g}" if isinstance(value, float) else str(value)
@@ -278,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     designs = sorted(grouped(selected(runs, ARCHITECTURE_PARTS["cnn-designs"]), ["architecture"],
                              ARCHITECTURE_PARTS["cnn-designs"]["columns"]), key=lambda row: row["recon_epoch10"][0])
     best = [row["architecture"] for row in designs[:2]]
-    print(f"{write_part('cnn-designs', designs, ARCHITECTURE_PARTS['cnn-designs'], results_dir)}.md: {len(designs)} rows")
+    print(f"{write_part('cnn-designs', designs, ARCHITECTURE_PARTS['cnn-designs'], results_dir)}.md: "
+          f"{len(designs)} rows")
     finalists = arranged(runs, "cnn-best", best + ["32x32 k4", "512x256"])
     fc_default = next((row for row in finalists if row["architecture"] == "512x256"), None)
     finalists = [with_verdict(row, fc_default) for row in finalists]

@@ -171,7 +171,8 @@ def test_cnn_decoder_can_have_its_own_channels(channels, decoder_channels):
     decoder = [m.in_channels for m in model.decoder if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
     assert encoder == list(channels) and decoder == list(reversed(decoder_channels))
     assert count_parameters(model) > count_parameters(CNNVAE(latent_dim=2, channels=channels))
-    assert build_model(model.config).config == model.config and model.config["decoder_channels"] == list(decoder_channels)
+    assert build_model(model.config).config == model.config
+    assert model.config["decoder_channels"] == list(decoder_channels)
 
 
 def test_decoder_channels_default_mirrors_the_encoder_and_must_match_its_depth():
