@@ -14,8 +14,10 @@ setup: .venv/done
 	    (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null; fi
 	touch .venv/done
 
+# one pytest worker per core (pytest-xdist), each with one torch thread: two 2-thread processes on 2 cores
+# would oversubscribe them
 test: setup
-	$(PYTHON) -m pytest -q tests
+	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -n auto tests
 
 run: notebooks
 

@@ -86,7 +86,7 @@ ARCHITECTURE_PARTS: dict[str, dict[str, Any]] = {
         "group": ["architecture"], "columns": ["parameters", "recon_epoch10"]},
     "cnn-best": {
         "title": "the two best CNN designs at 20 epochs over seeds, beside the default FC and CNN (bernoulli, "
-                 "beta 0.1), each with the study's verdict against the default FC",
+                 "beta 0.1), with the study's verdicts on reconstruction and MSE against both defaults",
         "commands": [FINALIST.format(name, DESIGNS[name]) for name in ("decoder3", "k5")]
         + PARTS["seeds"]["commands"][:1],
         "where": {**HEADLINE_SETTINGS, "epochs": 20}, "group": ["model", "architecture"],
@@ -250,13 +250,20 @@ def arranged(runs: list[dict[str, Any]], name: str, architectures: list[str]) ->
     return sorted(rows, key=lambda row: (row["model"], row["parameters"][0]))
 
 
-def with_verdict(row: dict[str, Any], reference: dict[str, Any] | None) -> dict[str, Any]:
-    """The row with the study's verdict on its MSE against the reference row (the default FC)."""
-    if reference is None or row is reference:
-        return {**row, "mse_vs_default_fc": "-"}
-    verdict = ("lower" if row["mse"][0] < reference["mse"][0] else "higher") if differs(row["mse"], reference["mse"]) \
-        else "no difference called"
-    return {**row, "mse_vs_default_fc": verdict}
+def with_verdicts(row: dict[str, Any], references: dict[str, dict[str, Any] | None],
+                  columns: tuple[str, ...] = ("recon", "mse")) -> dict[str, Any]:
+    """The row with the study's verdict on each column against each named reference row ("-" for itself)."""
+    verdicts = {}
+    for label, reference in references.items():
+        for column in columns:
+            if reference is None or reference is row:
+                verdict = "-"
+            elif differs(row[column], reference[column]):
+                verdict = "lower" if row[column][0] < reference[column][0] else "higher"
+            else:
+                verdict = "no difference called"
+            verdicts[f"{column}_vs_{label}"] = verdict
+    return {**row, **verdicts}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -285,8 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{write_part('cnn-designs', designs, ARCHITECTURE_PARTS['cnn-designs'], results_dir)}.md: "
           f"{len(designs)} rows")
     finalists = arranged(runs, "cnn-best", best + ["32x32 k4", "512x256"])
-    fc_default = next((row for row in finalists if row["architecture"] == "512x256"), None)
-    finalists = [with_verdict(row, fc_default) for row in finalists]
+    defaults = {f"default_{model}": next((row for row in finalists if row["architecture"] == name), None)
+                for model, name in (("fc", "512x256"), ("cnn", "32x32 k4"))}
+    finalists = [with_verdicts(row, defaults) for row in finalists]
     print(f"{write_part('cnn-best', finalists, ARCHITECTURE_PARTS['cnn-best'], results_dir)}.md: {len(finalists)} rows")
     rows = arranged(runs, "frontier", FRONTIER["fc"] + FRONTIER["cnn"])
     print(f"{write_part('frontier', rows, ARCHITECTURE_PARTS['frontier'], results_dir)}.md: {len(rows)} rows")

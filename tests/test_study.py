@@ -68,8 +68,8 @@ def test_architecture_parts_keep_designs_within_the_budget_and_judge_them_agains
     rows = study.arranged(runs, "cnn-best", ["a", "512x256", "big"])
     assert [(r["model"], r["architecture"], r["seeds"]) for r in rows] == [
         ("cnn", "a", 3), ("cnn", "big", 1), ("fc", "512x256", 3)]
-    fc = rows[-1]
-    assert [study.with_verdict(r, fc)["mse_vs_default_fc"] for r in rows] == ["lower", "no difference called", "-"]
+    judged = [study.with_verdicts(r, {"default_fc": rows[-1]}, columns=("mse",)) for r in rows]
+    assert [r["mse_vs_default_fc"] for r in judged] == ["lower", "no difference called", "-"]
 
 
 def test_a_missing_runs_folder_is_a_one_line_error(tmp_path, capsys):
