@@ -231,9 +231,9 @@ def plot_frontier(rows: list[dict], marked: Sequence[dict] = ()) -> Figure:
             for row in family:
                 ax.annotate(row["architecture"], (row["parameters"][0], row[key][0]), textcoords="offset points",
                             xytext=(4, 4), fontsize=7)
-        for row in marked:
+        for j, row in enumerate(marked):  # colours after the families'
             ax.errorbar(row["parameters"][0], row[key][0], yerr=row[key][1] or 0, fmt="*", markersize=12,
-                        capsize=3, label=f"CNN {row['architecture']}")
+                        capsize=3, label=f"CNN {row['architecture']}", color=plt.get_cmap("tab10")(2 + j))
         ax.set(xscale="log", xlabel="parameters", title=title)
     fig.legend(*fig.axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2 + len(marked))
     return fig
