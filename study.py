@@ -43,7 +43,9 @@ PARTS: dict[str, dict[str, Any]] = {
         "commands": [f"python sweep.py --study likelihoods-fc --model fc --likelihood bernoulli gaussian "
                      f"continuous_bernoulli sigma --betas 0.1 1 {SHARED}",
                      f"python sweep.py --study likelihood-seeds-fc --model fc --likelihood continuous_bernoulli "
-                     f"sigma --betas 0.1 --seeds 1 2 {SHARED}"],
+                     f"sigma --betas 0.1 --seeds 1 2 {SHARED}",
+                     f"python sweep.py --study likelihoods-cnn --model cnn --likelihood gaussian continuous_bernoulli "
+                     f"sigma --betas 0.1 {SHARED}  (beta 1 and seeds 1 2 for the CNN: not run yet)"],
         "where": {"capacity": None, "beta": (0.1, 1.0), "default_architecture": True},
         "group": ["model", "likelihood", "beta"],
         "columns": ["mse", "nll", "knn_accuracy", "fd_prior", "fd_aggregate", "precision_prior", "recall_prior",
