@@ -63,12 +63,12 @@ class ModelConfig:
         check_likelihood(self.likelihood)
         if not (isinstance(self.latent_dim, int) and 1 <= self.latent_dim <= 4096):
             raise ValueError(f"latent_dim must be >= 1 (an integer up to 4096), got {self.latent_dim!r}")
-        for name in ("hidden", "channels"):
+        for name in ("hidden", "channels", "decoder_channels"):  # decoder_channels may be empty: the mirror
             widths = getattr(self, name)
-            if not widths or not all(isinstance(w, int) and 1 <= w <= 65536 for w in widths):
+            if not (widths or name == "decoder_channels") or not all(isinstance(w, int) and 1 <= w <= 65536
+                                                                     for w in widths):
                 raise ValueError(f"{name} must be integers >= 1 (up to 65536), got {list(widths)}")
-        if self.decoder_channels and (len(self.decoder_channels) != len(self.channels) or not all(
-                isinstance(w, int) and 1 <= w <= 65536 for w in self.decoder_channels)):
+        if self.decoder_channels and len(self.decoder_channels) != len(self.channels):
             raise ValueError(f"decoder_channels must be {len(self.channels)} integers >= 1 (as many as channels), "
                              f"got {list(self.decoder_channels)}")
         if not (isinstance(self.kernel_size, int) and 1 <= self.kernel_size <= 7):
@@ -77,15 +77,15 @@ class ModelConfig:
             raise ValueError(f"unknown norm {self.norm!r}; choose one of {', '.join(NORMS)}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
-        settings = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in self.as_dict().items() if k != "model")
-        size = architecture_size(self.model, settings)
+        size = architecture_size(self)
         if size > MAX_PARAMETERS:
             raise ValueError(f"{size:,} parameters are too many (at most {MAX_PARAMETERS:,}): choose smaller "
                              f"hidden, channels or latent_dim")
 
     def as_dict(self) -> dict[str, Any]:
         """The settings the chosen architecture uses (fc: hidden; cnn: channels, kernel_size), lists for tuples.
-        kernel_size, norm and activation appear only when not at their defaults, so older checkpoints still match."""
+        decoder_channels, kernel_size, norm and activation appear only when not at their defaults, so older
+        checkpoints still match."""
         unused = ("channels", "decoder_channels", "kernel_size") if self.model == "fc" else ("hidden",)
         later = {name: ModelConfig.__dataclass_fields__[name].default
                  for name in ("decoder_channels", "kernel_size", "norm", "activation")}
@@ -362,11 +362,11 @@ def count_parameters(model: nn.Module) -> int:
 
 
 @functools.lru_cache(maxsize=1024)
-def architecture_size(model: str, settings: tuple[tuple[str, Any], ...]) -> int:
-    """Parameters of MODELS[model](**settings), counted on the meta device without allocating them (and
+def architecture_size(config: ModelConfig) -> int:
+    """Parameters of the model `config` describes, counted on the meta device without allocating them (and
     remembered: a meta build still runs the initialisers, some 30 ms)."""
     with torch.device("meta"):
-        return count_parameters(MODELS[model](**dict(settings)))
+        return count_parameters(MODELS[config.model](**{k: v for k, v in config.as_dict().items() if k != "model"}))
 
 
 if __name__ == "__main__":  # python models.py: the parameter counts quoted in the README

@@ -180,6 +180,13 @@ def differs(a: tuple[float, float | None], b: tuple[float, float | None]) -> boo
     return abs(a[0] - b[0]) > 2 * max(a[1], b[1])
 
 
+def verdict(a: tuple[float, float | None], b: tuple[float, float | None], a_lower: str, b_lower: str) -> str:
+    """The study's verdict on A vs B: `a_lower` or `b_lower` when the rule calls the difference."""
+    if not differs(a, b):
+        return "no difference called"
+    return a_lower if a[0] < b[0] else b_lower
+
+
 def flatten(row: dict[str, Any]) -> dict[str, Any]:
     """A row with each (mean, std) cell split into NAME_mean and NAME_std columns."""
     flat: dict[str, Any] = {}
@@ -198,10 +205,9 @@ def comparison_rows(rows: list[dict[str, Any]], field: str, a: Any, b: Any, colu
         same = {k: v for k, v in row_a.items() if not isinstance(v, tuple) and k not in (field, "seeds")}
         for row_b in (r for r in rows if r[field] == b and all(r.get(k) == v for k, v in same.items())):
             for column in columns:
-                verdict = (f"{a} higher" if row_a[column][0] > row_b[column][0] else f"{b} higher") \
-                    if differs(row_a[column], row_b[column]) else "no difference called"
                 out.append({**same, "metric": column, str(a): row_a[column], str(b): row_b[column],
-                            "seeds": f"{row_a['seeds']}/{row_b['seeds']}", "verdict": verdict})
+                            "seeds": f"{row_a['seeds']}/{row_b['seeds']}",
+                            "verdict": verdict(row_a[column], row_b[column], f"{b} higher", f"{a} higher")})
     return out
 
 
@@ -238,9 +244,8 @@ def per_class_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for key, name in zip(CLASS_KEYS, CLASS_NAMES):
         fc, cnn = (mean_std([r[f"mse_{key}"] for r in by_model[m]]) if by_model[m] else (float("nan"), None)
                    for m in ("fc", "cnn"))
-        verdict = ("CNN lower" if cnn[0] < fc[0] else "FC lower") if differs(fc, cnn) else "no difference called"
         rows.append({"class": name, "fc_mse": fc, "cnn_mse": cnn, "seeds": f"{len(by_model['fc'])}/{len(by_model['cnn'])}",
-                     "verdict": verdict})
+                     "verdict": verdict(cnn, fc, "CNN lower", "FC lower")})
     return rows
 
 
@@ -255,17 +260,9 @@ def arranged(runs: list[dict[str, Any]], name: str, architectures: list[str]) ->
 def with_verdicts(row: dict[str, Any], references: dict[str, dict[str, Any] | None],
                   columns: tuple[str, ...] = ("recon", "mse")) -> dict[str, Any]:
     """The row with the study's verdict on each column against each named reference row ("-" for itself)."""
-    verdicts = {}
-    for label, reference in references.items():
-        for column in columns:
-            if reference is None or reference is row:
-                verdict = "-"
-            elif differs(row[column], reference[column]):
-                verdict = "lower" if row[column][0] < reference[column][0] else "higher"
-            else:
-                verdict = "no difference called"
-            verdicts[f"{column}_vs_{label}"] = verdict
-    return {**row, **verdicts}
+    return {**row, **{f"{column}_vs_{label}": "-" if reference is None or reference is row
+                      else verdict(row[column], reference[column], "lower", "higher")
+                      for label, reference in references.items() for column in columns}}
 
 
 def main(argv: list[str] | None = None) -> int:
