@@ -46,7 +46,7 @@ from cli import OneLineParser, finite, option_error
 from data import DataError, FashionMNISTData, load_fashion_mnist
 from evaluate import (IWAE_IMAGES, K, SAMPLER_NAMES, SAMPLES, check_positive, eval_path, evaluate_run,
                       reference_features, summary, with_test_limit)
-from models import LIKELIHOODS, MODELS, ModelConfig, build_model, count_parameters
+from models import LIKELIHOODS, MODELS, ModelConfig, architecture_size, build_model
 from train import TrainConfig, TrainingError, fit
 
 BETAS = (0.01, 0.1, 0.5, 1.0, 2.0, 4.0)
@@ -172,7 +172,7 @@ class Runner:
                 action += ", cached evaluation"
         print(f"{run_dir}: {action}", flush=True)
         return {**{k: as_param(v) for k, v in settings.items()}, "run": str(run_dir), "action": action,
-                "epochs": result["epoch"], "parameters": count_parameters(build_model(model_config)),
+                "epochs": result["epoch"], "parameters": architecture_size(model_config),
                 **summary(result)}
 
 
@@ -305,8 +305,9 @@ class Job:
 
 
 class Search(Job):
-    """A TPE search over CNN designs (channels per layer, depth, kernel_size/norm where ModelConfig has them)
-    within a parameter budget; designs over it are pruned without training."""
+    """A TPE search over CNN designs (depth, encoder channels per layer, the decoder's own channels or the
+    encoder's mirrored, kernel_size/norm where ModelConfig has them) within a parameter budget; designs over it
+    are pruned without training."""
 
     def __init__(self, args: argparse.Namespace, grid: dict[str, list[Any]]) -> None:
         super().__init__(args, grid)
@@ -322,16 +323,19 @@ class Search(Job):
 
     def run(self, trial: optuna.Trial, runner: Runner) -> dict[str, Any]:
         depth = trial.suggest_int("depth", min(self.depths), max(self.depths))
-        settings = {**self.base, "channels": tuple(trial.suggest_int(f"channels{i}", 4, 128, log=True)
-                                                   for i in range(depth))}
+        widths = lambda name: tuple(trial.suggest_int(f"{name}{i}", 4, 128, log=True)  # noqa: E731
+                                    for i in range(depth))
+        settings = {**self.base, "channels": widths("channels")}
+        if trial.suggest_categorical("decoder", ["mirror", "own"]) == "own":  # decoder-heavy or -light
+            settings["decoder_channels"] = widths("decoder_channels")
         settings.update({name: trial.suggest_categorical(name, list(choices)) for name, choices in self.extra.items()})
         if not valid(settings):
             raise optuna.TrialPruned("not a valid design")
-        parameters = count_parameters(build_model(split(settings)[0]))
+        parameters = architecture_size(split(settings)[0])
         trial.set_user_attr("parameters", parameters)
         if parameters > self.args.budget:
             raise optuna.TrialPruned(f"{parameters} parameters, over the budget of {self.args.budget}")
-        return runner(settings)
+        return {"depth": depth, "decoder_channels": "mirror", **runner(settings)}
 
     def rows(self, study: optuna.Study) -> list[dict[str, Any]]:
         trials = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.value)
@@ -377,7 +381,7 @@ def report(job: Job, study: optuna.Study, args: argparse.Namespace) -> list[Path
         return []
     metrics = list(summary(json.loads(eval_path(attrs[0]["run"]).read_text())))
     if isinstance(job, Search):
-        columns = ["depth", "channels", *job.extra, "parameters", "epochs"]
+        columns = ["depth", "channels", "decoder_channels", *job.extra, "parameters", "epochs"]
         stem = Path(args.results_dir) / f"search-budget{args.budget}"
     else:
         varying = [n for n, values in job.grid.items() if len(values) > 1 and n != "beta"]
@@ -385,7 +389,7 @@ def report(job: Job, study: optuna.Study, args: argparse.Namespace) -> list[Path
         tag = lambda name: "+".join(map(str, job.space[name]))  # noqa: E731
         prefix = "sweep" if args.study in (None, "sweep") else f"sweep-{args.study}"  # one table per study
         stem = Path(args.results_dir) / f"{prefix}-{tag('model')}-{tag('likelihood')}-z{tag('latent_dim')}"
-    rows = [{c: a.get(c, len(a["channels"].split("x")) if c == "depth" else None) for c in columns}
+    rows = [{c: a.get(c) for c in columns}
             | {m: a[m] for m in metrics} for a in attrs]
     write_table(rows, stem)
     files = [stem.with_suffix(".csv"), stem.with_suffix(".md")]
@@ -469,7 +473,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Job, OneLine
     job = (Search if args.search else Job)(args, grid)
     smallest = args.search and job.depths and {**job.base, "channels": (4,) * min(job.depths)}
     if args.search and (len(job.points) > 1 or not smallest or job.base["model"] != "cnn" or not valid(smallest)
-                        or count_parameters(build_model(split(smallest)[0])) > args.budget):
+                        or architecture_size(split(smallest)[0]) > args.budget):
         p.error("--search needs one value per setting, a cnn model and a --budget that its smallest design fits in")
     args.storage = args.storage or str(Path(args.runs_dir) / "optuna.journal")
     args.study = args.study or (f"search-budget{args.budget}" if args.search else "sweep")

@@ -123,8 +123,13 @@ def test_search_trains_only_designs_within_the_budget(tmp_path):
     complete = [t for t in found if t.state == TrialState.COMPLETE]
     assert len(complete) == 2 and all(t.user_attrs["parameters"] <= 10000 for t in complete)
     assert all(t.user_attrs["parameters"] > 10000 for t in found if t.state == TrialState.PRUNED)
+    for t in complete:  # the decoder's widths are searched too: mirrored, or one per encoder layer
+        decoder = t.user_attrs["decoder_channels"]
+        own = t.params["decoder"] == "own"
+        assert len(decoder.split("x")) == t.params["depth"] if own else decoder == "mirror"
     rows = (tmp_path / "results" / "search-budget10000.csv").read_text().splitlines()
-    assert len(rows) == 3 and rows[0].startswith("depth,channels,") and ",parameters,epochs,recon" in rows[0]
+    assert len(rows) == 3 and rows[0].startswith("depth,channels,decoder_channels,")
+    assert ",parameters,epochs,recon" in rows[0]
 
 
 @pytest.mark.parametrize("extra, message", [
