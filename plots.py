@@ -239,6 +239,26 @@ def plot_frontier(rows: list[dict], marked: Sequence[dict] = ()) -> Figure:
     return fig
 
 
+def plot_betas(rows: list[dict]) -> Figure:
+    """The beta sweep's table rows as curves against beta (log scale), one line per model and likelihood:
+    reconstruction MSE in [0, 1], kNN accuracy (class separation), KL (rate) and FD of prior samples."""
+    metrics = [("mse", "MSE per pixel [0, 1]"), ("knn_accuracy", "kNN accuracy (class separation)"),
+               ("kl", "KL (nats/image)"), ("fd_prior", "FD, prior samples")]
+    fig = Figure(figsize=(3.2 * len(metrics), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(metrics))
+    likelihoods = sorted({row["likelihood"] for row in rows})  # colour: likelihood; line style: model
+    for ax, (key, title) in zip(axes, metrics):
+        for line in sorted({(row["model"], row["likelihood"]) for row in rows}):
+            curve = sorted((row["beta"], row[key]) for row in rows if (row["model"], row["likelihood"]) == line)
+            ax.errorbar([beta for beta, _ in curve], [cell[0] for _, cell in curve],
+                        yerr=[cell[1] or 0 for _, cell in curve], fmt="o-" if line[0] == "fc" else "s--", capsize=3,
+                        label=f"{line[0].upper()} {line[1]}",
+                        color=plt.get_cmap("tab10")(likelihoods.index(line[1])))
+        ax.set(xscale="log", xlabel="β", title=title)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=4)
+    return fig
+
+
 def plot_likelihoods(rows: list[dict]) -> Figure:
     """The likelihoods side by side on the common scales (one bar group per model and beta), mean ± std
     over seeds: reconstruction MSE in [0, 1], kNN accuracy, FD of aggregate samples, their precision and recall."""

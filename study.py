@@ -1,6 +1,7 @@
 """The study: the original write-up's claims, settled from the runs' eval.json with mean ± std over seeds.
 
-    python study.py                 # every table -> results/study-*.md and .csv, img/likelihoods.png
+    python study.py                 # every table -> results/study-*.md and .csv; img/betas.png,
+                                    # likelihoods.png and frontier.png
     python study.py --runs-dir DIR  # runs elsewhere (default runs/sweep)
 
 The runs come from sweep.py: each table names, at its top, the sweep commands that train and evaluate its
@@ -31,7 +32,8 @@ PARTS: dict[str, dict[str, Any]] = {
         "title": "beta sweep, seed 0, 20 epochs (0.0021 = 128 / 60,000: the original's KL scaled by dataset size)",
         "commands": [f"python sweep.py --study betas --model fc --likelihood bernoulli gaussian "
                      f"--betas 0.0021 0.01 0.1 0.5 1 2 4 {SHARED}",
-                     "(the same with --model cnn: not run yet, about 9 CPU-minutes per run on this machine)"],
+                     f"python sweep.py --study betas-cnn --model cnn --likelihood bernoulli gaussian "
+                     f"--betas 0.0021 0.01 0.1 0.5 1 2 4 {SHARED}"],
         "where": {"seed": 0, "capacity": None, "likelihood": ("bernoulli", "gaussian"),
                   "default_architecture": True},
         "group": ["model", "likelihood", "beta"],
@@ -45,7 +47,11 @@ PARTS: dict[str, dict[str, Any]] = {
                      f"python sweep.py --study likelihood-seeds-fc --model fc --likelihood continuous_bernoulli "
                      f"sigma --betas 0.1 --seeds 1 2 {SHARED}",
                      f"python sweep.py --study likelihoods-cnn --model cnn --likelihood gaussian continuous_bernoulli "
-                     f"sigma --betas 0.1 {SHARED}  (beta 1 and seeds 1 2 for the CNN: not run yet)"],
+                     f"sigma --betas 0.1 {SHARED}",
+                     f"python sweep.py --study likelihoods-cnn-beta1 --model cnn --likelihood continuous_bernoulli "
+                     f"sigma --betas 1 {SHARED}  (bernoulli and gaussian at beta 1: the CNN beta sweep's)",
+                     f"python sweep.py --study likelihood-seeds-cnn --model cnn --likelihood gaussian "
+                     f"continuous_bernoulli sigma --betas 0.1 --seeds 1 2 {SHARED}"],
         "where": {"capacity": None, "beta": (0.1, 1.0), "default_architecture": True},
         "group": ["model", "likelihood", "beta"],
         "columns": ["mse", "nll", "knn_accuracy", "fd_prior", "fd_aggregate", "precision_prior", "recall_prior",
@@ -303,9 +309,10 @@ def main(argv: list[str] | None = None) -> int:
     per_class = {"title": "per-class reconstruction MSE in [0, 1] pixels, FC vs CNN (bernoulli, beta 0.1)",
                  "commands": PARTS["seeds"]["commands"]}
     print(f"{write_part('per-class', per_class_rows(runs), per_class, results_dir)}.md")
-    if tables["likelihoods"]:
-        plots.save(plots.plot_likelihoods(tables["likelihoods"]), "likelihoods.png", folder=Path(args.img_dir))
-        print(f"{Path(args.img_dir) / 'likelihoods.png'}")
+    for name, plot in (("betas", plots.plot_betas), ("likelihoods", plots.plot_likelihoods)):
+        if tables[name]:
+            plots.save(plot(tables[name]), f"{name}.png", folder=Path(args.img_dir))
+            print(f"{Path(args.img_dir) / name}.png")
     return 0
 
 
