@@ -61,7 +61,8 @@ PARTS: dict[str, dict[str, Any]] = {
         "commands": [f"python sweep.py --study seeds --model fc cnn --likelihood bernoulli --betas 0.1 "
                      f"--seeds 0 1 2 {SHARED}",
                      f"python sweep.py --study seeds-gaussian --model fc --likelihood gaussian --betas 0.1 "
-                     f"--seeds 0 1 2 {SHARED}"],
+                     f"--seeds 0 1 2 {SHARED}",
+                     "and the likelihood runs at beta 0.1 (the commands at the top of study-likelihoods.md)"],
         "where": {"beta": 0.1, "capacity": None, "default_architecture": True},
         "group": ["model", "likelihood", "beta"],
         "columns": HEADLINE + ["parameters"]},
