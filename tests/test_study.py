@@ -1,8 +1,9 @@
-"""study.py: grouping over seeds, the difference rule, and which run folders count."""
+"""study.py: grouping over seeds, the difference rule, which run folders count, and the beta figure."""
 import json
 
 import pytest
 
+import plots
 import study
 
 
@@ -79,13 +80,12 @@ def test_a_missing_runs_folder_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_the_beta_figure_draws_one_curve_per_model_and_likelihood_in_beta_order():
-    import plots
     cells = {"mse": 0.02, "knn_accuracy": 0.7, "kl": 10.0, "fd_prior": 100.0}
     rows = [{"model": model, "likelihood": likelihood, "beta": beta,
              **{key: (value * beta, None) for key, value in cells.items()}}
             for model in ("fc", "cnn") for likelihood in ("bernoulli", "gaussian") for beta in (4.0, 0.1, 1.0)]
     axes = plots.plot_betas(rows).axes[:4]
-    for ax, (key, value) in zip(axes, cells.items()):
+    for ax, value in zip(axes, cells.values()):
         curves = {container.get_label(): container.lines[0] for container in ax.containers}
         assert sorted(curves) == ["CNN bernoulli", "CNN gaussian", "FC bernoulli", "FC gaussian"]
         assert all(list(line.get_xdata()) == [0.1, 1.0, 4.0] for line in curves.values())
