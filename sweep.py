@@ -343,8 +343,9 @@ class Search(Job):
 
 
 def valid(settings: dict[str, Any]) -> bool:
+    """Whether the settings describe a model (ModelConfig builds it on the meta device to count its parameters)."""
     try:
-        build_model(split(settings)[0])
+        split(settings)
     except (ValueError, TypeError, RuntimeError):
         return False
     return True
