@@ -29,7 +29,8 @@ HEADLINE = ["recon", "kl", "mse", "knn_accuracy", "fd_prior", "fd_aggregate", "p
             "precision_aggregate", "recall_aggregate"]
 PARTS: dict[str, dict[str, Any]] = {
     "betas": {
-        "title": "beta sweep, seed 0, 20 epochs (0.0021 = 128 / 60,000: the original's KL scaled by dataset size)",
+        "title": "beta sweep, seed 0, 20 epochs (0.0021 = 128 / 60,000: the original's KL scaled by dataset size; its "
+                 "seeds 1 and 2 are in study-dataset-scaled.md)",
         "commands": [f"python sweep.py --study betas --model fc --likelihood bernoulli gaussian "
                      f"--betas 0.0021 0.01 0.1 0.5 1 2 4 {SHARED}",
                      f"python sweep.py --study betas-cnn --model cnn --likelihood bernoulli gaussian "
@@ -75,6 +76,19 @@ PARTS: dict[str, dict[str, Any]] = {
         "require": "capacity",
         "columns": ["kl", "recon", "mse", "fd_aggregate", "precision_aggregate", "recall_aggregate"]},
 }
+SCALED_BETA = 0.0021  # 128 / 60,000: the original's KL scaled by dataset size
+PARTS["dataset-scaled"] = {
+    "title": "the original's KL scaled by dataset size (beta 128 / 60,000) against beta 0.1 (bernoulli, default "
+             "architectures, over seeds)",
+    "commands": [*PARTS["betas"]["commands"], PARTS["seeds"]["commands"][0],
+                 f"python sweep.py --study dataset-scaled --model fc cnn --likelihood bernoulli --betas {SCALED_BETA} "
+                 f"--seeds 1 2 {SHARED}"],
+    "where": {"beta": (SCALED_BETA, 0.1), "likelihood": "bernoulli", "capacity": None, "default_architecture": True},
+    "group": ["model", "likelihood", "beta"], "columns": HEADLINE}
+# A vs B on every metric with the study's verdict: (name, the part whose rows it pairs, field, A, B, metrics)
+COMPARISONS = [("fc-vs-cnn", "seeds", "model", "fc", "cnn", HEADLINE),
+               ("bernoulli-vs-gaussian", "seeds", "likelihood", "bernoulli", "gaussian", HEADLINE[2:]),
+               ("dataset-scaled-verdicts", "dataset-scaled", "beta", SCALED_BETA, 0.1, HEADLINE)]
 # the architectures: a frontier of sizes per family, and CNN designs within 5 % of the default FC's parameters
 BUDGET = 53_479  # 5 % of the default FC's 1,069,590 parameters
 HEADLINE_SETTINGS = {"beta": 0.1, "likelihood": "bernoulli", "capacity": None, "latent_dim": 3}
@@ -104,7 +118,7 @@ ARCHITECTURE_PARTS: dict[str, dict[str, Any]] = {
     "frontier": {
         "title": "parameters vs reconstruction: each family at about 12 k, 50 k, 200 k and 1 M parameters "
                  "(bernoulli, beta 0.1, 20 epochs; the defaults over 3 seeds, the others one seed). The CNN at 1 M "
-                 "(160x192) costs about 20 times the default CNN's compute: 205 s per epoch on the 2-core CPU",
+                 "(160x192) costs about 20 times the default CNN's compute: about 200 s per epoch on the 2-core CPU",
         "commands": [f"python sweep.py --study frontier-fc --model fc --betas 0.1 --set hidden=8,32x16,128x64 {SHARED}",
                      f"python sweep.py --study frontier-cnn --model cnn --betas 0.1 --set channels=64x80,12x12 "
                      f"{SHARED}",
@@ -289,11 +303,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, part in PARTS.items():
         tables[name] = grouped(selected(runs, part), part["group"], part["columns"])
         print(f"{write_part(name, tables[name], part, results_dir)}.md: {len(tables[name])} rows")
-    for field, a, b, columns in (("model", "fc", "cnn", HEADLINE), ("likelihood", "bernoulli", "gaussian", HEADLINE[2:])):
-        part = {"title": f"{a} vs {b} at beta 0.1 over seeds, each metric with the study's verdict",
-                "commands": PARTS["seeds"]["commands"]}
-        rows = comparison_rows(tables["seeds"], field, a, b, columns)
-        print(f"{write_part(f'{a}-vs-{b}', rows, part, results_dir)}.md: {len(rows)} rows")
+    for name, source, field, a, b, columns in COMPARISONS:
+        part = {"title": f"{a} vs {b}: {PARTS[source]['title']}, each metric with the study's verdict",
+                "commands": PARTS[source]["commands"]}
+        rows = comparison_rows(tables[source], field, a, b, columns)
+        print(f"{write_part(name, rows, part, results_dir)}.md: {len(rows)} rows")
     designs = sorted(grouped(selected(runs, ARCHITECTURE_PARTS["cnn-designs"]), ["architecture"],
                              ARCHITECTURE_PARTS["cnn-designs"]["columns"]), key=lambda row: row["recon_epoch10"][0])
     best = [row["architecture"] for row in designs[:2]]

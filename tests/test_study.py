@@ -34,6 +34,19 @@ def test_comparison_rows_pair_settings_that_differ_in_one_field():
     assert row["verdict"] == "cnn higher" and row["seeds"] == "3/3" and row["beta"] == 0.1
 
 
+def test_the_dataset_scaled_comparison_pairs_beta_0_0021_with_0_1_per_model_on_bernoulli_defaults_only():
+    runs = [run(model, seed=s, beta=beta, mse=(2.0 if model == "fc" and beta == 0.1 else 1.0) + 0.01 * s,
+                default_architecture=True)
+            for model in ("fc", "cnn") for beta in (study.SCALED_BETA, 0.1) for s in range(3)]
+    runs += [run(beta=study.SCALED_BETA, likelihood="gaussian", mse=9.0, default_architecture=True),
+             run(beta=study.SCALED_BETA, mse=9.0, default_architecture=False), run(beta=0.01, default_architecture=True)]
+    part = study.PARTS["dataset-scaled"]
+    rows = study.grouped(study.selected(runs, part), part["group"], ["mse"])
+    compared = study.comparison_rows(rows, "beta", study.SCALED_BETA, 0.1, ["mse"])
+    assert [(row["model"], row["seeds"], row["verdict"]) for row in compared] == [
+        ("cnn", "3/3", "no difference called"), ("fc", "3/3", "0.1 higher")]
+
+
 def test_only_finished_evaluated_full_data_runs_are_loaded_with_their_architecture(tmp_path, monkeypatch):
     monkeypatch.setattr(study, "summary", lambda result: {"mse": result["mse"]})
     def folder(name, epochs_done, evaluated_epoch, **config):
