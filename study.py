@@ -117,13 +117,14 @@ ARCHITECTURE_PARTS: dict[str, dict[str, Any]] = {
                     "recall_prior", "parameters"]},
     "frontier": {
         "title": "parameters vs reconstruction: each family at about 12 k, 50 k, 200 k and 1 M parameters "
-                 "(bernoulli, beta 0.1, 20 epochs; the defaults over 3 seeds, the others one seed). The CNN at 1 M "
-                 "(160x192) costs about 20 times the default CNN's compute: about 200 s per epoch on the 2-core CPU",
+                 "(bernoulli, beta 0.1, 20 epochs; the defaults over 3 seeds, the 1 M CNN over 2, the others one "
+                 "seed). The CNN at 1 M (160x192) costs about 20 times the default CNN's compute: about 200 s per "
+                 "epoch on the 2-core CPU",
         "commands": [f"python sweep.py --study frontier-fc --model fc --betas 0.1 --set hidden=8,32x16,128x64 {SHARED}",
                      f"python sweep.py --study frontier-cnn --model cnn --betas 0.1 --set channels=64x80,12x12 "
                      f"{SHARED}",
                      f"python sweep.py --study frontier-cnn-1m --model cnn --betas 0.1 --set channels=160x192 "
-                     f"--workers 1 {SHARED}", *PARTS["seeds"]["commands"][:1]],
+                     f"--seeds 0 1 --workers 1 {SHARED}", *PARTS["seeds"]["commands"][:1]],
         "where": {**HEADLINE_SETTINGS, "epochs": 20}, "group": ["model", "architecture"],
         "columns": ["parameters", "recon", "mse"]},
 }
