@@ -1,5 +1,4 @@
-"""Run folders on disk: atomic writes, checkpoints (saved and loaded safely), the writer's lock, and comparing
-saved settings.
+"""Run folders on disk: checkpoints (saved, loaded safely and validated), metrics.json, the writer's lock.
 
 A run folder holds checkpoint.pt (model weights, optimizer and RNG states, the model and training settings
 as plain data) and metrics.json (the settings and the per-epoch history), both rewritten after every epoch.
@@ -7,35 +6,32 @@ One process at a time writes a run folder: it holds an OS lock on RUN/.lock (see
 """
 from __future__ import annotations
 
-import errno
 import fcntl
 import io
-import json
 import math
 import os
 import pickle
-import shlex
-import shutil
 import socket
-import tempfile
+import stat
 import time
 import zipfile
 from contextlib import contextmanager
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
 
-from models import IMAGE_SHAPE, BetaVAE, build_model, count_parameters
+from config import IMAGE_SHAPE, TrainConfig
+from files import atomic_write, write_json
+from models import BetaVAE, build_model, count_parameters
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
 LOCK = ".lock"
 FORMAT = 2  # 2: train_config is the TrainConfig as a dict (no kl_weight)
-MAX_UNPACKED = 4 * 2 ** 30  # bytes a checkpoint's zip entries may declare in all (and at most 2x the file + 1 MiB)
+MAX_UNPACKED = 4 * 2 ** 30  # bytes a file's zip entries may declare in all (and at most 2x the file + 1 MiB)
 FIELDS = ("format", "config", "train_config", "epoch", "history", "model_state", "optimizer_state", "rng")
-LOSS_TERMS = ("recon", "kl", "total")
+ADAM_STATE = ("step", "exp_avg", "exp_avg_sq")
 
 
 class CheckpointError(Exception):
@@ -43,53 +39,12 @@ class CheckpointError(Exception):
     names the file."""
 
 
-def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """Write through a temporary file in the same folder, then os.replace: the old file survives a crash.
-    The file honours the umask; a full disk is a CheckpointError that says the previous file is intact."""
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException as error:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-            previous = "checkpoint" if path.name == CHECKPOINT else path.name
-            raise CheckpointError(f"no space left on device while writing {path}; the previous {previous} "
-                                  f"is intact") from None
-        raise
-
-
-def unwritable(folder: Path) -> str | None:
-    """Why files cannot be written in `folder` (which may not exist yet), or None; creates nothing."""
-    existing = folder
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        return f"{folder} is not writable ({existing} is a file)"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"{folder} is not writable (no write permission on {existing})"
-    return None
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Atomically write `data` as indented JSON (no NaN or Infinity: they are not JSON)."""
-    atomic_write(path, lambda f: f.write(json.dumps(data, indent=1, allow_nan=False).encode()))
-
-
 def save_checkpoint(path: str | Path, model: BetaVAE, optimizer: torch.optim.Optimizer | None = None,
                     train_config: dict[str, Any] | None = None, epoch: int = 0,
                     history: list[dict] | None = None, rng: dict[str, torch.Tensor] | None = None) -> None:
     """Save model and training state; the settings travel as plain data (loadable with weights_only).
-    Serialised in memory first, so that a failing write is an OSError, not a zip writer's RuntimeError."""
-    state = {"format": FORMAT, "config": model.config, "train_config": dict(train_config or {}),
+    Serialised in memory first, so that a failing write is a files.WriteError, not a zip writer's error."""
+    state = {"format": FORMAT, "config": model.plain_config(), "train_config": dict(train_config or {}),
              "epoch": epoch, "history": list(history or []),
              "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
              "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
@@ -101,39 +56,43 @@ def save_checkpoint(path: str | Path, model: BetaVAE, optimizer: torch.optim.Opt
 
 def write_metrics(out_dir: Path, model: BetaVAE, train_config: dict[str, Any], history: list[dict]) -> None:
     """metrics.json: the model and training settings, the parameter count and the per-epoch history."""
-    write_json(out_dir / METRICS, {"config": {**model.config, **train_config},
+    write_json(out_dir / METRICS, {"config": {**model.plain_config(), **train_config},
                                    "parameters": count_parameters(model), "epochs": history})
 
 
 # ---------------------------------------------------------------------------------------------- loading
-def load_checkpoint(path: str | Path, train_settings: type | None = None) -> dict[str, Any]:
-    """Load a checkpoint safely (weights_only=True) and validate every field (see check_checkpoint);
-    CheckpointError for unsafe, corrupt, foreign or inconsistent files. `train_settings` (train.TrainConfig)
-    also validates train_config."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no checkpoint there")
-    not_checkpoint = f"{path}: not a checkpoint (corrupt, truncated or another format)"
+def load_tensors(path: Path, error: type[Exception] = CheckpointError) -> Any:
+    """torch.load of tensors and plain data only (weights_only), after refusing zip bombs; `error` names the file.
+    Every torch.load of the project goes through here."""
+    not_ours = f"{path}: not a checkpoint (corrupt, truncated or another format)"
     try:
+        size = path.stat().st_size
         with zipfile.ZipFile(path) as archive:
             declared = sum(info.file_size for info in archive.infolist())
     except (zipfile.BadZipFile, OSError, ValueError, EOFError):
-        raise CheckpointError(not_checkpoint) from None
-    if declared > min(MAX_UNPACKED, 2 * path.stat().st_size + 2 ** 20):
-        raise CheckpointError(f"{path}: refused: its entries claim {declared:,} bytes in a file of "
-                              f"{path.stat().st_size:,} bytes")
+        raise error(not_ours) from None
+    if declared > min(MAX_UNPACKED, 2 * size + 2 ** 20):
+        raise error(f"{path}: refused: its entries claim {declared:,} bytes in a file of {size:,} bytes")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        if "Unsupported global" not in str(error):
-            raise CheckpointError(not_checkpoint) from None
-        raise CheckpointError(f"{path}: refused: it holds pickled Python objects that could run code "
-                              f"(only tensors and plain data are loaded)") from None
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as failure:
+        if "Unsupported global" in str(failure) or "GLOBAL" in str(failure):
+            raise error(f"{path}: refused: it holds pickled Python objects that could run code (only tensors "
+                        f"and plain data are loaded)") from None
+        raise error(not_ours) from None
     except Exception:
-        raise CheckpointError(not_checkpoint) from None
-    check_checkpoint(checkpoint, path, train_settings)
+        raise error(not_ours) from None
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint (a file, or a run folder's) safely and validate every field; CheckpointError for
+    unsafe, corrupt, foreign or inconsistent files."""
+    path = Path(path)
+    path = path / CHECKPOINT if path.is_dir() else path
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no checkpoint there")
+    checkpoint = load_tensors(path)
+    check_checkpoint(checkpoint, path)
     return checkpoint
 
 
@@ -146,33 +105,36 @@ def plain(value: Any) -> bool:
     return value is None or isinstance(value, (str, bool, int)) or (isinstance(value, float) and math.isfinite(value))
 
 
-def is_int(value: Any, low: int = 0) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+def number(value: Any, low: float = -math.inf) -> bool:
+    """A finite int or float (not a bool), at least `low`."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= low
 
 
-def check_checkpoint(checkpoint: Any, path: Path, train_settings: type | None = None) -> None:
+def tensor_like(value: Any, shape: tuple | torch.Size) -> bool:
+    return isinstance(value, torch.Tensor) and value.shape == shape and value.dtype == torch.float32 and \
+        bool(torch.isfinite(value).all())
+
+
+def check_checkpoint(checkpoint: Any, path: Path) -> None:
     """CheckpointError naming the first field of `checkpoint` that is missing, unknown or not as saved."""
     def need(ok: bool, field: str, why: str) -> None:
         if not ok:
             raise CheckpointError(f"{path}: field {field}: {why}")
 
-    if not isinstance(checkpoint, dict) or "format" not in checkpoint or "model_state" not in checkpoint:
-        raise CheckpointError(f"{path}: not a checkpoint of this project (no format and model_state fields)")
-    need(is_int(checkpoint["format"]) and checkpoint["format"] == FORMAT, "format",
+    need(isinstance(checkpoint, dict) and "format" in checkpoint and "model_state" in checkpoint, "format",
+         "missing: not a checkpoint of this project")
+    need(type(checkpoint["format"]) is int and checkpoint["format"] == FORMAT, "format",  # type first: no tensor ==
          f"version {checkpoint['format']!r} is not {FORMAT}, the one this code reads")
-    for field in FIELDS:
-        need(field in checkpoint, field, "missing")
-    need(set(checkpoint) <= set(FIELDS), ", ".join(sorted(set(checkpoint) - set(FIELDS))), "unknown field")
+    need(set(checkpoint) == set(FIELDS), ", ".join(sorted(set(checkpoint) ^ set(FIELDS))), "missing or unknown")
     config = checkpoint["config"]
-    need(isinstance(config, dict) and plain(config), "config", "not a dict of plain settings")
-    need(config.get("image_shape", list(IMAGE_SHAPE)) == list(IMAGE_SHAPE), "config.image_shape",
-         f"{config.get('image_shape')!r} is not {list(IMAGE_SHAPE)}")
+    need(isinstance(config, dict) and plain(config) and config.get("image_shape", list(IMAGE_SHAPE))
+         == list(IMAGE_SHAPE), "config", f"not a dict of plain settings for {list(IMAGE_SHAPE)} images")
     try:
         with torch.device("meta"):  # the shapes of the model it describes, allocating nothing
             model = build_model(config)
     except (ValueError, TypeError, KeyError) as error:
         raise CheckpointError(f"{path}: field config: not a valid model config ({error})") from None
-    need(config == model.config, "config", f"not the full settings of a model ({model.config} expected)")
+    need(config == model.plain_config(), "config", f"not the full settings of a model ({model.plain_config()})")
     expected, state = model.state_dict(), checkpoint["model_state"]
     need(isinstance(state, dict) and set(state) == set(expected), "model_state",
          f"its tensors are not those of the {config['model']} model the config describes")
@@ -181,26 +143,22 @@ def check_checkpoint(checkpoint: Any, path: Path, train_settings: type | None = 
              and tensor.dtype == expected[key].dtype, f"model_state.{key}",
              f"expected a {expected[key].dtype} tensor of shape {tuple(expected[key].shape)}")
     train_config = checkpoint["train_config"]
-    need(isinstance(train_config, dict) and plain(train_config), "train_config", "not a dict of plain settings")
-    need(is_int(train_config.get("train_images", 1), 1), "train_config.train_images", "not a positive integer")
-    if train_settings is not None:
-        names = {f.name for f in fields(train_settings)}
-        need(set(train_config) <= names | {"train_images"}, "train_config",
-             f"unknown settings {sorted(set(train_config) - names - {'train_images'})}")
-        try:
-            train_settings(**{k: v for k, v in train_config.items() if k != "train_images"})
-        except (TypeError, ValueError) as error:
-            raise CheckpointError(f"{path}: field train_config: not valid ({error})") from None
+    need(isinstance(train_config, dict) and plain(train_config) and type(train_config.get("train_images", 1)) is int
+         and train_config.get("train_images", 1) >= 1, "train_config", "not a dict of plain settings")
+    try:
+        TrainConfig(**{k: v for k, v in train_config.items() if k != "train_images"})
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: field train_config: not valid ({error})") from None
     epoch, history = checkpoint["epoch"], checkpoint["history"]
-    need(is_int(epoch), "epoch", f"{epoch!r} is not a non-negative integer")
+    need(type(epoch) is int and epoch >= 0, "epoch", f"{epoch!r} is not a non-negative integer")
     need(isinstance(history, list) and len(history) == epoch, "history", f"not a list of {epoch} epochs")
+    terms = lambda part: isinstance(part, dict) and all(number(part.get(t)) for t in ("recon", "kl", "total"))  # noqa
     for i, entry in enumerate(history):
-        need(isinstance(entry, dict) and plain(entry) and entry.get("epoch") == i + 1
-             and isinstance(entry.get("seconds"), (int, float)) and all(
-                 isinstance(entry.get(part), dict) and all(isinstance(entry[part].get(t), (int, float))
-                                                           for t in LOSS_TERMS) for part in ("train", "test")),
-             f"history[{i}]", "not an entry {epoch, train, test, seconds} of finite numbers")
-    check_optimizer_state(checkpoint["optimizer_state"], [p.shape for p in model.parameters()], need)
+        need(isinstance(entry, dict) and plain(entry) and entry.get("epoch") == i + 1 and number(entry.get("seconds"))
+             and terms(entry.get("train")) and terms(entry.get("test")), f"history[{i}]",
+             "not an entry {epoch, train, test, seconds} of finite numbers")
+    if checkpoint["optimizer_state"] is not None:
+        check_optimizer_state(checkpoint["optimizer_state"], list(model.parameters()), need)
     rng, size = checkpoint["rng"], torch.get_rng_state().shape
     need(isinstance(rng, dict) and set(rng) <= {"train", "torch"}, "rng", "not a dict of train and torch states")
     for key, value in rng.items():
@@ -208,39 +166,45 @@ def check_checkpoint(checkpoint: Any, path: Path, train_settings: type | None = 
              f"not a CPU generator state (uint8 tensor of shape {tuple(size)})")
 
 
-def check_optimizer_state(state: Any, shapes: list[torch.Size], need: Callable[[bool, str, str], None]) -> None:
-    """An Adam state_dict for parameters of these shapes (or None: a checkpoint of the model alone)."""
-    if state is None:
-        return
-    need(isinstance(state, dict) and set(state) == {"state", "param_groups"}
-         and isinstance(state["state"], dict) and isinstance(state["param_groups"], list), "optimizer_state",
-         "not an optimizer state_dict (state and param_groups)")
-    ids = []
-    for group in state["param_groups"]:
-        need(isinstance(group, dict) and isinstance(group.get("params"), list)
-             and isinstance(group.get("lr"), (int, float)) and 0 < group["lr"] < math.inf
-             and plain({k: list(v) if isinstance(v, tuple) else v for k, v in group.items()}),
-             "optimizer_state.param_groups", "not a list of groups with params and a positive lr")
-        ids += group["params"]
-    need(ids == list(range(len(shapes))), "optimizer_state.param_groups",
-         f"its parameters are not the model's {len(shapes)}")
+def check_optimizer_state(state: Any, parameters: list[torch.nn.Parameter],
+                          need: Callable[[bool, str, str], None]) -> None:
+    """`state` is what Adam's state_dict gives for these parameters: the same group keys as a fresh Adam's,
+    hyper-parameters in range, and per parameter a step count and two float32 tensors of its shape."""
+    fresh = torch.optim.Adam(parameters).state_dict()["param_groups"][0]
+    need(isinstance(state, dict) and set(state) == {"state", "param_groups"} and isinstance(state["state"], dict)
+         and isinstance(state["param_groups"], list) and len(state["param_groups"]) == 1, "optimizer_state",
+         "not the state_dict of an Adam optimizer with one parameter group")
+    group = state["param_groups"][0]
+    need(isinstance(group, dict) and set(group) == set(fresh), "optimizer_state.param_groups",
+         f"its keys are not Adam's ({', '.join(sorted(fresh))})")
+    betas = group["betas"]
+    need(number(group["lr"], 0) and group["lr"] > 0 and number(group["eps"], 0) and group["eps"] > 0
+         and number(group["weight_decay"], 0) and isinstance(betas, (tuple, list)) and len(betas) == 2
+         and all(number(b, 0) and b < 1 for b in betas) and group["amsgrad"] is False and group["maximize"] is False,
+         "optimizer_state.param_groups", "hyper-parameters out of range (lr, eps > 0; 0 <= betas < 1; "
+                                         "weight_decay >= 0; amsgrad and maximize off)")
+    need(group["params"] == list(range(len(parameters))), "optimizer_state.param_groups",
+         f"its parameters are not the model's {len(parameters)}")
     for i, values in state["state"].items():
-        need(i in ids and isinstance(values, dict), f"optimizer_state.state[{i!r}]", "not a parameter's state")
-        for key, value in values.items():
-            need(isinstance(value, torch.Tensor) and value.shape in (shapes[i], torch.Size([])),
-                 f"optimizer_state.state[{i}].{key}", f"not a tensor of shape {tuple(shapes[i])} or a scalar")
+        need(type(i) is int and i in group["params"] and isinstance(values, dict) and set(values) == set(ADAM_STATE),
+             f"optimizer_state.state[{i!r}]", f"not a parameter's Adam state ({', '.join(ADAM_STATE)})")
+        shape = parameters[i].shape
+        need(tensor_like(values["step"], ()) and values["step"] >= 0, f"optimizer_state.state[{i}].step",
+             "not a non-negative float32 scalar tensor")
+        for key in ADAM_STATE[1:]:
+            need(tensor_like(values[key], shape), f"optimizer_state.state[{i}].{key}",
+                 f"not a finite float32 tensor of shape {tuple(shape)}")
 
 
 def config_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """'key saved vs wanted' for every key of `wanted` whose value differs from the saved one."""
     normal = lambda value: list(value) if isinstance(value, tuple) else value  # noqa: E731
-    return [f"{key} {saved.get(key)!r} vs {normal(value)!r}" for key, value in wanted.items()
-            if normal(saved.get(key)) != normal(value)]
+    return [f"{k} {saved.get(k)!r} vs {normal(v)!r}" for k, v in wanted.items() if normal(saved.get(k)) != normal(v)]
 
 
 def load_model_state(model: BetaVAE, checkpoint: dict[str, Any], path: str | Path = "checkpoint") -> None:
     """Load weights into `model`, naming any architecture, latent size or likelihood mismatch."""
-    differences = config_differences(checkpoint["config"], model.config)
+    differences = config_differences(checkpoint["config"], model.plain_config())
     if differences:
         raise CheckpointError(f"{path}: checkpoint does not match the model (checkpoint vs model: "
                               f"{'; '.join(differences)})")
@@ -268,12 +232,20 @@ def load_model(path: str | Path) -> BetaVAE:
 
 
 # ---------------------------------------------------------------------------------------------- run folders
-def lock(folder: Path) -> int:
-    """An exclusive OS lock on folder/.lock (released when the process ends); it records our pid and host.
-    CheckpointError naming the holder when another process has it."""
-    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+def lock(folder: Path, wait: bool = False) -> int:
+    """An exclusive OS lock on folder/.lock, a regular file opened without following links (released when the
+    process ends); it records our pid and host. CheckpointError naming the holder when another process has it."""
+    path = folder / LOCK
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
+    except OSError as error:
+        raise CheckpointError(f"{path}: cannot open the run's lock file ({error.strerror}); remove it if it is "
+                              f"a link or a folder") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CheckpointError(f"{path}: the run's lock is not a regular file; remove it")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
     except BlockingIOError:
         holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
         os.close(fd)
@@ -287,19 +259,18 @@ def lock(folder: Path) -> int:
 @contextmanager
 def run_folder(folder: str | Path | None, checkpoint: dict[str, Any] | None = None, overwrite: bool = False,
                log: Callable[[str], None] = print) -> Iterator[None]:
-    """Hold `folder` for writing a run (nothing when None): created if missing, locked against other writers,
-    stale temporary files removed. A run already there is refused unless `checkpoint` continues it (the one
-    on disk must be at the same epoch) or `overwrite` moves it aside to FOLDER.old-TIMESTAMP. A folder this
-    call created is removed again if nothing was saved in it."""
+    """Hold `folder` for writing a run (nothing when None): created if missing, locked, stale temporary files
+    removed. A run already there is refused unless `checkpoint` continues it (at the same epoch) or `overwrite`
+    moves it aside to FOLDER.old-TIMESTAMP. If nothing was saved, the folders this call made go, if empty."""
     if folder is None:
         yield
         return
     folder = Path(folder)
-    created = next((p for p in [*reversed(folder.parents), folder] if not p.exists()), None)
+    created = [p for p in [folder, *folder.parents] if not p.exists()]
     folder.mkdir(parents=True, exist_ok=True)
     fd = lock(folder)
     try:
-        for stale in [*folder.glob(f".{CHECKPOINT}.*.tmp"), *folder.glob(f".{METRICS}.*.tmp")]:
+        for stale in folder.glob(".*.tmp"):
             stale.unlink(missing_ok=True)
         if (folder / CHECKPOINT).exists() and checkpoint is not None:
             saved = load_checkpoint(folder)["epoch"]
@@ -319,15 +290,11 @@ def run_folder(folder: str | Path | None, checkpoint: dict[str, Any] | None = No
         yield
     finally:
         if not (folder / CHECKPOINT).exists():
-            shutil.rmtree(created) if created is not None else (folder / LOCK).unlink(missing_ok=True)
+            (folder / LOCK).unlink(missing_ok=True)
+            for path in created:  # innermost first; a folder someone else wrote into stays
+                try:
+                    path.rmdir()
+                except OSError:
+                    break
         os.close(fd)
 
-
-def interrupted(folder: str | Path) -> str:
-    """What a Ctrl-C left in a run folder, and how to resume it."""
-    try:
-        epoch = load_checkpoint(folder)["epoch"]
-    except CheckpointError:
-        return f"\ninterrupted before anything was saved in {folder}"
-    return (f"\ninterrupted; epoch {epoch} is saved in {Path(folder) / CHECKPOINT}. "
-            f"Resume with: python train.py --resume {shlex.quote(str(folder))}")

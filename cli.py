@@ -1,4 +1,5 @@
-"""Command-line plumbing shared by the scripts: one-line errors, and options generated from a settings dataclass."""
+"""Command-line plumbing shared by the scripts: one-line errors, and options generated from a settings dataclass
+(config.py)."""
 from __future__ import annotations
 
 import argparse
@@ -16,11 +17,6 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def setting(default: Any, doc: str, **argparse_options: Any) -> Any:
-    """A dataclass field with its one-line doc (the --help text) and extra argparse options (e.g. choices)."""
-    return dataclasses.field(default=default, metadata={"doc": doc, **argparse_options})
-
-
 def add_options(parser: argparse.ArgumentParser, settings_class: type, skip: tuple[str, ...] = ()) -> None:
     """One --option per field of `settings_class`; an option not given is absent from the namespace."""
     hints = typing.get_type_hints(settings_class)
@@ -33,10 +29,12 @@ def add_options(parser: argparse.ArgumentParser, settings_class: type, skip: tup
         elif typing.get_origin(kind) in (typing.Union, types.UnionType):
             kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
         options = {key: value for key, value in field.metadata.items() if key != "doc"}
+        doc = field.metadata.get("doc", "")
         default = " ".join(map(str, field.default)) if isinstance(field.default, tuple) else field.default
+        if "default" not in doc and default not in (None, ""):  # a doc that names its default says it once
+            doc += f" (default {default})"
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=finite(kind), nargs=nargs,
-                            default=argparse.SUPPRESS, help=f"{field.metadata.get('doc', '')} (default {default})",
-                            **options)
+                            default=argparse.SUPPRESS, help=doc, **options)
 
 
 def finite(kind: type) -> Any:

@@ -10,7 +10,6 @@ Batches are cut from tensors: no per-image PIL transforms.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import socket
 import struct
@@ -23,8 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from checkpoint import atomic_write
-from models import DATA_RANGE, check_likelihood
+from config import DATA_RANGE, check_likelihood
 
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -32,7 +30,6 @@ FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 COUNTS = {"train": 60000, "test": 10000}
 REPO_DATA_DIR = Path(__file__).resolve().parent / "data"
-CACHE_DIR = REPO_DATA_DIR / ".cache"  # decoded copies of gzipped IDX files (see read_idx_cached)
 SYSTEM_DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
 IDX_UBYTE = 0x08  # the only element type Fashion-MNIST uses
 
@@ -65,27 +62,6 @@ def read_idx(path: str | Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def read_idx_cached(path: Path, cache_dir: Path | None = None) -> np.ndarray:
-    """read_idx, with gzipped files decoded once into CACHE_DIR/NAME-SIZE-MTIME.npy (written atomically;
-    a cache that is missing, stale or unreadable is rebuilt, one that cannot be written is skipped)."""
-    if path.suffix != ".gz":
-        return read_idx(path)
-    stat = path.stat()
-    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]
-    cached = (cache_dir or CACHE_DIR) / f"{path.name}-{stat.st_size}-{stat.st_mtime_ns}-{key}.npy"
-    try:
-        return np.load(cached, allow_pickle=False)
-    except (OSError, ValueError, EOFError):
-        pass
-    array = read_idx(path)
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(cached, lambda f: np.save(f, array, allow_pickle=False))
-    except OSError:
-        pass  # a read-only checkout still loads, only slower
-    return array
-
-
 def find_file(directory: Path, name: str) -> Path | None:
     for candidate in (directory / name, directory / f"{name}.gz"):
         if candidate.is_file():
@@ -95,7 +71,7 @@ def find_file(directory: Path, name: str) -> Path | None:
 
 def load_split(images_path: str | Path, labels_path: str | Path, count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, 28, 28) and labels (N,) as uint8, checked for consistency (and for `count` images if given)."""
-    images, labels = read_idx_cached(Path(images_path)), read_idx_cached(Path(labels_path))
+    images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim != 3 or images.shape[1:] != (28, 28):
         raise DataError(f"{images_path}: expected images of shape (N, 28, 28), got {images.shape}")
     if labels.ndim != 1:
@@ -179,6 +155,19 @@ def to_unit_range(x: Tensor, likelihood: str) -> Tensor:
     """Images in the likelihood's data range -> [0, 1], for plotting and comparisons across likelihoods."""
     low, high = DATA_RANGE[likelihood]
     return (x - low) / (high - low)
+
+
+def check_data_range(x: Tensor, likelihood: str) -> None:
+    """Called once per dataset: ValueError when x is outside the likelihood's data range, or is [0, 1] data given to gaussian."""
+    low, high = DATA_RANGE[likelihood]
+    x_min, x_max = torch.aminmax(x.detach())
+    x_min, x_max = float(x_min), float(x_max)
+    if x_min < low - 1e-6 or x_max > high + 1e-6:
+        raise ValueError(f"{likelihood} likelihood needs data in [{low:g}, {high:g}], got values in "
+                         f"[{x_min:.3g}, {x_max:.3g}]; load the data with likelihood={likelihood!r}")
+    if likelihood == "gaussian" and x_min >= 0.0:
+        raise ValueError("gaussian likelihood (tanh output) needs data scaled to [-1, 1], but this batch "
+                         "has no negative values: it looks like [0, 1] data; load it with likelihood='gaussian'")
 
 
 def load_fashion_mnist(likelihood: str = "bernoulli", data_dir: str | Path | None = None,

@@ -16,7 +16,8 @@ import torch
 from sklearn.mixture import GaussianMixture
 from torch import Tensor
 
-from models import BetaVAE, map_batches
+from data import to_unit_range
+from models import EVAL_BATCH_SIZE, BetaVAE, map_batches
 
 N_COMPONENTS = 10   # Gaussian mixture components of the aggregate sampler
 STEPS = 10          # images per interpolation
@@ -28,6 +29,11 @@ def posterior_means(model: BetaVAE, images: Tensor) -> Tensor:
     if not torch.isfinite(means).all():
         raise ValueError("the model gives non-finite posterior means (are its weights finite?)")
     return means
+
+
+def decode(model: BetaVAE, z: Tensor, batch_size: int = EVAL_BATCH_SIZE) -> Tensor:
+    """Images decoded from latent codes z, in [0, 1] pixel space (eval mode)."""
+    return to_unit_range(map_batches(model, model.decode, z, batch_size), model.likelihood).clamp(0, 1)
 
 
 def check_sizes(labels: Tensor, n_components: int = N_COMPONENTS) -> None:
@@ -105,3 +111,7 @@ def interpolate(model: BetaVAE, x_a: Tensor, x_b: Tensor, steps: int = STEPS) ->
     ends = posterior_means(model, torch.stack([x_a.reshape(model.image_shape), x_b.reshape(model.image_shape)]))
     t = torch.linspace(0, 1, steps).unsqueeze(1)
     return map_batches(model, model.decode, (1 - t) * ends[0] + t * ends[1])
+
+
+if __name__ == "__main__":
+    raise SystemExit("samplers.py is a library, not a command: evaluate.py and the notebooks use it")

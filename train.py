@@ -1,4 +1,4 @@
-"""Train a beta-VAE on Fashion-MNIST: the settings, the training step, `fit`, and a thin command line.
+"""Train a beta-VAE on Fashion-MNIST: the training step, `fit`, and a thin command line.
 
     python train.py --model cnn --beta 0.1 --epochs 20 --out runs/cnn-beta0.1
     python train.py --resume runs/cnn-beta0.1 --epochs 30     # continue to epoch 30
@@ -7,54 +7,28 @@ Each run folder holds checkpoint.pt and metrics.json (see checkpoint.py), writte
 """
 from __future__ import annotations
 
+import shlex
+import signal
 import sys
+
+if __name__ == "__main__":  # Ctrl-C while the imports load: a quiet exit, not a traceback
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
+
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from tqdm.auto import tqdm
 
-from checkpoint import (CHECKPOINT, METRICS, CheckpointError, config_differences, interrupted, load_checkpoint,
-                        restore, run_folder, save_checkpoint, unwritable, write_metrics)
-from cli import OneLineParser, add_options, given, option_error, setting, unavailable
-from data import DataError, FashionMNISTData, batches, load_fashion_mnist
-from models import (BetaVAE, LossTerms, ModelConfig, beta_vae_loss, build_model, capacity_loss, check_data_range,
-                    count_parameters, dataset_loss)
-
-
-# ---------------------------------------------------------------------------------------------- settings
-@dataclass(frozen=True)
-class TrainConfig:
-    """Every training setting and its default; invalid values raise ValueError on construction."""
-    beta: float = setting(0.1, "weight of the KL term, >= 0; the original's 'KL scaled by dataset size' "
-                               "is beta * batch_size / train images (models.dataset_scaled_beta)")
-    epochs: int = setting(20, "train to this epoch")
-    batch_size: int = setting(128, "images per optimizer step")
-    lr: float = setting(1e-3, "Adam learning rate")
-    seed: int = setting(0, "seed of the weights, the shuffling and the reparameterization noise")
-    train_limit: int | None = setting(None, "train on the first N training images only (None: all 60,000)")
-    capacity: float | None = setting(None, "beta-VAE 'B' (Burgess et al.): target KL C_max in nats; the loss is "
-                                           "recon + gamma * |KL - C| and beta is not used (None: off)")
-    capacity_epochs: int = setting(10, "epochs over which C rises linearly from 0 to C_max")
-    gamma: float = setting(100.0, "weight of |KL - C| when capacity is set")
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "train_limit", "capacity_epochs"):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, int) and 1 <= value <= 10 ** 9):
-                raise ValueError(f"{name} must be >= 1 (an integer up to 10^9), got {value!r}")
-        if not (isinstance(self.seed, int) and 0 <= self.seed < 2 ** 63):
-            raise ValueError(f"seed must be from 0 to 2^63 - 1, got {self.seed}")
-        for name, low in (("beta", 0), ("lr", 0), ("capacity", 0), ("gamma", 0)):
-            value, strict = getattr(self, name), name == "lr"
-            if value is not None and not (low < value < float("inf") if strict else low <= value < float("inf")):
-                raise ValueError(f"{name} must be {'>' if strict else '>='} {low} and finite, got {value}")
-
-    def target_capacity(self, epochs_done: float) -> float:
-        """C after `epochs_done` epochs (fractions count): linear from 0 to capacity over capacity_epochs."""
-        return self.capacity * min(1.0, epochs_done / self.capacity_epochs)
+from checkpoint import (CHECKPOINT, METRICS, CheckpointError, config_differences, load_checkpoint, restore, run_folder,
+                        save_checkpoint, write_metrics)
+from cli import OneLineParser, add_options, given, option_error, unavailable
+from config import ModelConfig, TrainConfig
+from data import DataError, FashionMNISTData, batches, check_data_range, load_fashion_mnist
+from files import WriteError, unwritable
+from models import BetaVAE, LossTerms, Objective, build_model, count_parameters, dataset_loss
 
 
 class TrainingError(Exception):
@@ -78,6 +52,11 @@ def nonfinite_term(terms: LossTerms, grad_norm: torch.Tensor) -> str | None:
     return ("reconstruction loss", "KL", "total loss", "gradient")[finite.tolist().index(False)]
 
 
+def objective(config: TrainConfig) -> Objective:
+    """The training objective of `config`: beta-VAE, or the capacity objective when capacity is set."""
+    return Objective(config.beta, config.capacity, config.capacity_epochs, config.gamma)
+
+
 def train_epoch(model: BetaVAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, config: TrainConfig,
                 generator: torch.Generator, epoch: int = 1, bar: tqdm | None = None) -> dict[str, float]:
     """One epoch of optimizer steps over `images`, shuffled and noised by `generator`; the mean loss terms.
@@ -85,19 +64,17 @@ def train_epoch(model: BetaVAE, optimizer: torch.optim.Optimizer, images: torch.
     model.train()
     params = list(model.parameters())
     sums = torch.zeros(3, device=images.device)
-    steps = -(-len(images) // config.batch_size)
+    steps, goal = -(-len(images) // config.batch_size), objective(config)
     for step, x in enumerate(batches(images, config.batch_size, generator), 1):
-        if config.capacity is None:
-            terms = beta_vae_loss(model(x, generator=generator), x, config.beta, model.likelihood)
-        else:
-            terms = capacity_loss(model(x, generator=generator), x, config.gamma,
-                                  config.target_capacity(epoch - 1 + step / steps), model.likelihood)
+        terms = goal.loss(model(x, generator=generator), x, model.likelihood, epoch - 1 + step / steps)
         optimizer.zero_grad(set_to_none=True)
         terms.total.backward()
         bad = nonfinite_term(terms, torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
         if bad is not None:
+            weight = f"a smaller gamma (gamma={config.gamma:g})" if config.capacity is not None else \
+                f"a smaller beta (beta={config.beta:g})"
             raise TrainingError(f"non-finite {bad} at epoch {epoch}, step {step}: try a lower learning rate "
-                                f"(lr={config.lr:g}) or a smaller beta")
+                                f"(lr={config.lr:g}) or {weight}")
         optimizer.step()
         sums += torch.stack(terms).detach() * len(x)
         if bar is not None:
@@ -110,22 +87,20 @@ def train_epoch(model: BetaVAE, optimizer: torch.optim.Optimizer, images: torch.
 # ---------------------------------------------------------------------------------------------- fit
 def fit(model: BetaVAE, data: FashionMNISTData, config: TrainConfig = TrainConfig(), *, device: str = "cpu",
         out_dir: str | Path | None = None, checkpoint: dict[str, Any] | None = None, overwrite: bool = False,
-        progress: bool = True, log: Callable[[str], None] = print, **settings: Any) -> list[dict]:
-    """Train `model` to config.epochs epochs; returns the per-epoch history. `settings` override fields of
-    `config` (fit(model, data, beta=1.0, epochs=5)).
+        progress: bool = True, log: Callable[[str], None] = print) -> list[dict]:
+    """Train `model` to config.epochs epochs; returns the per-epoch history.
 
     Each history entry: epoch, train and test {recon, kl, total} (test: the whole test set), seconds.
     With `out_dir`, checkpoint.pt and metrics.json are written at the end of every epoch (checkpoint.run_folder:
     locked; a run already there needs `checkpoint` to continue it or overwrite=True to move it aside).
     With `checkpoint` (from load_checkpoint), training continues exactly where it stopped.
     """
-    config = replace(config, **settings)
     if data.likelihood != model.likelihood:
         raise ValueError(f"data scaled for {data.likelihood!r} but the model's likelihood is {model.likelihood!r}")
     train_x = data.train_images[:config.train_limit]
     for images in (train_x, data.test_images):
         check_data_range(images, model.likelihood)
-    record = {**asdict(config), "train_images": len(train_x)}
+    record, goal = {**asdict(config), "train_images": len(train_x)}, objective(config)
     optimizer = prepare_training(model, config.lr, device)
     generator = torch.Generator().manual_seed(config.seed)  # shuffling and reparameterization noise
     history = restore(checkpoint, model, optimizer, generator) if checkpoint is not None else []
@@ -152,17 +127,27 @@ def fit(model: BetaVAE, data: FashionMNISTData, config: TrainConfig = TrainConfi
             finally:
                 bar.close()
             seconds = time.perf_counter() - started
-            test = dataset_loss(model, test_x, config.beta)
+            test = dataset_loss(model, test_x)
+            test["total"] = goal.total(test["recon"], test["kl"], epoch)
             history.append({"epoch": epoch, "train": train, "test": test, "seconds": seconds})
-            if config.capacity is not None:  # the target at the epoch's end, and the test loss of that objective
-                history[-1]["capacity"] = target = config.target_capacity(epoch)
-                test["total"] = test["recon"] + config.gamma * abs(test["kl"] - target)
+            if config.capacity is not None:  # the target the KL is pulled to at the epoch's end
+                history[-1]["capacity"] = goal.target(epoch)
             save()
             log(f"epoch {epoch}/{config.epochs}  train {train['total']:.2f} (recon {train['recon']:.2f}, "
                 f"kl {train['kl']:.2f})  test {test['total']:.2f} (recon {test['recon']:.2f}, kl {test['kl']:.2f})  "
                 f"{seconds:.1f}s")
     model.to(memory_format=torch.contiguous_format)  # the layout load_model gives: the same outputs to the bit
     return history
+
+
+def interrupted(folder: str | Path) -> str:
+    """What a Ctrl-C left in a run folder, and how to resume it."""
+    try:
+        epoch = load_checkpoint(folder)["epoch"]
+    except CheckpointError:
+        return f"\ninterrupted before anything was saved in {folder}"
+    return (f"\ninterrupted; epoch {epoch} is saved in {Path(folder) / CHECKPOINT}. "
+            f"Resume with: python train.py --resume {shlex.quote(str(folder))}")
 
 
 # ---------------------------------------------------------------------------------------------- command line
@@ -186,6 +171,8 @@ def parse_args(argv: list[str] | None) -> tuple[Any, ModelConfig | dict, TrainCo
             model_config, config = ModelConfig(**model_given), TrainConfig(**train_given)
         except ValueError as error:
             p.error(option_error(error))
+        if args.out == "":
+            p.error("--out '' is not a folder name")
         args.out = args.out or f"runs/{model_config.model}-beta{config.beta:g}"
         out = Path(args.out)
         if (out / CHECKPOINT).exists():
@@ -193,8 +180,10 @@ def parse_args(argv: list[str] | None) -> tuple[Any, ModelConfig | dict, TrainCo
         if unwritable(out):
             p.error(f"--out {unwritable(out)}")
         return args, model_config, config, None
+    if Path(args.resume).name == CHECKPOINT and Path(args.resume).is_file():
+        args.resume = str(Path(args.resume).parent)  # the run's checkpoint file names its folder
     try:
-        checkpoint = load_checkpoint(Path(args.resume) / CHECKPOINT, TrainConfig)
+        checkpoint = load_checkpoint(Path(args.resume) / CHECKPOINT)
     except CheckpointError as error:
         p.error(f"--resume: {error}")
     saved = TrainConfig(**{k: v for k, v in checkpoint["train_config"].items() if k != "train_images"})
@@ -214,11 +203,12 @@ def parse_args(argv: list[str] | None) -> tuple[Any, ModelConfig | dict, TrainCo
 
 
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C from here on: KeyboardInterrupt
     args, model_config, config, checkpoint = parse_args(argv)
     try:
         model = build_model(model_config, seed=config.seed)
         data = load_fashion_mnist(model.likelihood, args.data_dir)
-        print(f"{model.config['model']} beta-VAE, {count_parameters(model):,} parameters, latent_dim "
+        print(f"{model.config.model} beta-VAE, {count_parameters(model):,} parameters, latent_dim "
               f"{model.latent_dim}, {model.likelihood}, beta {config.beta:g}, "
               f"{len(data.train_images[:config.train_limit]):,} training images -> {args.out}")
         history = fit(model, data, config, device=args.device, out_dir=args.out, checkpoint=checkpoint,
@@ -226,9 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(interrupted(args.out), file=sys.stderr)
         return 130
-    except (DataError, TrainingError, CheckpointError) as error:
+    except (DataError, TrainingError, CheckpointError, WriteError, ValueError) as error:
         print(f"train.py: error: {error}", file=sys.stderr)
-        return 2 if isinstance(error, DataError) else 1
+        return 2 if isinstance(error, (DataError, ValueError)) else 1
     print(f"done: test total {history[-1]['test']['total']:.2f} nats/image; {Path(args.out) / METRICS}")
     return 0
 

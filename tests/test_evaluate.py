@@ -1,16 +1,24 @@
 """Tests of evaluate.py and samplers.py on tiny models and real Fashion-MNIST images."""
+import hashlib
+import json
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.distributions import Normal
 
 from classifier import features_and_probs, load_classifier
+from config import EvalConfig, TrainConfig
 from data import batches
-from evaluate import BATCH_SIZE, active_units, evaluate, frechet_distance, iwae_nll, main as evaluate_main, summary
-from models import FCVAE, count_parameters, reconstruction_nll
-from samplers import AggregateSampler, ClassSampler, PriorSampler, interpolate, posterior_means
-from models import dataset_loss
+from evaluate import EVAL_FILE, SAMPLER_NAMES, SANITY_NAMES, evaluate, main as evaluate_main, summary
+from metrics import active_units, frechet_distance, iwae_nll
+from models import EVAL_BATCH_SIZE, FCVAE, count_parameters, dataset_loss, reconstruction_nll
+from samplers import AggregateSampler, ClassSampler, PriorSampler, decode, interpolate, posterior_means
 from train import fit
+
+QUALITY = {"fd", "precision", "recall", "density", "coverage"}
+MIX = {"class_entropy", "class_kl_uniform", "unsure", "confident"}
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +26,7 @@ def trained(small_fmnist):
     """A small FC VAE trained for two epochs on 2,000 images."""
     torch.manual_seed(0)
     model = FCVAE(latent_dim=3, hidden=(128, 64))
-    fit(model, small_fmnist, beta=1.0, epochs=2, progress=False, log=lambda line: None)
+    fit(model, small_fmnist, TrainConfig(beta=1.0, epochs=2), progress=False, log=lambda line: None)
     return model.eval()
 
 
@@ -35,22 +43,24 @@ def test_iwae_with_one_sample_is_the_elbo(trained, small_fmnist):
     generator = torch.Generator().manual_seed(0)
     elbo = 0.0  # single-sample ELBO with a Monte Carlo KL, written independently with torch.distributions
     with torch.no_grad():
-        for xb in batches(x, BATCH_SIZE, shuffle=False):
+        for xb in batches(x, EVAL_BATCH_SIZE, shuffle=False):
             mu, logvar = trained.encode(xb)
             q = Normal(mu, torch.exp(0.5 * logvar))
             z = mu + q.scale * torch.randn(mu.shape, generator=generator)
             recon = reconstruction_nll(trained.decode_logits(z), xb, "bernoulli")
             elbo += (recon + q.log_prob(z).sum(1) - Normal(0.0, 1.0).log_prob(z).sum(1)).sum().item()
-    iwae = iwae_nll(trained, x, k=1)
+    iwae = iwae_nll(trained, x, k=1, batch_size=EVAL_BATCH_SIZE, seed=0)
     assert iwae == pytest.approx(elbo / len(x), rel=1e-5)
-    # and train.dataset_loss (closed-form KL, the same noise) agrees up to the KL's Monte Carlo error
-    assert iwae == pytest.approx(dataset_loss(trained, x, 1.0, batch_size=BATCH_SIZE)["total"], abs=0.5)
+    # and models.dataset_loss (closed-form KL, the same noise) agrees up to the KL's Monte Carlo error
+    loss = dataset_loss(trained, x, batch_size=EVAL_BATCH_SIZE, seed=0)
+    assert set(loss) == {"recon", "kl"} and iwae == pytest.approx(loss["recon"] + loss["kl"], abs=0.5)
+    assert iwae_nll(trained, x, k=1, batch_size=EVAL_BATCH_SIZE, seed=1) != iwae
 
 
 def test_iwae_bound_is_no_worse_than_the_elbo(trained, small_fmnist):
     x = small_fmnist.test_images[:500]
-    elbo = dataset_loss(trained, x, 1.0)["total"]
-    iwae_10, iwae_100 = iwae_nll(trained, x, k=10), iwae_nll(trained, x, k=100)
+    elbo = sum(dataset_loss(trained, x).values())
+    iwae_10, iwae_100 = (iwae_nll(trained, x, k=k, batch_size=EVAL_BATCH_SIZE) for k in (10, 100))
     assert iwae_100 < iwae_10 < elbo
     assert elbo - iwae_100 < 0.1 * elbo  # a tighter bound, not a different quantity
 
@@ -71,31 +81,78 @@ def test_active_units_counts_a_collapsed_dimension_as_inactive(fmnist):
 
 
 def test_evaluate_reports_every_metric(trained, small_fmnist):
-    result = evaluate(trained, small_fmnist, beta=1.0, k=5, samples=500)
+    data = type(small_fmnist)(small_fmnist.train_images, small_fmnist.train_labels, small_fmnist.test_images[:1000],
+                              small_fmnist.test_labels[:1000], "bernoulli")  # sanity sets: 1,000 images each
+    result = evaluate(trained, data, beta=1.0, config=EvalConfig(k=5, samples=500, iwae_images=500))
     assert result["elbo"]["total"] == pytest.approx(result["elbo"]["recon"] + result["elbo"]["kl"])
     assert result["loss"] == pytest.approx(result["elbo"]["total"])  # beta = 1
-    assert result["iwae_nll"] < result["elbo"]["total"]
+    assert result["iwae_nll"] < result["iwae_elbo"] and result["iwae_images"] == 500
     assert sum(result["kl_per_dim"]) == pytest.approx(result["elbo"]["kl"], rel=1e-5)
     assert 0 <= result["active_units"] <= 3
     assert 0.3 < result["knn_accuracy"] <= 1.0  # 10 classes: chance is 0.1
     assert 0.0 < result["mse"] < 0.1
-    assert set(result["samplers"]) == {"prior", "aggregate", "class"}
+    assert (result["k"], result["samples"], result["test_images"], result["train_images"]) == (5, 500, 1000, 2000)
+    assert set(result["samplers"]) == set(SAMPLER_NAMES) and set(result["sanity"]) == set(SANITY_NAMES)
+    assert set(result["sanity_recon"]) == {"real", "one_class"}
+    for name, quality in result["samplers"].items():
+        assert set(quality) == QUALITY | MIX | {f"{key}_recon" for key in QUALITY} | (
+            {"class_rate"} if name == "class" else set())
     assert 0.0 <= result["samplers"]["class"]["class_rate"] <= 1.0  # this tiny model draws blobs
     assert all(quality["fd"] > result["fd_real"] for quality in result["samplers"].values())
-    assert 0.0 <= result["samplers"]["prior"]["confident"] <= 1.0
     assert result["nll"] == result["iwae_nll"] and result["nll_normalised"] is False  # bernoulli: not a density
     assert result["parameters"] == count_parameters(trained)
-    real, blurred, noise = (result["sanity"][name] for name in ("real", "blurred", "noise"))
+    real, one_class, blurred, noise = (result["sanity"][name] for name in SANITY_NAMES)
     assert result["fd_real"] == real["fd"]
     assert real["precision"] > blurred["precision"] and real["recall"] > blurred["recall"] >= noise["recall"]
-    for quality in [*result["samplers"].values(), real, blurred, noise]:
-        assert 0.0 <= quality["precision"] <= 1.0 and 0.0 <= quality["recall"] <= 1.0
-        assert quality["recall"] < real["recall"] or quality is real  # a 2-epoch model covers less than real images
+    assert real["coverage"] > one_class["coverage"] and real["coverage"] > noise["coverage"]
+    assert real["class_entropy"] > 2.0 > 0.5 > one_class["class_entropy"]
+    recon_real, recon_one_class = result["sanity_recon"]["real"], result["sanity_recon"]["one_class"]
+    assert recon_real["coverage"] > recon_one_class["coverage"]
+    for quality in [*result["samplers"].values(), *result["sanity"].values(), *result["sanity_recon"].values()]:
+        assert all(0.0 <= quality[key] <= 1.0 for key in ("precision", "recall", "coverage"))
+        assert quality["density"] >= 0.0 and quality["fd"] >= 0.0
+        assert quality["recall"] < real["recall"] or quality is real or quality is recon_real  # 2 epochs: less
+    for quality in [*result["samplers"].values(), *result["sanity"].values()]:
+        assert 0.0 <= quality["class_entropy"] <= math.log(10) + 1e-9
+        assert quality["class_kl_uniform"] == pytest.approx(math.log(10) - quality["class_entropy"])
+        assert 0.0 <= quality["unsure"] <= 1.0 and 0.0 <= quality["confident"] <= 1.0
     assert len(result["mse_per_class"]) == len(result["recon_accuracy_per_class"]) == 10
+    json.dumps(result, allow_nan=False)  # plain, finite data: eval.json can hold it
     row = summary(result)
     assert row["mse_bag"] == result["mse_per_class"]["Bag"]
     assert row["precision_prior"] == result["samplers"]["prior"]["precision"]
+    assert row["coverage_recon_aggregate"] == result["samplers"]["aggregate"]["coverage_recon"]
+    assert row["class_entropy_one_class"] == one_class["class_entropy"]
+    assert row["coverage_recon_one_class"] == recon_one_class["coverage"]
     assert row["recall_noise"] == noise["recall"] and row["parameters"] == result["parameters"]
+    assert all(not isinstance(value, (dict, list)) for value in row.values())
+
+
+def test_evaluate_with_a_reference_computes_the_same_numbers(trained, small_fmnist):
+    from evaluate import reference_features
+    data = type(small_fmnist)(small_fmnist.train_images[:500], small_fmnist.train_labels[:500],
+                              small_fmnist.test_images[:300], small_fmnist.test_labels[:300], "bernoulli")
+    classifier, config = load_classifier(), EvalConfig(k=2, iwae_images=100, samples=50)
+    fresh = evaluate(trained, data, 1.0, config, classifier)
+    given = evaluate(trained, data, 1.0, config, classifier, reference_features(classifier, data))
+    drop = lambda result: {k: v for k, v in result.items() if k != "seconds"}  # noqa: E731
+    assert drop(fresh) == drop(given)
+
+
+def test_evaluate_command_writes_eval_json_keyed_by_the_checkpoint(tmp_path, small_fmnist, capsys):
+    run = tmp_path / "run"
+    model = FCVAE(hidden=(32,))
+    fit(model, small_fmnist, TrainConfig(epochs=1, batch_size=200, train_limit=400), out_dir=run, progress=False,
+        log=lambda line: None)
+    assert evaluate_main([str(run / "checkpoint.pt"), "--k", "2", "--iwae-images", "50", "--samples", "20",
+                          "--eval-limit", "200", "--train-limit", "400", "--batch-size", "100"]) == 0
+    result = json.loads((run / EVAL_FILE).read_text())
+    assert result["checkpoint_sha256"] == hashlib.sha256((run / "checkpoint.pt").read_bytes()).hexdigest()
+    assert result["epoch"] == 1 and result["config"] == model.plain_config()
+    assert (result["k"], result["iwae_images"], result["samples"], result["eval_limit"], result["batch_size"]) == (
+        2, 50, 20, 200, 100)
+    assert (result["test_images"], result["train_images"]) == (200, 400)
+    assert f"saved {run / EVAL_FILE}" in capsys.readouterr().out
 
 
 def test_evaluate_command_reports_a_missing_run_in_one_line(tmp_path, capsys):
@@ -136,6 +193,9 @@ def test_samplers_return_the_requested_shapes(trained, small_fmnist):
     z, labels = by_class.sample_grid(per_class=4)
     assert z.shape == (40, 3) and z.dtype == torch.float32
     assert labels.tolist() == [c for c in range(10) for _ in range(4)]
+    decoded = decode(trained, z, batch_size=7)
+    assert decoded.shape == (40, 1, 28, 28) and 0.0 <= decoded.min() and decoded.max() <= 1.0
+    assert torch.equal(decoded, trained.decode(z))  # bernoulli: data space is [0, 1]
     images = interpolate(trained, small_fmnist.test_images[0], small_fmnist.test_images[1], steps=7)
     assert images.shape == (7, 1, 28, 28)
     ends = trained.decode(posterior_means(trained, small_fmnist.test_images[:2]))
@@ -152,3 +212,17 @@ def test_class_samples_are_drawn_near_their_class_mean():
         z = sampler.sample(500, label, seed=label)
         assert torch.allclose(z.mean(0), centres[label], atol=0.1)
         assert (torch.cdist(z, centres).argmin(1) == label).float().mean() > 0.99
+
+
+def test_evaluation_needs_enough_images_for_the_balls_and_the_knn():
+    from evaluate import check_data_sizes
+    from metrics import DC_NEIGHBOURS, NEIGHBOURS
+    least = max(DC_NEIGHBOURS + 1, NEIGHBOURS)
+    check_data_sizes(least, DC_NEIGHBOURS + 1, EvalConfig())
+    for train_images, test_images in ((least - 1, 100), (100, DC_NEIGHBOURS)):
+        with pytest.raises(ValueError, match=f"evaluation needs >= {DC_NEIGHBOURS + 1} test and training images"):
+            check_data_sizes(train_images, test_images, EvalConfig())
+    with pytest.raises(ValueError, match="samples must be >= 10"):
+        EvalConfig(samples=3)
+    with pytest.raises(ValueError, match="eval_limit must be >= 10"):
+        EvalConfig(eval_limit=1)

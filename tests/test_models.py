@@ -3,11 +3,11 @@ import math
 import pytest
 import torch
 
-from models import (CNNVAE, DATA_RANGE, FCVAE, LIKELIHOODS, ModelConfig, beta_vae_loss, build_model, check_data_range, count_parameters,
+from config import DATA_RANGE, LIKELIHOODS, ModelConfig, TrainConfig
+from data import check_data_range
+from models import (CNNVAE, FCVAE, beta_vae_loss, build_model, count_parameters, dataset_scaled_beta,
                     kl_per_dimension, reconstruction_nll)
 from samplers import PriorSampler
-from models import dataset_scaled_beta
-from train import TrainConfig
 
 
 def data_for(likelihood, n=8):
@@ -144,3 +144,47 @@ def test_build_model_rebuilds_from_plain_config():
         assert count_parameters(rebuilt) == count_parameters(model)
     with pytest.raises(ValueError, match="unknown model"):
         build_model({"model": "rnn"})
+    for model in (FCVAE(latent_dim=4, hidden=(64,)), CNNVAE(likelihood="sigma", channels=(8, 16), kernel_size=3)):
+        plain = model.plain_config()
+        assert plain["image_shape"] == [1, 28, 28] and isinstance(model.config, ModelConfig)
+        rebuilt = build_model(plain)
+        assert rebuilt.config == model.config and rebuilt.plain_config() == plain
+    with pytest.raises(ValueError, match="unknown model settings"):
+        build_model({"model": "fc", "widths": [3]})
+
+
+def test_settings_given_to_a_model_override_its_config():
+    model = FCVAE(ModelConfig(latent_dim=5, likelihood="gaussian"), hidden=(32,))
+    assert model.config == ModelConfig(latent_dim=5, likelihood="gaussian", hidden=(32,))
+    assert (model.latent_dim, model.likelihood) == (5, "gaussian")
+    assert CNNVAE(ModelConfig(model="fc"), channels=(8, 8)).config.model == "cnn"  # the class decides the kind
+    with pytest.raises(ValueError, match="latent_dim must be >= 1"):
+        FCVAE(latent_dim=0)
+
+
+def test_a_model_over_the_parameter_limit_is_refused_before_allocating():
+    import resource
+    import time
+    from models import MAX_PARAMETERS, architecture_size
+    huge = ModelConfig(hidden=(65536, 65536))  # the config itself is valid: the size is build_model's to check
+    assert architecture_size(huge) > MAX_PARAMETERS
+    peak, started = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.monotonic()
+    with pytest.raises(ValueError, match=r"parameters are too many \(at most 268,435,456\)"):
+        build_model(huge)
+    assert time.monotonic() - started < 10
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 256 * 1024  # KiB: nothing allocated
+    for config in (ModelConfig(), ModelConfig(model="cnn", channels=(8, 16, 16))):
+        assert architecture_size(config) == count_parameters(build_model(config))
+
+
+def test_dataset_loss_is_recon_and_kl_drawn_from_its_seed():
+    from models import dataset_loss
+    torch.manual_seed(0)
+    model, x = FCVAE(hidden=(32,)).train(), torch.rand(30, 1, 28, 28)
+    loss = dataset_loss(model, x, batch_size=7, seed=1)
+    assert set(loss) == {"recon", "kl"} and model.training  # the mode is restored
+    assert loss == dataset_loss(model, x, batch_size=7, seed=1) != dataset_loss(model, x, batch_size=7, seed=2)
+    out = model(x, generator=torch.Generator().manual_seed(1), sample=True)  # one batch: the same noise
+    terms = beta_vae_loss(out, x, beta=1.0)
+    assert dataset_loss(model, x, batch_size=30, seed=1) == {"recon": pytest.approx(terms.recon.item(), rel=1e-5),
+                                                             "kl": pytest.approx(terms.kl.item(), rel=1e-5)}

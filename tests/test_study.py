@@ -1,15 +1,20 @@
-"""study.py: grouping over seeds, the difference rule, which run folders count, and the beta figure."""
+"""lab.study: grouping over seeds, the difference rule, which records count, the new parts (diversity with its blur
+test, latent width, capacity against H at the same rate), and that no committed table is replaced by less."""
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
-import plots
-import study
+from lab import records, study
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(model="fc", seed=0, mse=0.02, **config):
     return {"model": model, "likelihood": "bernoulli", "beta": 0.1, "seed": seed, "capacity": None, "mse": mse,
-            **config}
+            "architecture": "512x256" if model == "fc" else "32x32 k4", "latent_dim": 3,
+            "default_architecture": True, **config}
 
 
 def test_grouped_gives_mean_and_sample_std_over_seeds():
@@ -21,10 +26,11 @@ def test_grouped_gives_mean_and_sample_std_over_seeds():
 
 
 def test_a_difference_is_called_only_beyond_twice_the_larger_std_with_two_seeds_each():
-    assert study.differs((1.0, 0.1), (1.3, 0.1))
-    assert not study.differs((1.0, 0.1), (1.15, 0.1))
-    assert not study.differs((1.0, 0.01), (1.3, 0.2))  # the larger std decides
-    assert not study.differs((1.0, None), (5.0, 0.1))  # one seed: no call
+    call = lambda a, b: study.verdict(a, b, "a lower", "b lower")  # noqa: E731
+    assert call((1.0, 0.1), (1.3, 0.1)) == "a lower" and call((1.3, 0.1), (1.0, 0.1)) == "b lower"
+    assert call((1.0, 0.1), (1.15, 0.1)) == "no difference called"
+    assert call((1.0, 0.01), (1.3, 0.2)) == "no difference called"  # the larger std decides
+    assert call((1.0, None), (5.0, 0.1)) == "no difference called"  # one seed: no call
 
 
 def test_comparison_rows_pair_settings_that_differ_in_one_field():
@@ -34,72 +40,102 @@ def test_comparison_rows_pair_settings_that_differ_in_one_field():
     assert row["verdict"] == "cnn higher" and row["seeds"] == "3/3" and row["beta"] == 0.1
 
 
-def test_the_dataset_scaled_comparison_pairs_beta_0_0021_with_0_1_per_model_on_bernoulli_defaults_only():
-    runs = [run(model, seed=s, beta=beta, mse=(2.0 if model == "fc" and beta == 0.1 else 1.0) + 0.01 * s,
-                default_architecture=True)
-            for model in ("fc", "cnn") for beta in (study.SCALED_BETA, 0.1) for s in range(3)]
-    runs += [run(beta=study.SCALED_BETA, likelihood="gaussian", mse=9.0, default_architecture=True),
-             run(beta=study.SCALED_BETA, mse=9.0, default_architecture=False), run(beta=0.01, default_architecture=True)]
-    part = study.PARTS["dataset-scaled"]
-    rows = study.grouped(study.selected(runs, part), part["group"], ["mse"])
-    compared = study.comparison_rows(rows, "beta", study.SCALED_BETA, 0.1, ["mse"])
-    assert [(row["model"], row["seeds"], row["verdict"]) for row in compared] == [
-        ("cnn", "3/3", "no difference called"), ("fc", "3/3", "0.1 higher")]
+def test_architecture_names_come_from_the_config_defaults():
+    assert study.architecture({"model": "fc"}) == "512x256"
+    assert study.architecture({"model": "cnn", "channels": [64, 80]}) == "64x80 k4"
+    assert study.architecture({"model": "cnn", "channels": [24, 24], "decoder_channels": [40, 40],
+                               "norm": "batch"}) == "24x24 k4 decoder 40x40 batch"
 
 
-def test_only_finished_evaluated_full_data_runs_are_loaded_with_their_architecture(tmp_path, monkeypatch):
+def record(name, epochs=2, evaluated=2, **config):
+    evaluation = {"epoch": evaluated, "mse": 0.5}
+    return {"name": name, "config": {"model": "fc", "latent_dim": 3, "epochs": epochs, "train_limit": None, **config},
+            "parameters": 10, "epochs": [{"test": {"recon": 1.0}}] * epochs, "eval": evaluation}
+
+
+def test_only_complete_finite_records_load_and_short_runs_are_left_out(tmp_path, monkeypatch):
+    for name, content in {"done": record("done"), "stale": record("stale", evaluated=1),
+                          "nan": {**record("nan"), "eval": {"epoch": 2, "mse": float("nan")}}}.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(content))
+    (tmp_path / "garbage.json").write_text("[]")
+    (tmp_path / "broken.json").write_text('{"name": ')
+    loaded, skipped = records.load_records(tmp_path)
+    assert [r["name"] for r in loaded] == ["done"] and len(skipped) == 4
     monkeypatch.setattr(study, "summary", lambda result: {"mse": result["mse"]})
-    def folder(name, epochs_done, evaluated_epoch, **config):
-        path = tmp_path / name
-        path.mkdir()
-        config = {"model": "fc", "latent_dim": 3, "hidden": [512, 256], "epochs": 2, "train_limit": None, **config}
-        epochs = [{"test": {"recon": 250.0 - epoch}} for epoch in range(1, epochs_done + 1)]
-        (path / "metrics.json").write_text(json.dumps({"config": config, "epochs": epochs}))
-        if evaluated_epoch is not None:
-            (path / "eval.json").write_text(json.dumps({"epoch": evaluated_epoch, "mse": 0.5, "mse_per_class": {}}))
-    folder("done", 2, 2)
-    folder("unfinished", 1, 1)
-    folder("stale-eval", 2, 1)
-    folder("not-evaluated", 2, None)
-    folder("other-width", 2, 2, hidden=[64])
-    folder("few-images", 2, 2, train_limit=500)
-    folder("cnn-design", 10, 10, model="cnn", channels=[24, 24], decoder_channels=[40, 40], norm="batch", epochs=10)
-    runs = {r["run"]: r for r in study.load_runs(tmp_path)}
-    assert sorted(runs) == ["cnn-design", "done", "other-width"]
-    assert runs["done"]["default_architecture"] and not runs["other-width"]["default_architecture"]
-    assert runs["other-width"]["architecture"] == "64" and runs["done"]["recon_epoch10"] is None
-    assert runs["cnn-design"]["architecture"] == "24x24 k4 decoder 40x40 batch"
-    assert runs["cnn-design"]["recon_epoch10"] == 240.0 and not runs["cnn-design"]["default_architecture"]
+    monkeypatch.setitem(loaded[0]["eval"], "mse_per_class", {})
+    assert study.run_row(loaded[0])["default_architecture"]
+    assert study.run_row({**loaded[0], "config": {**loaded[0]["config"], "train_limit": 500}}) is None
 
 
-def test_architecture_parts_keep_designs_within_the_budget_and_judge_them_against_the_fc_default():
-    runs = [run("cnn", seed=s, mse=0.020 + 0.001 * s, architecture="a", parameters=50_000, epochs=20, latent_dim=3)
-            for s in range(3)]
-    runs += [run("cnn", architecture="big", parameters=60_000, epochs=20, latent_dim=3)]
-    runs += [run(seed=s, mse=0.030 + 0.0001 * s, architecture="512x256", parameters=1_069_590, epochs=20, latent_dim=3)
-             for s in range(3)]
-    assert {r["architecture"] for r in study.selected(runs, study.ARCHITECTURE_PARTS["cnn-designs"])} == {"a"}
-    rows = study.arranged(runs, "cnn-best", ["a", "512x256", "big"])
-    assert [(r["model"], r["architecture"], r["seeds"]) for r in rows] == [
-        ("cnn", "a", 3), ("cnn", "big", 1), ("fc", "512x256", 3)]
-    judged = [study.with_verdicts(r, {"default_fc": rows[-1]}, columns=("mse",)) for r in rows]
-    assert [r["mse_vs_default_fc"] for r in judged] == ["lower", "no difference called", "-"]
+def test_the_blur_test_passes_measures_that_rank_blurred_above_one_class():
+    sanity = {f"{m}_{s}": v for m, values in {"coverage": (0.97, 0.11, 0.03, 0.0), "class_entropy": (2.3, 0.07, 2.0, 0.6),
+                                               "density": (1.0, 1.0, 0.3, 0.1), "recall": (0.9, 0.1, 0.001, 0.0),
+                                               "unsure": (0.02, 0.01, 0.1, 0.01)}.items()
+              for s, v in zip(study.DIVERSITY_SANITY, values)}
+    sanity.update({"coverage_recon_real": 0.97, "coverage_recon_one_class": 0.2, "coverage_recon_noise": 0.0,
+                   "recall_recon_real": 0.96, "recall_recon_one_class": 0.6, "recall_recon_noise": 0.0})
+    rows = {r["measure"]: r["blur test"] for r in study.sanity_rows([sanity, sanity])}
+    assert rows["coverage"] == "fails" and rows["recall"] == "fails" and rows["class_entropy"] == "passes"
+    assert rows["coverage_recon"] == "passes" and rows["recall_recon"] == "passes" and rows["unsure"] == "-"
 
 
-def test_a_missing_runs_folder_is_a_one_line_error(tmp_path, capsys):
+def test_family_gaps_compare_cnn_with_fc_of_the_same_size_per_latent_dim():
+    rows = study.grouped([run(architecture="32x16", latent_dim=d, recon=250.0 - d + 0.1 * s, mse=0.03, seed=s)
+                          for d in (2, 8) for s in range(2)]
+                         + [run("cnn", architecture="32x32 k4", latent_dim=d, recon=245.0 - 2 * d + 0.1 * s,
+                                mse=0.03, seed=s) for d in (2, 8) for s in range(2)],
+                         ["model", "architecture", "latent_dim"], ["recon", "mse"])
+    gaps = {row["latent_dim"]: row for row in study.family_gaps(rows)}
+    assert gaps[2]["recon_cnn_minus_fc"] == pytest.approx(-7.0) and gaps[8]["recon_cnn_minus_fc"] == pytest.approx(-13.0)
+    assert gaps[2]["recon_verdict"] == "CNN lower" and gaps[2]["mse_verdict"] == "no difference called"
+
+
+def test_capacity_runs_meet_h_at_the_same_kl_by_interpolation():
+    rows = [{"model": "fc", "capacity": None, "gamma": 100.0, "beta": b, "seeds": 1, "kl": (kl, None),
+             "recon": (recon, None)} for b, kl, recon in ((0.1, 13.0, 237.0), (0.5, 10.0, 238.0), (1.0, 8.0, 240.0))]
+    rows += [{"model": "fc", "capacity": 10.0, "gamma": g, "beta": 0.1, "seeds": 1, "kl": (kl, None),
+              "recon": (recon, None)} for g, kl, recon in ((3.0, 9.0, 239.5), (100.0, 20.0, 254.0))]
+    matched = {row["gamma"]: row for row in study.rate_matched(rows)}
+    assert matched[3.0]["h_recon_same_kl"] == pytest.approx(239.0) and matched[3.0]["b_minus_h"] == pytest.approx(0.5)
+    assert matched[100.0]["h_recon_same_kl"] == "-"  # no pair of H runs brackets a KL of 20
+
+
+def test_a_committed_table_is_not_replaced_by_a_smaller_one_unless_forced(tmp_path):
+    rows = [{"model": "fc", "seeds": 3, "mse": (0.02, 0.001)}, {"model": "cnn", "seeds": 3, "mse": (0.03, 0.001)}]
+    assert "2 rows" in study.write_part("x", rows, "t", ["cmd"], tmp_path, force=False)
+    before = (tmp_path / "study-x.md").read_bytes()
+    assert "kept" in study.write_part("x", rows[:1], "t", ["cmd"], tmp_path, force=False)
+    assert "kept" in study.write_part("x", [{**rows[0], "seeds": 1}, {**rows[1], "seeds": 1}], "t", ["c"], tmp_path,
+                                      force=False)
+    assert "kept" in study.write_part("x", [], "t", ["cmd"], tmp_path, force=True)  # nothing never replaces
+    assert (tmp_path / "study-x.md").read_bytes() == before
+    assert "1 rows" in study.write_part("x", rows[:1], "t", ["cmd"], tmp_path, force=True)
+
+
+def test_an_empty_records_folder_changes_no_committed_table(tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "results", results, ignore=shutil.ignore_patterns("runs"))
+    before = {p.name: p.read_bytes() for p in results.glob("study-*")}
+    (tmp_path / "empty").mkdir()
+    assert study.main(["--records-dir", str(tmp_path / "empty"), "--results-dir", str(results),
+                       "--img-dir", str(tmp_path / "img")]) == 0
+    assert {p.name: p.read_bytes() for p in results.glob("study-*")} == before
+    assert not (tmp_path / "img").exists()
+
+
+def test_the_committed_records_regenerate_the_committed_tables_byte_for_byte(tmp_path, capsys):
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "results", results, ignore=shutil.ignore_patterns("runs"))
+    assert study.main(["--results-dir", str(results), "--img-dir", str(tmp_path / "img")]) == 0
+    made = [line.split(".md:")[0] for line in capsys.readouterr().out.splitlines() if line.endswith(" rows")]
+    assert made, "no table could be made from results/runs"
+    for stem in made:
+        for suffix in (".md", ".csv"):
+            name = Path(stem).name + suffix
+            assert (results / name).read_bytes() == (ROOT / "results" / name).read_bytes(), name
+
+
+def test_a_missing_records_folder_is_a_one_line_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        study.main(["--runs-dir", str(tmp_path / "missing"), "--results-dir", str(tmp_path)])
+        study.main(["--records-dir", str(tmp_path / "missing"), "--results-dir", str(tmp_path)])
     assert exit_info.value.code == 2 and capsys.readouterr().err.count("\n") == 1
-
-
-def test_the_beta_figure_draws_one_curve_per_model_and_likelihood_in_beta_order():
-    cells = {"mse": 0.02, "knn_accuracy": 0.7, "kl": 10.0, "fd_prior": 100.0}
-    rows = [{"model": model, "likelihood": likelihood, "beta": beta,
-             **{key: (value * beta, None) for key, value in cells.items()}}
-            for model in ("fc", "cnn") for likelihood in ("bernoulli", "gaussian") for beta in (4.0, 0.1, 1.0)]
-    axes = plots.plot_betas(rows).axes[:4]
-    for ax, value in zip(axes, cells.values()):
-        curves = {container.get_label(): container.lines[0] for container in ax.containers}
-        assert sorted(curves) == ["CNN bernoulli", "CNN gaussian", "FC bernoulli", "FC gaussian"]
-        assert all(list(line.get_xdata()) == [0.1, 1.0, 4.0] for line in curves.values())
-        assert all(list(line.get_ydata()) == [value * b for b in (0.1, 1.0, 4.0)] for line in curves.values())

@@ -1,0 +1,105 @@
+"""Writing files safely: atomic writes, JSON, and tables (CSV and markdown). Imports nothing of the project."""
+from __future__ import annotations
+
+import csv
+import errno
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+
+class WriteError(Exception):
+    """A file could not be written (disk full, no permission, not a folder); the previous file is intact."""
+
+
+def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
+    """Write through a temporary file in the same folder, then os.replace: the old file survives a crash.
+    The file honours the umask. WriteError, naming the file, when the disk is full or the folder unwritable."""
+    path, tmp = Path(path), None
+    existed = path.exists()
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
+        os.replace(tmp, path)
+    except BaseException as error:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            intact = f"; the previous {path.name} is intact" if existed else ""
+            raise WriteError(f"no space left on device while writing {path}{intact}") from None
+        if isinstance(error, OSError):
+            raise WriteError(f"cannot write {path}: {error.strerror or error}") from None
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Atomically write `data` as indented JSON (no NaN or Infinity: they are not JSON)."""
+    write_text(path, json.dumps(data, indent=1, allow_nan=False))
+
+
+def unwritable(folder: str | Path) -> str | None:
+    """Why files cannot be written in `folder` (which may not exist yet), or None; creates nothing."""
+    if str(folder) == "":  # before Path(), which makes '' the current folder
+        return "'' is not a folder name"
+    folder = existing = Path(folder)
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{folder} is not writable ({existing} is a file)"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{folder} is not writable (no write permission on {existing})"
+    return None
+
+
+def cell(value: Any) -> str:
+    """A table cell: floats with 4 significant digits, (mean, std) pairs as 'mean ± std'."""
+    if isinstance(value, tuple):
+        mean, std = value
+        if float(mean).is_integer() and not std:  # a count, e.g. parameters
+            return f"{int(mean):,}"
+        digits = ".4f" if abs(mean) < 1 else ".2f"
+        return f"{mean:{digits}}" + (f" ± {std:{digits}}" if std is not None else "")
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    return "\n".join(lines + ["| " + " | ".join(cell(v) for v in row.values()) + " |" for row in rows]) + "\n"
+
+
+def flatten(row: dict[str, Any]) -> dict[str, Any]:
+    """A row with each (mean, std) cell split into NAME_mean and NAME_std columns."""
+    flat: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, tuple):
+            flat[f"{key}_mean"], flat[f"{key}_std"] = value
+        else:
+            flat[key] = value
+    return flat
+
+
+def write_table(rows: list[dict[str, Any]], stem: Path, header: str = "") -> list[Path]:
+    """rows -> STEM.csv (mean/std pairs split into columns) and STEM.md (`header`, then the table); the paths."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    flat = [flatten(row) for row in rows]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(key for row in flat for key in row)))
+    writer.writeheader()
+    writer.writerows(flat)
+    write_text(stem.with_suffix(".csv"), buffer.getvalue())
+    write_text(stem.with_suffix(".md"), header + markdown_table(rows))
+    return [stem.with_suffix(".csv"), stem.with_suffix(".md")]

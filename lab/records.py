@@ -1,0 +1,95 @@
+"""Run records: the small, committed trace of a finished, evaluated run (its settings, its per-epoch losses and
+its evaluation), one JSON file per run under results/runs/. The sweep writes one as each run is evaluated;
+study.py reads them, so a fresh clone regenerates every table without the run folders (which hold the weights
+and are not in git)."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from checkpoint import METRICS
+from evaluate import EVAL_FILE
+from files import write_json
+
+RECORDS_DIR = Path("results/runs")
+
+
+class RecordError(Exception):
+    """A run record or run folder is unreadable or inconsistent; the message names the file."""
+
+
+def finite(value: Any) -> bool:
+    """Whether every number in `value` (nested dicts and lists) is finite."""
+    if isinstance(value, dict):
+        return all(finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(finite(v) for v in value)
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+def check_record(record: Any, where: Path) -> dict[str, Any]:
+    """`record` if it is a complete record (settings, epochs, evaluation of the last epoch); else RecordError."""
+    def need(ok: bool, why: str) -> None:
+        if not ok:
+            raise RecordError(f"{where}: {why}")
+    need(isinstance(record, dict) and {"name", "config", "parameters", "epochs", "eval"} <= set(record),
+         "not a run record (name, config, parameters, epochs, eval)")
+    need(isinstance(record["config"], dict) and isinstance(record["config"].get("epochs"), int), "config: no epochs")
+    need(isinstance(record["epochs"], list) and all(isinstance(e, dict) and isinstance(e.get("test"), dict)
+                                                    for e in record["epochs"]), "epochs: not a list of epochs")
+    need(isinstance(record["eval"], dict) and record["eval"].get("epoch") == len(record["epochs"]),
+         "eval: not the evaluation of the last epoch")
+    need(finite(record), "holds NaN or infinite numbers")
+    return record
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RecordError(f"{path}: unreadable ({error})") from None
+
+
+def record_of(run_dir: Path) -> dict[str, Any]:
+    """The record of a finished, evaluated run folder; RecordError if it has none (yet)."""
+    metrics, evaluation = read_json(run_dir / METRICS), read_json(run_dir / EVAL_FILE)
+    if not isinstance(metrics, dict) or not isinstance(evaluation, dict):
+        raise RecordError(f"{run_dir}: metrics.json or eval.json is not a JSON object")
+    record = {"name": run_dir.name, "config": metrics.get("config"), "parameters": metrics.get("parameters"),
+              "epochs": [{k: v for k, v in e.items() if k != "seconds"} for e in metrics.get("epochs") or []
+                         if isinstance(e, dict)],
+              "seconds": sum(e.get("seconds", 0) for e in metrics.get("epochs") or [] if isinstance(e, dict)),
+              "eval": {k: v for k, v in evaluation.items() if k not in ("run", "seconds")}}
+    return check_record(record, run_dir)
+
+
+def write_record(run_dir: Path, records_dir: Path = RECORDS_DIR) -> Path:
+    """Write the record of `run_dir` as records_dir/NAME.json (indented JSON: diffs stay small); its path."""
+    path = Path(records_dir) / f"{run_dir.name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, record_of(run_dir))
+    return path
+
+
+def load_records(records_dir: Path = RECORDS_DIR) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every valid record in `records_dir`, and one line per file skipped (and why)."""
+    records, skipped = [], []
+    for path in sorted(Path(records_dir).glob("*.json")):
+        try:
+            records.append(check_record(read_json(path), path))
+        except RecordError as error:
+            skipped.append(str(error))
+    return records, skipped
+
+
+def load_run_folders(runs_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Records made from the run folders in `runs_dir` (those finished and evaluated), and the ones skipped."""
+    records, skipped = [], []
+    for folder in sorted(p for p in Path(runs_dir).glob("*/") if (p / METRICS).exists()):
+        try:
+            records.append(record_of(folder))
+        except RecordError as error:
+            skipped.append(str(error))
+    return records, skipped
