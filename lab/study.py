@@ -134,8 +134,7 @@ def selected(rows: list[dict[str, Any]], part: dict[str, Any]) -> list[dict[str,
 
 
 def mean_std(values: list[float]) -> tuple[float, float | None]:
-    """Mean and sample standard deviation (None for one value)."""
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None  # std None: one value
 
 
 def grouped(rows: list[dict[str, Any]], keys: list[str], columns: list[str]) -> list[dict[str, Any]]:
@@ -242,8 +241,7 @@ def seeds_of(rows: list[dict[str, Any]]) -> int:
     return sum(int(count) if count.isdigit() else 1 for count in counts)
 
 
-def committed_size(stem: Path) -> tuple[int, int]:
-    """(rows, seeds) of a committed table's CSV; (0, 0) if there is none."""
+def committed_size(stem: Path) -> tuple[int, int]:  # (rows, seeds) of a committed table; (0, 0) if none
     try:
         with open(stem.with_suffix(".csv"), newline="") as f:
             rows = list(csv.DictReader(f))
@@ -278,12 +276,11 @@ def main(argv: list[str] | None = None) -> int:
     if not source.is_dir():
         p.error(f"{source} is not a folder")
     records, skipped = load_run_folders(source) if args.runs_dir else load_records(source)
-    for line in skipped:
-        print(f"skipped {line}", file=sys.stderr)
+    print("".join(f"skipped {line}\n" for line in skipped), end="", file=sys.stderr)
     rows = [row for row in map(run_row, records) if row is not None]
     results_dir, img_dir = Path(args.results_dir), Path(args.img_dir)
     tables: dict[str, list[dict[str, Any]]] = {}
-    written: dict[str, bool] = {}
+    written: dict[str, bool] = {}  # whether each part's table was (re)written from the records
     try:
         for name, part in PARTS.items():
             tables[name] = grouped(selected(rows, part), part["group"], part["columns"])
@@ -298,13 +295,12 @@ def main(argv: list[str] | None = None) -> int:
         print(write_part("diversity-sanity", sanity_rows(diversity) if diversity else [], "the diversity measures on "
                          "the sanity sets, and whether each passes the blur test (blurred test images above one-class "
                          "images)", [SEEDS], results_dir, args.force))
-        for name, rows_of, title in (
-                ("latent-dims-verdicts", family_gaps(tables["latent-dims"]), "CNN minus FC at equal parameters, per "
-                 "latent_dim (negative: the CNN reconstructs better)"),
-                ("capacity-vs-h", rate_matched(tables["capacity-gamma"]), "beta-VAE B against H at the same test KL "
-                 "(H's recon interpolated between the betas that bracket B's KL)")):
-            print(write_part(name, rows_of, title, PARTS[name.rsplit("-", 1)[0] if name.startswith("latent")
-                                                             else "capacity-gamma"]["commands"], results_dir, args.force))
+        derived = (("latent-dims-verdicts", family_gaps, "latent-dims", "CNN minus FC at equal parameters, per latent_dim "
+                    "(negative: the CNN reconstructs better)"), ("capacity-vs-h", rate_matched, "capacity-gamma",
+                    "beta-VAE B against H at the same test KL (H's recon interpolated between the bracketing betas)"))
+        for name, make, source_part, title in derived:
+            print(write_part(name, make(tables[source_part]), title, PARTS[source_part]["commands"], results_dir,
+                             args.force))
         print(write_part("per-class", per_class_rows(rows) if selected(rows, {"where": DEFAULT}) else [],
                          "per-class reconstruction MSE in [0, 1] pixels, FC vs CNN (bernoulli, beta 0.1)", [SEEDS],
                          results_dir, args.force))

@@ -1,16 +1,19 @@
 """The latent explorer (driven from Python, no display) and the static latent figures, for 1, 2, 3 and 5 latent dims."""
 import io
+from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from plotly.callbacks import Points
 
 import plots
-from data import to_unit_range
-from explorer import IMAGE_SIZE, LatentExplorer
-from models import FCVAE
+from data import CLASS_NAMES, to_unit_range
+from explorer import IMAGE_SIZE, PLAIN_TEXT, LatentExplorer, axis_ranges, png
+from config import ModelConfig, TrainConfig
+from models import build_model
 from samplers import central_range, posterior_means, top_dimensions
 from train import fit
 
@@ -19,8 +22,8 @@ from train import fit
 def trained(request, small_fmnist):
     """A small FC VAE trained for one epoch on 2,000 images, its test posterior means and labels."""
     torch.manual_seed(0)
-    model = FCVAE(latent_dim=request.param, hidden=(128, 64))
-    fit(model, small_fmnist, beta=0.1, epochs=1, progress=False, log=lambda line: None)
+    model = build_model(ModelConfig(latent_dim=request.param, hidden=(128, 64)), seed=0)
+    fit(model, small_fmnist, TrainConfig(beta=0.1, epochs=1), progress=False, log=lambda line: None)
     return model.eval(), posterior_means(model, small_fmnist.test_images), small_fmnist.test_labels
 
 
@@ -83,3 +86,77 @@ def test_latent_figures_build(trained):
     rows = 1 if model.latent_dim == 1 else 7
     assert fig.axes[0].images[0].get_array().shape == (rows * 29 + 1, 7 * 29 + 1)
     plt.close(fig)
+
+
+@pytest.fixture
+def untrained():
+    """An untrained 3-d FC VAE, 200 fake test images with posterior means whose z2 spans 3x the other axes."""
+    generator = torch.Generator().manual_seed(0)
+    means = torch.randn(200, 3, generator=generator) * torch.tensor([1.0, 3.0, 1.0])
+    means[0] = torch.tensor([50.0, -40.0, 30.0])  # an outlier the view should not be stretched for
+    images = torch.rand(200, 1, 28, 28, generator=generator)
+    return build_model(ModelConfig(latent_dim=3, hidden=(32,)), seed=0).eval(), means, torch.arange(200) % 10, images
+
+
+def test_clicking_a_point_moves_the_sliders_to_its_image(untrained):
+    model, means, labels, images = untrained
+    explorer = LatentExplorer(model, means, labels, images)
+    trace, point = explorer.figure.data[7], 3  # the fourth Sneaker
+    index = int(trace.customdata[point])
+    assert labels[index] == 7
+    decoded, picked = explorer.image.value, explorer.picked.value
+    state = SimpleNamespace(ctrl=False, alt=False, shift=False, meta=False, button=0, buttons=1)
+    for c, other in enumerate(explorer.figure.data):  # as FigureWidget dispatches a plotly_click: to every trace
+        other._dispatch_on_click(Points(point_inds=[point] if c == 7 else [], xs=[], ys=[], trace_name=other.name,
+                                        trace_index=c), state)
+    expected = torch.max(torch.min(means[index], central_range(means)[1]), central_range(means)[0])
+    assert explorer.z().tolist() == pytest.approx(expected.tolist(), abs=1e-5)
+    assert explorer.image.value != decoded
+    assert explorer.picked.value != picked
+    assert explorer.picked.value == png(images[index])
+    assert explorer.picked_label.value == f"test image {index}: {CLASS_NAMES[7]}"
+    marker = explorer.figure.data[-1]
+    assert [marker.x[0], marker.y[0], marker.z[0]] == pytest.approx(expected.tolist(), abs=1e-5)
+
+
+def test_clicks_without_images_move_the_sliders_only(untrained):
+    model, means, labels, _ = untrained
+    explorer = LatentExplorer(model, means, labels)
+    explorer.on_point_click(explorer.figure.data[2], SimpleNamespace(point_inds=[1]), None)
+    index = int(explorer.figure.data[2].customdata[1])
+    assert explorer.z().tolist() == pytest.approx(torch.clamp(means[index], *central_range(means)).tolist(),
+                                                  abs=1e-5)
+    assert explorer.picked_label.value == "click a point"
+
+
+def test_axis_ranges_frame_the_cloud_in_a_cube(untrained):
+    model, means, labels, _ = untrained
+    ranges = axis_ranges(means, [0, 1, 2])
+    low, high = central_range(means)
+    for (a, b), lo, hi in zip(ranges, low.tolist(), high.tolist()):
+        assert a < lo and hi < b  # the 1st-99th percentile, plus the same share of margin on every axis
+        assert (lo - a) / (hi - lo) == pytest.approx(0.1) and (b - hi) / (hi - lo) == pytest.approx(0.1)
+    assert ranges[0][1] < 10  # the outlier at 50 does not stretch the view
+    scene = LatentExplorer(model, means, labels).figure.layout.scene
+    assert scene.aspectmode == "cube"  # the same length on screen: z2, three times wider, does not flatten the rest
+    shown = [bound for axis in (scene.xaxis, scene.yaxis, scene.zaxis) for bound in axis.range]
+    assert shown == pytest.approx([bound for span in ranges for bound in span])
+
+
+def test_the_layout_wraps_and_marks_z_without_emoji(untrained):
+    model, means, labels, images = untrained
+    explorer = LatentExplorer(model, means, labels, images)
+    assert explorer.layout.flex_flow == "row wrap"
+    assert all(int(slider.layout.width.removesuffix("px")) >= 300 for slider in explorer.sliders)
+    assert explorer.figure.layout.width <= 520
+    assert explorer.figure.data[-1].marker.symbol == "diamond"  # plotly's 3-d "x" is an emoji glyph
+
+
+def test_the_output_carries_a_static_picture(trained):
+    model, means, labels = trained
+    bundle = LatentExplorer(model, means, labels)._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle  # a live kernel still shows the widget
+    assert bundle["text/plain"] == PLAIN_TEXT and len(PLAIN_TEXT) < 80
+    picture = Image.open(io.BytesIO(bundle["image/png"]))
+    assert 300 < picture.width <= 1000 and picture.height <= 300
+    assert len(bundle["image/png"]) < 150_000

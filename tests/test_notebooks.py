@@ -1,4 +1,5 @@
-"""Both notebooks run top to bottom on a small override, into a temporary folder, leaving the committed files alone."""
+"""Both notebooks run top to bottom on a small override, into a temporary folder, leaving the committed files alone:
+a quick run with the default parameters writes no figure to img/ (only `make run` passes save_figures True)."""
 import hashlib
 import json
 import os
@@ -15,10 +16,14 @@ NOTEBOOKS = ("Fully_Connected_VAE.ipynb", "CNN_VAE.ipynb")
 CASES = [(NOTEBOOKS[0], "sigma"), (NOTEBOOKS[1], "continuous_bernoulli")]
 
 
-def fingerprint() -> dict[str, str]:
-    """sha256 of the committed notebooks and of every file in img/."""
-    files = [ROOT / name for name in NOTEBOOKS] + sorted((ROOT / "img").rglob("*"))
-    return {str(f.relative_to(ROOT)): hashlib.sha256(f.read_bytes()).hexdigest() for f in files if f.is_file()}
+def fingerprint() -> dict[str, str | None]:
+    """sha256 of every file git tracks in img/ and of the notebooks (None: deleted); without git, of every file in
+    img/. Untracked files are left out: other tests may write figures of their own meanwhile."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--", "img", *NOTEBOOKS], cwd=ROOT, capture_output=True)
+    files = ([ROOT / name for name in listed.stdout.decode().split("\0") if name] if listed.returncode == 0
+             else [ROOT / name for name in NOTEBOOKS] + [f for f in (ROOT / "img").rglob("*") if f.is_file()])
+    return {str(f.relative_to(ROOT)): hashlib.sha256(f.read_bytes()).hexdigest() if f.exists() else None
+            for f in sorted(files)}
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +35,8 @@ def executed(tmp_path_factory):
     processes = {}
     for name, likelihood in CASES:
         folder = tmp_path_factory.mktemp(Path(name).stem)
-        parameters = {"epochs": 1, "train_limit": 2000, "save_figures": False, "run_dir": str(folder / "run"),
-                      "likelihood": likelihood}
+        # save_figures and progress keep their defaults: a quick run must leave img/ alone by itself
+        parameters = {"epochs": 1, "train_limit": 2000, "run_dir": str(folder / "run"), "likelihood": likelihood}
         command = [sys.executable, "-m", "papermill", str(ROOT / name), str(folder / name), "-y",
                    json.dumps(parameters), "-k", "python3", "--cwd", str(ROOT), "--no-progress-bar"]
         processes[name] = folder, subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, text=True,
@@ -47,4 +52,22 @@ def test_notebook_runs_on_a_small_override(executed, name, likelihood):
     folder, output, status = results[name]
     assert status == 0, output[-4000:]  # papermill stops at the first cell that fails and names it
     assert torch.load(folder / "run" / "checkpoint.pt", weights_only=True)["config"]["likelihood"] == likelihood
-    assert fingerprint() == before
+    assert fingerprint() == before  # no figure written to img/, no notebook changed
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_the_explorer_shows_a_picture_without_widget_state(executed, name):
+    """As on GitHub or in an HTML export of a notebook that `make run` refreshed (widget state stripped)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    folder, _, status = executed[1][name]
+    assert status == 0
+    notebook = nbformat.read(folder / name, 4)
+    notebook.metadata.pop("widgets", None)
+    explorer = notebook.cells[-1]
+    assert explorer.source.startswith("LatentExplorer(")
+    notebook.cells = [explorer]
+    html, _ = HTMLExporter().from_notebook_node(notebook)
+    assert html.count('src="data:image/png;base64,') == 1
+    assert "LatentExplorer(children=" not in html

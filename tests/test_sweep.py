@@ -1,146 +1,199 @@
-"""Tests of sweep.py: grid studies with parallel workers, retries after a killed worker, reuse, search, bad input."""
+"""lab/sweep.py in this process: grids and their reuse, records, cached evaluations keyed by the checkpoint,
+continuing a study with other settings, the table guard, a damaged journal, the search, and bad input."""
+import importlib.util
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
+import shutil
 
 import optuna
 import pytest
-import torch
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-import sweep
 from checkpoint import load_checkpoint
+from evaluate import checkpoint_digest
+from lab import search, sweep
 
-ROOT = sweep.Path(sweep.__file__).resolve().parent
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-def sweep_args(tmp_path, *extra, model="fc", hidden="16", epochs="1", limit="500"):
-    """A tiny, quick sweep in tmp_path: FC with one hidden layer of 16, 500 training images, 1 epoch."""
-    return ["--model", model, "--set", f"hidden={hidden}", "--epochs", epochs, "--train-limit", limit,
-            "--eval-limit", "300", "--workers", "1",  # in this process, unless a test asks for more
-            "--iwae-images", "300", "--k", "2", "--samples", "200", "--runs-dir", str(tmp_path / "runs"),
-            "--results-dir", str(tmp_path / "results"), "--img-dir", str(tmp_path / "img"), "--no-progress", *extra]
+TABLE = "results/sweep-fc-bernoulli-z3.csv"
+GRID = ("--betas", "1", "--seeds", "0", "1")  # two points, one beta: no figures to draw
 
 
-def trials(storage, name="sweep"):
-    return optuna.load_study(study_name=name, storage=sweep.JournalStorage(
-        sweep.JournalFileBackend(str(storage)))).get_trials()
+def sweep_args(folder, *extra, epochs="1", hidden="16"):
+    """A tiny sweep in `folder`: FC with one hidden layer of 16, 500 training images, 1 epoch, in this process."""
+    return ["--model", "fc", "--set", f"hidden={hidden}", "--epochs", epochs, "--train-limit", "500",
+            "--eval-limit", "300", "--iwae-images", "100", "--k", "2", "--samples", "100", "--workers", "1",
+            "--runs-dir", str(folder / "runs"), "--results-dir", str(folder / "results"),
+            "--img-dir", str(folder / "img"), "--records-dir", str(folder / "records"), "--no-progress", *extra]
 
 
-def stamps(runs):
-    return {path: path.stat().st_mtime_ns for path in runs.rglob("*") if path.is_file() and "journal" not in path.name}
+def studies(folder, journal="runs/optuna.journal"):
+    storage = JournalStorage(JournalFileBackend(str(folder / journal)))
+    return {s.study_name: optuna.load_study(study_name=s.study_name, storage=storage).get_trials()
+            for s in optuna.get_all_study_summaries(storage)}
 
 
-def trained_epochs(run):
-    try:
-        return len(json.loads((run / "metrics.json").read_text())["epochs"])
-    except FileNotFoundError:
-        return 0
+def stamps(folder):
+    """The modification times of the run folders' files (their .lock records who last looked)."""
+    return {p: p.stat().st_mtime_ns for p in (folder / "runs").glob("*/*") if p.name != ".lock"}
 
 
-def test_run_names_add_the_settings_that_differ_from_the_defaults():
-    assert sweep.run_name({"model": "fc", "beta": 0.5}) == "fc-bernoulli-z3-beta0.5"
-    assert sweep.run_name({"model": "cnn", "beta": 1.0, "seed": 2, "channels": (16, 32), "hidden": (7,),
-                           "lr": 3e-4}) == "cnn-bernoulli-z3-beta1-seed2-channels16x32-lr0.0003"
-    assert sweep.parse_value("hidden", "400x200") == (400, 200) and sweep.parse_value("train_limit", "none") is None
+def runs(folder):
+    return sorted(p for p in (folder / "runs").iterdir() if p.is_dir())
 
 
-def test_two_workers_train_each_grid_point_once_and_a_later_call_reuses_them(tmp_path, capfd):
-    args = sweep_args(tmp_path, "--betas", "0.5", "1", "--seeds", "0", "1")
-    assert sweep.main([*args, "--workers", "2"]) == 0  # two worker processes
-    assert capfd.readouterr().out.count(": trained, evaluated") == 4
-    runs = sorted(path for path in (tmp_path / "runs").iterdir() if path.is_dir() and path.name != ".locks")
-    assert [path.name for path in runs] == [f"fc-bernoulli-z3-beta{b}{s}-hidden16-train_limit500"
-                                            for b in ("0.5", "1") for s in ("", "-seed1")]
-    assert all(load_checkpoint(path)["epoch"] == 1 for path in runs)
-    journal = tmp_path / "runs" / "optuna.journal"
-    finished = trials(journal)
-    assert [t.state for t in finished] == [TrialState.COMPLETE] * 4
-    assert sorted(t.user_attrs["run"] for t in finished) == list(map(str, runs))
-    assert all(t.value == t.user_attrs["recon"] for t in finished)
-    table = (tmp_path / "results" / "sweep-fc-bernoulli-z3.csv").read_text().splitlines()
-    assert len(table) == 5 and table[0].startswith("seed,beta,epochs,parameters,recon,kl")
-
-    before = stamps(tmp_path / "runs")
-    assert sweep.main(args) == 0  # the same command: the study is finished, nothing runs
-    assert len(trials(journal)) == 4 and stamps(tmp_path / "runs") == before
-    assert (tmp_path / "results" / "sweep-fc-bernoulli-z3.csv").read_text().splitlines() == table
-    capfd.readouterr()
-    assert sweep.main([*args, "--storage", str(tmp_path / "other.journal")]) == 0  # a new study, same run folders
-    assert capfd.readouterr().out.count(": reused, cached evaluation") == 4
-    assert stamps(tmp_path / "runs") == before
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """A finished two-point sweep (seeds 0 and 1), made once; tests work on copies of it."""
+    folder = tmp_path_factory.mktemp("swept")
+    assert sweep.main(sweep_args(folder, *GRID)) == 0
+    return folder
 
 
 @pytest.fixture
-def one_thread(monkeypatch):
-    """In-process sweeps at one thread, as the worker subprocesses run: float sums then agree to the bit."""
-    threads = torch.get_num_threads()
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    yield
-    torch.set_num_threads(threads)
+def copy(swept, tmp_path):
+    shutil.copytree(swept, tmp_path / "sweep", copy_function=shutil.copy2)
+    return tmp_path / "sweep"
 
 
-def test_a_killed_worker_s_trial_is_retried_and_resumes_to_the_same_result(tmp_path, capsys, one_thread):
-    args = sweep_args(tmp_path, "--betas", "1", "--heartbeat", "0.3", hidden="64", epochs="5", limit="2000")
-    worker = subprocess.Popen([sys.executable, str(ROOT / "sweep.py"), *args], env=ENV, cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    run = tmp_path / "runs" / "fc-bernoulli-z3-beta1-hidden64-train_limit2000"
-    deadline = time.time() + 60
-    while time.time() < deadline and not trained_epochs(run):
-        time.sleep(0.02)
-    worker.send_signal(signal.SIGKILL)
-    worker.wait()
-    killed_at = load_checkpoint(run)["epoch"]
-    assert 1 <= killed_at < 5
-    assert [t.state for t in trials(tmp_path / "runs" / "optuna.journal")] == [TrialState.RUNNING]
-    time.sleep(1.0)  # three missed heartbeats
+def test_run_names_add_the_settings_that_differ_from_the_defaults():
+    assert search.run_name({"model": "fc", "beta": 0.5}) == "fc-bernoulli-z3-beta0.5"
+    assert search.run_name({"model": "cnn", "beta": 1.0, "seed": 2, "channels": (16, 32), "hidden": (7,),
+                           "lr": 3e-4, "epochs": 5}) == "cnn-bernoulli-z3-beta1-seed2-channels16x32-lr0.0003"
+    assert search.parse_value("hidden", "400x200") == (400, 200) and search.parse_value("train_limit", "none") is None
 
-    assert sweep.main(args) == 0
-    out = capsys.readouterr().out
-    assert "no heartbeat" in out and f"{run}: resumed" in out
-    states = [t.state for t in trials(tmp_path / "runs" / "optuna.journal")]
-    assert states == [TrialState.FAIL, TrialState.COMPLETE]
-    resumed = load_checkpoint(run)
 
-    other = tmp_path / "uninterrupted"
-    assert sweep.main([*args, "--runs-dir", str(other), "--results-dir", str(other)]) == 0
-    straight = load_checkpoint(other / run.name)
-    drop = lambda history: [{k: v for k, v in e.items() if k != "seconds"} for e in history]  # noqa: E731
-    assert drop(resumed["history"]) == drop(straight["history"]) and len(straight["history"]) == 5
-    metrics = [json.loads((folder / "eval.json").read_text()) for folder in (run, other / run.name)]
-    assert [{k: v for k, v in m.items() if k not in ("seconds", "run")} for m in metrics][0] == \
-        {k: v for k, v in metrics[1].items() if k not in ("seconds", "run")}
+def test_a_sweep_trains_evaluates_and_records_each_point_and_writes_the_table(swept):
+    names = [f"fc-bernoulli-z3-beta1{s}-hidden16-train_limit500" for s in ("", "-seed1")]
+    assert [p.name for p in runs(swept)] == names
+    assert all(load_checkpoint(p)["epoch"] == 1 for p in runs(swept))
+    [trials] = studies(swept).values()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    assert all(t.value == t.user_attrs["row"]["metrics"]["recon"] for t in trials)
+    records = sorted((swept / "records").glob("*.json"))
+    assert [p.stem for p in records] == names
+    assert all(json.loads(p.read_text())["eval"]["epoch"] == 1 for p in records)
+    table = (swept / TABLE).read_text().splitlines()
+    assert len(table) == 3 and table[0].startswith("seed,beta,epochs,parameters,recon,kl")
+
+
+def test_the_same_command_again_does_nothing_and_a_new_study_reuses_runs_and_evaluations(copy, capsys):
+    before, table = stamps(copy), (copy / TABLE).read_text()
+    assert sweep.main(sweep_args(copy, *GRID)) == 0
+    assert "trained" not in capsys.readouterr().out and stamps(copy) == before
+    assert (copy / TABLE).read_text() == table and len(studies(copy)) == 1
+    assert sweep.main(sweep_args(copy, "--seeds", "1", "0", "0", "--betas", "1")) == 0  # the same grid
+    assert len(studies(copy)) == 1 and stamps(copy) == before
+    assert sweep.main(sweep_args(copy, *GRID, "--storage", str(copy / "other.journal"))) == 0
+    assert capsys.readouterr().out.count(": reused, cached evaluation") == 2
+    assert stamps(copy) == before
+
+
+def test_a_stale_eval_json_is_evaluated_again_whatever_its_file_time(copy, capsys):
+    first, second = runs(copy)
+    for run, key, value in ((first, "checkpoint_sha256", "0" * 64), (second, "epoch", 7)):
+        result = json.loads((run / "eval.json").read_text())
+        (run / "eval.json").write_text(json.dumps({**result, key: value}))
+        os.utime(run / "eval.json", (2e9, 2e9))  # newer than everything
+    assert sweep.main(sweep_args(copy, *GRID, "--storage", str(copy / "other.journal"))) == 0
+    assert capsys.readouterr().out.count(": reused, evaluated") == 2
+    for run in (first, second):
+        result = json.loads((run / "eval.json").read_text())
+        assert result["epoch"] == 1 and result["checkpoint_sha256"] == checkpoint_digest(run / "checkpoint.pt")
+
+
+def test_more_epochs_or_another_k_continue_in_a_study_of_their_own_resuming_the_runs(copy, capsys):
+    assert sweep.main(sweep_args(copy, *GRID, epochs="2")) == 0
+    assert capsys.readouterr().out.count(": resumed, evaluated") == 2
+    assert all(load_checkpoint(p)["epoch"] == 2 and len(load_checkpoint(p)["history"]) == 2 for p in runs(copy))
+    assert sweep.main(sweep_args(copy, *GRID, "--k", "3", epochs="2")) == 0
+    assert capsys.readouterr().out.count(": reused, evaluated") == 2
+    assert all(json.loads((p / "eval.json").read_text())["k"] == 3 for p in runs(copy))
+    assert sorted(len(trials) for trials in studies(copy).values()) == [2, 2, 2]
+    assert all(json.loads(p.read_text())["eval"]["k"] == 3 for p in (copy / "records").glob("*.json"))
+
+
+def test_a_table_is_not_replaced_by_a_smaller_one_unless_forced(copy, capsys):
+    table = (copy / TABLE).read_text()
+    assert sweep.main(sweep_args(copy, "--betas", "1")) == 1  # seed 0 only
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "holds 2 rows, this sweep 1: not replaced" in error
+    assert (copy / TABLE).read_text() == table
+    assert sweep.main(sweep_args(copy, "--betas", "1", "--force")) == 0
+    assert len((copy / TABLE).read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("tail", [b'{"op_code":4,"worker_id":"w","stu', b"garbage\n"])
+def test_a_journal_whose_last_line_a_crash_cut_short_is_repaired_after_a_backup(copy, capsys, tail):
+    journal = copy / "runs" / "optuna.journal"
+    intact, before = journal.read_bytes(), stamps(copy)
+    journal.write_bytes(intact + tail)
+    assert sweep.main(sweep_args(copy, *GRID)) == 0
+    assert "dropped its last line" in capsys.readouterr().err
+    repaired = journal.read_bytes()  # then, records appended by that call, each on a line of its own
+    assert repaired.startswith(intact) and all("op_code" in json.loads(line) for line in repaired.splitlines())
+    assert stamps(copy) == before
+    [backup] = journal.parent.glob("optuna.journal.bak-*")
+    assert backup.read_bytes() == intact + tail
+
+
+def test_a_journal_damaged_before_its_last_line_is_refused_in_one_line(copy, capsys):
+    journal = copy / "runs" / "optuna.journal"
+    lines = journal.read_bytes().split(b"\n")
+    journal.write_bytes(b"\n".join(lines[:1] + [b"garbage"] + lines[1:]))
+    with pytest.raises(SystemExit) as exit_info:
+        sweep.main(sweep_args(copy, *GRID))
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2 and error.count("\n") == 1 and "line 2 is not an Optuna journal record" in error
 
 
 def test_search_trains_only_designs_within_the_budget(tmp_path):
-    args = sweep_args(tmp_path, "--search", "--budget", "10000", "--trials", "2", model="cnn")
+    args = sweep_args(tmp_path, "--search", "--budget", "10000", "--trials", "1")
+    args[1] = "cnn"
     assert sweep.main(args) == 0
-    found = trials(tmp_path / "runs" / "optuna.journal", "search-budget10000")
+    [found] = studies(tmp_path).values()
     complete = [t for t in found if t.state == TrialState.COMPLETE]
-    assert len(complete) == 2 and all(t.user_attrs["parameters"] <= 10000 for t in complete)
+    assert len(complete) == 1 and all(t.user_attrs["parameters"] <= 10000 for t in complete)
     assert all(t.user_attrs["parameters"] > 10000 for t in found if t.state == TrialState.PRUNED)
     for t in complete:  # the decoder's widths are searched too: mirrored, or one per encoder layer
-        decoder = t.user_attrs["decoder_channels"]
-        own = t.params["decoder"] == "own"
-        assert len(decoder.split("x")) == t.params["depth"] if own else decoder == "mirror"
+        decoder = t.user_attrs["row"]["settings"]["decoder_channels"]
+        assert len(decoder.split("x")) == t.params["depth"] if t.params["decoder"] == "own" else decoder == "mirror"
     rows = (tmp_path / "results" / "search-budget10000.csv").read_text().splitlines()
-    assert len(rows) == 3 and rows[0].startswith("depth,channels,decoder_channels,")
+    assert len(rows) == 2 and rows[0].startswith("depth,channels,decoder_channels,")
     assert ",parameters,epochs,recon" in rows[0]
 
 
-@pytest.mark.parametrize("extra, message", [
+PROC = "/proc/sweep-test"  # nothing can be created there, not even by root
+BAD_INPUT = [
     (["--betas", "-1"], "--betas must be >= 0"),
     (["--model", "mlp"], "invalid choice: 'mlp'"),
-    (["--storage", "/nonexistent/folder/study.journal"], "folder /nonexistent/folder does not exist"),
     (["--set", "width=3"], "--set width=3: expected FIELD=V1,V2"),
     (["--set", "hidden=a"], "--set hidden=a:"),
-])
-def test_bad_input_is_one_line_and_exit_status_2(tmp_path, capsys, extra, message):
+    (["--eval-limit", "1"], "--eval-limit must be >= 10"),
+    (["--samples", "3"], "--samples must be >= 10"),
+    (["--train-limit", "3"], "evaluation needs >= 6 test and training images"),
+    (["--study", "../x"], "--study '../x': use 1 to 100 letters"),
+    (["--study", "a/b"], "--study 'a/b': use 1 to 100 letters"),
+    (["--study", "x" * 300], "...: use 1 to 100 letters"),
+    (["--storage", "/nonexistent/folder/study.journal"], "folder /nonexistent/folder does not exist"),
+    (["--storage", "sqlite:////nonexistent/folder/study.db"], "folder /nonexistent/folder does not exist"),
+    (["--storage", "nosuchdb://user@127.0.0.1/db"], "unknown database kind 'nosuchdb'"),
+    (["--storage", "postgresql://user@127.0.0.1:port/db"], "--storage postgresql://user@127.0.0.1:port/db: "),
+    (["--storage", "sqlite://"], "an in-memory database is not shared"),
+    (["--storage", "mysql+pymysql://user:secret@127.0.0.1/db"], "database driver is not installed"),
+    (["--storage", f"{PROC}.journal"], f"cannot write {PROC}.journal"),
+    (["--storage", f"sqlite:///{PROC}.db"], "unable to open database file"),
+    (["--runs-dir", PROC], f"--runs-dir {PROC} is not writable"),
+    (["--records-dir", PROC], f"--records-dir {PROC} is not writable"),
+]
+
+
+@pytest.mark.parametrize("extra, message", BAD_INPUT, ids=[" ".join(extra)[:40] for extra, _ in BAD_INPUT])
+def test_bad_input_is_one_line_and_exit_status_2_before_any_work(tmp_path, capsys, extra, message):
+    if "pymysql" in " ".join(extra) and importlib.util.find_spec("pymysql"):
+        pytest.skip("pymysql is installed here: no missing driver to show")
     with pytest.raises(SystemExit) as exit_info:
         sweep.main(sweep_args(tmp_path, *extra))
     error = capsys.readouterr().err
     assert exit_info.value.code == 2 and error.count("\n") == 1 and message in error, error
+    assert "secret" not in error and not list(tmp_path.glob("runs/*/checkpoint.pt"))
