@@ -49,3 +49,37 @@ def loaded_once(fmnist, monkeypatch):
     monkeypatch.setattr(train, "load_fashion_mnist", load)
     monkeypatch.setattr(evaluate, "load_fashion_mnist", load)
     return load
+
+
+QUIET = {"progress": False, "log": lambda line: None}
+TINY = ["--model", "fc", "--hidden", "16", "--train-limit", "300", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(small_fmnist):
+    """300 training and 300 test images."""
+    from data import FashionMNISTData
+    d = small_fmnist
+    return FashionMNISTData(d.train_images[:300], d.train_labels[:300], d.test_images[:300], d.test_labels[:300],
+                            d.likelihood)
+
+
+def tiny_fit(data, out_dir=None, epochs=1, **kwargs):
+    """A one-layer FC (16 units) trained from seed 0 on `data`: (model, history)."""
+    import torch
+    from config import TrainConfig
+    from models import FCVAE
+    from train import fit
+    torch.manual_seed(0)
+    model = FCVAE(hidden=(16,))
+    return model, fit(model, data, TrainConfig(epochs=epochs, batch_size=100), out_dir=out_dir, **QUIET, **kwargs)
+
+
+def run_main(args, capsys):
+    """(exit status, stderr) of train.main, whether it returns or exits."""
+    from train import main
+    try:
+        code = main(args)
+    except SystemExit as exit_info:
+        code = exit_info.code
+    return code, capsys.readouterr().err

@@ -24,33 +24,9 @@ from data import DataError, FashionMNISTData, find_data_dir
 from files import write_json
 from models import FCVAE
 from samplers import AggregateSampler, ClassSampler
-from train import fit, main
+from train import fit
 
-QUIET = {"progress": False, "log": lambda line: None}
-TINY = ["--model", "fc", "--hidden", "16", "--train-limit", "300", "--no-progress"]
-
-
-@pytest.fixture(scope="module")
-def tiny_data(small_fmnist):
-    """300 training and 300 test images."""
-    d = small_fmnist
-    return FashionMNISTData(d.train_images[:300], d.train_labels[:300], d.test_images[:300], d.test_labels[:300],
-                            d.likelihood)
-
-
-def tiny_fit(data, out_dir=None, epochs=1, **kwargs):
-    torch.manual_seed(0)
-    model = FCVAE(hidden=(16,))
-    return model, fit(model, data, TrainConfig(epochs=epochs, batch_size=100), out_dir=out_dir, **QUIET, **kwargs)
-
-
-def run_main(args, capsys):
-    """(exit status, stderr) of train.main, whether it returns or exits."""
-    try:
-        code = main(args)
-    except SystemExit as exit_info:
-        code = exit_info.code
-    return code, capsys.readouterr().err
+from conftest import TINY, run_main, tiny_fit  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------- runs lost
