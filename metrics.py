@@ -123,6 +123,6 @@ def class_mix(probs: Tensor, unsure: float = UNSURE) -> dict[str, float]:
     predicted classes (nats; log C when every class is equally common, 0 for one class), its KL from uniform,
     and the share of images whose top probability is below `unsure`."""
     share = torch.bincount(probs.argmax(1), minlength=probs.shape[1]).double() / len(probs)
-    entropy = -(share[share > 0] * share[share > 0].log()).sum().item()
+    entropy = -(share[share > 0] * share[share > 0].log()).sum().item() + 0.0  # + 0.0: no -0.0
     return {"class_entropy": entropy, "class_kl_uniform": math.log(probs.shape[1]) - entropy,
             "unsure": (probs.max(1).values < unsure).float().mean().item()}

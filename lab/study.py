@@ -121,7 +121,8 @@ def run_row(record: dict[str, Any]) -> dict[str, Any] | None:
         return None
     name = architecture(config)
     default = name == architecture({"model": config["model"]}) and config.get("latent_dim") == ModelConfig.latent_dim
-    return {**config, **summary(record["eval"]), "architecture": name, "default_architecture": default,
+    unused = {"gamma": None, "capacity_epochs": None} if config.get("capacity") is None else {}  # only B uses them
+    return {**config, **unused, **summary(record["eval"]), "architecture": name, "default_architecture": default,
             "per_class": record["eval"]["mse_per_class"], "run": record["name"]}
 
 
@@ -235,8 +236,7 @@ def per_class_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def seeds_of(rows: list[dict[str, Any]]) -> int:
-    """Seeds summed over a table's rows ("3/2" counts 5; rows without seeds count 1)."""
+def seeds_of(rows: list[dict[str, Any]]) -> int:  # seeds summed over rows ("3/2" counts 5; none given: 1)
     counts = [part for row in rows for part in str(row.get("seeds", 1)).split("/")]
     return sum(int(count) if count.isdigit() else 1 for count in counts)
 
