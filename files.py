@@ -103,3 +103,12 @@ def write_table(rows: list[dict[str, Any]], stem: Path, header: str = "") -> lis
     write_text(stem.with_suffix(".csv"), buffer.getvalue())
     write_text(stem.with_suffix(".md"), header + markdown_table(rows))
     return [stem.with_suffix(".csv"), stem.with_suffix(".md")]
+
+
+def read_table(stem: Path) -> list[dict[str, str]]:
+    """The rows of STEM.csv as written by write_table (strings; NAME_mean/NAME_std as two columns); [] if none."""
+    try:
+        with open(Path(stem).with_suffix(".csv"), newline="") as f:
+            return list(csv.DictReader(f))
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return []

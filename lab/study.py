@@ -9,7 +9,6 @@ two seeds on each side. A committed table is never replaced by one with fewer ro
 """
 from __future__ import annotations
 
-import csv
 import statistics
 import sys
 from pathlib import Path
@@ -20,8 +19,9 @@ from cli import OneLineParser
 from config import ModelConfig, TrainConfig
 from data import CLASS_NAMES
 from evaluate import summary
-from files import WriteError, write_table
+from files import WriteError
 from lab.records import RECORDS_DIR, load_records, load_run_folders
+from lab.tables import committed_rows, write_part
 
 RESULTS_DIR, IMG_DIR = Path("results"), Path("img")
 SWEEP, SHARED = "python -m lab.sweep", f"--epochs {TrainConfig.epochs} --no-progress"
@@ -218,8 +218,8 @@ def rate_matched(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             h_recon = None if pair is None else pair[0][1] + (pair[1][1] - pair[0][1]) * (kl - pair[0][0]) / (
                 pair[1][0] - pair[0][0])
             out.append({"model": model, "gamma": b["gamma"], "seeds": b["seeds"], "kl": b["kl"], "recon": b["recon"],
-                        "h_recon_same_kl": "-" if h_recon is None else h_recon,
-                        "b_minus_h": "-" if h_recon is None else b["recon"][0] - h_recon})
+                        "h_recon_same_kl": "-" if h_recon is None else (h_recon, None),
+                        "b_minus_h": "-" if h_recon is None else (b["recon"][0] - h_recon, None)})
     return out
 
 
@@ -234,34 +234,6 @@ def per_class_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "seeds": f"{len(by_model['fc'])}/{len(by_model['cnn'])}",
                     "verdict": verdict(cnn, fc, "CNN lower", "FC lower")})
     return out
-
-
-def seeds_of(rows: list[dict[str, Any]]) -> int:  # seeds summed over rows ("3/2" counts 5; none given: 1)
-    counts = [part for row in rows for part in str(row.get("seeds", 1)).split("/")]
-    return sum(int(count) if count.isdigit() else 1 for count in counts)
-
-
-def committed_size(stem: Path) -> tuple[int, int]:  # (rows, seeds) of a committed table; (0, 0) if none
-    try:
-        with open(stem.with_suffix(".csv"), newline="") as f:
-            rows = list(csv.DictReader(f))
-    except (OSError, csv.Error, UnicodeDecodeError):
-        return 0, 0
-    return len(rows), seeds_of(rows)
-
-
-def write_part(name: str, rows: list[dict[str, Any]], title: str, commands: list[str], results_dir: Path,
-               force: bool) -> str:
-    """results/study-NAME.md and .csv, unless that would replace a committed table with fewer rows or seeds."""
-    stem = results_dir / f"study-{name}"
-    new = (len(rows), seeds_of(rows))
-    old = committed_size(stem)
-    if not rows or (not force and (new[0] < old[0] or new[1] < old[1])):
-        return f"{stem}.md: kept ({old[0]} rows committed; the records give {new[0]}: --force replaces it)"
-    header = "\n".join([f"# Study: {title}", "", "Made by `python -m lab.study` from the run records of:", "",
-                        *[f"    {c}" for c in commands], "", "mean ± standard deviation over seeds", "", ""])
-    write_table(rows, stem, header)
-    return f"{stem}.md: {len(rows)} rows"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -307,9 +279,10 @@ def main(argv: list[str] | None = None) -> int:
         figures = (("latent-dims", plots.plot_latent_dims), ("capacity-gamma", plots.plot_rate_distortion),
                    ("betas", plots.plot_betas), ("likelihoods", plots.plot_likelihoods),
                    ("frontier", plots.plot_frontier))
-        for name, plot in figures:  # a figure only where its table was written from complete records
-            if tables[name] and written.get(name):
-                plots.save(plot(tables[name]), f"{name.replace('-', '_')}.png", folder=img_dir)
+        for name, plot in figures:  # from the records, or from the committed table they did not replace
+            rows_of = tables[name] if written.get(name) else committed_rows(results_dir / f"study-{name}")
+            if rows_of:
+                plots.save(plot(rows_of), f"{name.replace('-', '_')}.png", folder=img_dir)
                 print(img_dir / f"{name.replace('-', '_')}.png")
     except WriteError as error:
         p.error(str(error))

@@ -35,7 +35,7 @@ from config import LIKELIHOODS, MODEL_KINDS, EvalConfig, ModelConfig, TrainConfi
 from data import COUNTS, DataError, FashionMNISTData, load_fashion_mnist
 from evaluate import (EVAL_FILE, SAMPLER_NAMES, check_data_sizes, checkpoint_digest, evaluate_run,
                       reference_features, summary, with_test_limit)
-from files import WriteError, unwritable, write_table
+from files import WriteError, read_table, unwritable, write_table
 from lab.records import RECORDS_DIR, RecordError, write_record
 from lab.search import (Job, Search, StorageError, check_journal, make_job, one_line, open_storage, recover,
                         run_name, shown, split, study_name)
@@ -184,7 +184,7 @@ def report(job: Job, trials: list[FrozenTrial], args: argparse.Namespace) -> tup
     attrs, missing = job.table(trials)
     rows = [{c: a["settings"].get(c, a.get(c)) for c in job.columns} | a["metrics"] for a in attrs]
     stem = Path(args.results_dir) / job.stem(args.study)
-    old = len(stem.with_suffix(".csv").read_text().splitlines()) - 1 if stem.with_suffix(".csv").exists() else 0
+    old = len(read_table(stem))
     if old > len(rows) and not args.force:
         return [], (f"{stem.with_suffix('.csv')} holds {old} rows, this sweep {len(rows)}: not replaced (--force "
                     f"replaces it; --study NAME writes a table of its own)"), missing

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import records, study
+from lab import records, study, tables
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,20 +96,28 @@ def test_capacity_runs_meet_h_at_the_same_kl_by_interpolation():
     rows += [{"model": "fc", "capacity": 10.0, "gamma": g, "beta": 0.1, "seeds": 1, "kl": (kl, None),
               "recon": (recon, None)} for g, kl, recon in ((3.0, 9.0, 239.5), (100.0, 20.0, 254.0))]
     matched = {row["gamma"]: row for row in study.rate_matched(rows)}
-    assert matched[3.0]["h_recon_same_kl"] == pytest.approx(239.0) and matched[3.0]["b_minus_h"] == pytest.approx(0.5)
+    assert matched[3.0]["h_recon_same_kl"][0] == pytest.approx(239.0) and matched[3.0]["b_minus_h"][0] == pytest.approx(0.5)
     assert matched[100.0]["h_recon_same_kl"] == "-"  # no pair of H runs brackets a KL of 20
 
 
 def test_a_committed_table_is_not_replaced_by_a_smaller_one_unless_forced(tmp_path):
     rows = [{"model": "fc", "seeds": 3, "mse": (0.02, 0.001)}, {"model": "cnn", "seeds": 3, "mse": (0.03, 0.001)}]
-    assert "2 rows" in study.write_part("x", rows, "t", ["cmd"], tmp_path, force=False)
+    assert "2 rows" in tables.write_part("x", rows, "t", ["cmd"], tmp_path, force=False)
     before = (tmp_path / "study-x.md").read_bytes()
-    assert "kept" in study.write_part("x", rows[:1], "t", ["cmd"], tmp_path, force=False)
-    assert "kept" in study.write_part("x", [{**rows[0], "seeds": 1}, {**rows[1], "seeds": 1}], "t", ["c"], tmp_path,
+    assert "kept" in tables.write_part("x", rows[:1], "t", ["cmd"], tmp_path, force=False)
+    assert "kept" in tables.write_part("x", [{**rows[0], "seeds": 1}, {**rows[1], "seeds": 1}], "t", ["c"], tmp_path,
                                       force=False)
-    assert "kept" in study.write_part("x", [], "t", ["cmd"], tmp_path, force=True)  # nothing never replaces
+    assert "kept" in tables.write_part("x", [], "t", ["cmd"], tmp_path, force=True)  # nothing never replaces
     assert (tmp_path / "study-x.md").read_bytes() == before
-    assert "1 rows" in study.write_part("x", rows[:1], "t", ["cmd"], tmp_path, force=True)
+    assert "1 rows" in tables.write_part("x", rows[:1], "t", ["cmd"], tmp_path, force=True)
+
+
+def test_a_committed_table_reads_back_as_the_rows_it_was_written_from(tmp_path):
+    rows = [{"model": "fc", "architecture": "8", "beta": 0.1, "seeds": 3, "mse": (0.02, 0.001)},
+            {"model": "cnn", "architecture": "32x32 k4", "beta": 1.0, "seeds": 1, "mse": (0.03, None)}]
+    tables.write_part("x", rows, "t", ["cmd"], tmp_path, force=False)
+    assert tables.committed_rows(tmp_path / "study-x") == rows
+    assert tables.committed_size(tmp_path / "study-x") == (2, 4)
 
 
 def test_an_empty_records_folder_changes_no_committed_table(tmp_path):
@@ -120,7 +128,9 @@ def test_an_empty_records_folder_changes_no_committed_table(tmp_path):
     assert study.main(["--records-dir", str(tmp_path / "empty"), "--results-dir", str(results),
                        "--img-dir", str(tmp_path / "img")]) == 0
     assert {p.name: p.read_bytes() for p in results.glob("study-*")} == before
-    assert not (tmp_path / "img").exists()
+    drawn = {p.stem for p in (tmp_path / "img").glob("*.png")}  # figures of the kept tables, from their CSVs
+    assert drawn == {name for name in ("betas", "likelihoods", "frontier", "latent_dims", "capacity_gamma")
+                     if (results / f"study-{name.replace('_', '-')}.csv").exists()}
 
 
 def test_the_committed_records_regenerate_the_committed_tables_byte_for_byte(tmp_path, capsys):
