@@ -195,14 +195,31 @@ def lab_shots(page: Page, notebook: Path, port: int, out: Path, prefix: str) -> 
     return checks
 
 
+def committed_shots(page: Page, folder: Path, out: Path) -> None:
+    """The HTML exports of both committed notebooks: their explorer and training cells."""
+    for name in ("Fully_Connected_VAE.ipynb", "CNN_VAE.ipynb"):
+        committed = "fc" if name.startswith("Fully") else "cnn"
+        html_shots(page, to_html(ROOT / name, folder), f"{committed}-html-committed", out)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notebook", default="Fully_Connected_VAE.ipynb", help="the notebook run live in Lab")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument("--committed-only", action="store_true",
+                        help="only the HTML exports of the committed notebooks (after make run)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="screenshots-"))
+    if args.committed_only:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_FLAGS)
+            page = browser.new_page(device_scale_factor=1)
+            committed_shots(page, folder, args.out)
+            browser.close()
+        shutil.rmtree(folder, ignore_errors=True)
+        return 0
     prefix = "fc" if args.notebook.startswith("Fully") else "cnn"
     live = folder / args.notebook  # parameters injected, not executed: Lab runs it
     subprocess.run([PYTHON, "-m", "papermill", str(ROOT / args.notebook), str(live), "--prepare-only", "-y",
@@ -221,9 +238,7 @@ def main() -> int:
             page = browser.new_page(device_scale_factor=1)
             checks = lab_shots(page, live, port, args.out, prefix)
             html_shots(page, to_html(quick, folder), f"{prefix}-html-after-make-run", args.out)
-            for name in ("Fully_Connected_VAE.ipynb", "CNN_VAE.ipynb"):
-                committed = "fc" if name.startswith("Fully") else "cnn"
-                html_shots(page, to_html(ROOT / name, folder), f"{committed}-html-committed", args.out)
+            committed_shots(page, folder, args.out)
             browser.close()
     finally:
         lab.terminate()
