@@ -223,9 +223,9 @@ def restore(checkpoint: dict[str, Any], model: BetaVAE, optimizer: torch.optim.O
     return list(checkpoint["history"])
 
 
-def load_model(path: str | Path) -> BetaVAE:
-    """Rebuild a trained model from a checkpoint file or run folder, in eval mode."""
-    checkpoint = load_checkpoint(path)
+def load_model(path: str | Path, checkpoint: dict[str, Any] | None = None) -> BetaVAE:
+    """Rebuild a trained model from a checkpoint file or run folder (or its loaded `checkpoint`), in eval mode."""
+    checkpoint = load_checkpoint(path) if checkpoint is None else checkpoint
     model = build_model(checkpoint["config"])
     load_model_state(model, checkpoint, path)
     return model.eval()

@@ -211,7 +211,7 @@ def evaluate_run(run: str | Path, data: FashionMNISTData, config: EvalConfig = E
     checkpoint_file = run / "checkpoint.pt"
     digest = checkpoint_digest(checkpoint_file)
     checkpoint = load_checkpoint(checkpoint_file)
-    model = load_model(checkpoint_file)
+    model = load_model(checkpoint_file, checkpoint)  # loaded and validated once
     result = evaluate(model, data, checkpoint["train_config"].get("beta", 1.0), config, classifier, reference)
     result = {"run": str(run), "epoch": checkpoint["epoch"], "checkpoint_sha256": digest,
               "config": model.plain_config(), **result}
