@@ -20,6 +20,7 @@ from config import ModelConfig, TrainConfig
 from data import CLASS_NAMES
 from evaluate import summary
 from files import WriteError
+from lab import figures
 from lab.records import RECORDS_DIR, load_records, load_run_folders
 from lab.tables import committed_rows, write_part
 
@@ -208,18 +209,21 @@ def family_gaps(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def rate_matched(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Capacity: each B run (per gamma) beside beta-VAE H at the same test KL, H's recon interpolated linearly in KL
-    between the two H runs (betas) whose KL brackets B's; None where no H pair brackets it."""
+    between the two H runs (betas) whose KL brackets B's (its std: the larger of theirs), with the study's verdict;
+    "-" where no H pair brackets it."""
     out = []
     for model in sorted({r["model"] for r in rows}):
-        h = sorted(((r["kl"][0], r["recon"][0]) for r in rows if r["model"] == model and r["capacity"] is None))
+        h = sorted(((r["kl"][0], *r["recon"]) for r in rows if r["model"] == model and r["capacity"] is None),
+                   key=lambda point: point[0])
         for b in (r for r in rows if r["model"] == model and r["capacity"] is not None):
             kl = b["kl"][0]
-            pair = next(((lo, hi) for lo, hi in zip(h, h[1:]) if lo[0] <= kl <= hi[0]), None)
-            h_recon = None if pair is None else pair[0][1] + (pair[1][1] - pair[0][1]) * (kl - pair[0][0]) / (
-                pair[1][0] - pair[0][0])
+            lo, hi = next(((lo, hi) for lo, hi in zip(h, h[1:]) if lo[0] <= kl <= hi[0]), (None, None))
+            h_recon = None if lo is None else (lo[1] + (hi[1] - lo[1]) * (kl - lo[0]) / (hi[0] - lo[0]),
+                                               None if None in (lo[2], hi[2]) else max(lo[2], hi[2]))
             out.append({"model": model, "gamma": b["gamma"], "seeds": b["seeds"], "kl": b["kl"], "recon": b["recon"],
-                        "h_recon_same_kl": "-" if h_recon is None else (h_recon, None),
-                        "b_minus_h": "-" if h_recon is None else (b["recon"][0] - h_recon, None)})
+                        "h_recon_same_kl": h_recon or "-",
+                        "b_minus_h": "-" if h_recon is None else (b["recon"][0] - h_recon[0], None),
+                        "verdict": "-" if h_recon is None else verdict(b["recon"], h_recon, "B lower", "H lower")})
     return out
 
 
@@ -243,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results-dir", default=str(RESULTS_DIR), help=f"(default {RESULTS_DIR})")
     p.add_argument("--img-dir", default=str(IMG_DIR), help=f"(default {IMG_DIR})")
     p.add_argument("--force", action="store_true", help="replace committed tables even by smaller ones")
+    p.add_argument("--no-figures", action="store_true", help="the tables only (seconds)")
     args = p.parse_args(argv)
     source = Path(args.runs_dir or args.records_dir)
     if not source.is_dir():
@@ -276,10 +281,10 @@ def main(argv: list[str] | None = None) -> int:
         print(write_part("per-class", per_class_rows(rows) if selected(rows, {"where": DEFAULT}) else [],
                          "per-class reconstruction MSE in [0, 1] pixels, FC vs CNN (bernoulli, beta 0.1)", [SEEDS],
                          results_dir, args.force))
-        figures = (("latent-dims", plots.plot_latent_dims), ("capacity-gamma", plots.plot_rate_distortion),
-                   ("betas", plots.plot_betas), ("likelihoods", plots.plot_likelihoods),
-                   ("frontier", plots.plot_frontier))
-        for name, plot in figures:  # from the records, or from the committed table they did not replace
+        plotted = (("latent-dims", figures.plot_latent_dims), ("capacity-gamma", figures.plot_rate_distortion),
+                   ("betas", figures.plot_betas), ("likelihoods", figures.plot_likelihoods),
+                   ("frontier", figures.plot_frontier))
+        for name, plot in plotted * (not args.no_figures):  # from the records, or the committed table they kept
             rows_of = tables[name] if written.get(name) else committed_rows(results_dir / f"study-{name}")
             if rows_of:
                 plots.save(plot(rows_of), f"{name.replace('-', '_')}.png", folder=img_dir)

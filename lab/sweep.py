@@ -194,7 +194,8 @@ def report(job: Job, trials: list[FrozenTrial], args: argparse.Namespace) -> tup
         groups.setdefault(name if args.study in (None, "sweep") else f"{args.study}-{name}", []).append(row)
     for name, group in ((n, g) for n, g in groups.items() if len(g) > 1):  # a curve over beta needs two betas
         import plots  # matplotlib: only here
-        for kind, figure in plots.plot_sweep(group, SAMPLER_NAMES).items():
+        from lab import figures
+        for kind, figure in figures.plot_sweep(group, SAMPLER_NAMES).items():
             plots.save(figure, f"sweep-{name}-{kind}.png", folder=Path(args.img_dir))
             files.append(Path(args.img_dir) / f"sweep-{name}-{kind}.png")
     return files, None, missing

@@ -12,6 +12,7 @@ from matplotlib.colors import to_hex
 from matplotlib.text import Annotation
 
 import plots
+from lab import figures
 from config import ModelConfig
 from models import build_model
 
@@ -63,7 +64,7 @@ def synthetic_dims_rows(metrics=("recon", "mse", "knn_accuracy")):
 
 
 def test_latent_dims_draws_a_panel_per_metric_present_and_a_line_per_family_and_architecture():
-    fig = plots.plot_latent_dims(synthetic_dims_rows())
+    fig = figures.plot_latent_dims(synthetic_dims_rows())
     assert len(fig.axes) == 3 and "latent width" in fig.get_suptitle()
     for ax in fig.axes:
         lines = lines_by_label(ax)
@@ -72,10 +73,10 @@ def test_latent_dims_draws_a_panel_per_metric_present_and_a_line_per_family_and_
         assert {label: line.get_linestyle() for label, line in lines.items()} == {
             "CNN 32x32 k4 (50k)": "--", "CNN 64x80 k4 (205k)": "-", "FC 128x64 (219k)": "-", "FC 32x16 (52k)": "--"}
         assert ax.get_xscale() == "log" and [t.get_text() for t in ax.get_xticklabels()] == ["2", "3", "5", "8", "16"]
-    single = plots.plot_latent_dims([{"model": "fc", "architecture": "512x256", "latent_dim": 3, "mse": (0.02, None)}])
+    single = figures.plot_latent_dims([{"model": "fc", "architecture": "512x256", "latent_dim": 3, "mse": (0.02, None)}])
     assert len(single.axes) == 1 and list(lines_by_label(single.axes[0])) == ["FC 512x256"]
     with pytest.raises(ValueError):
-        plots.plot_latent_dims([{"model": "fc", "architecture": "512x256", "latent_dim": 3}])
+        figures.plot_latent_dims([{"model": "fc", "architecture": "512x256", "latent_dim": 3}])
 
 
 def rd_rows():
@@ -87,7 +88,7 @@ def rd_rows():
 
 
 def test_rate_distortion_joins_the_beta_runs_in_kl_order_and_marks_the_capacity_runs():
-    fig = plots.plot_rate_distortion(rd_rows())
+    fig = figures.plot_rate_distortion(rd_rows())
     (cnn, fc), = [fig.axes]
     assert (cnn.get_title(), fc.get_title()) == ("CNN", "FC")
     h, b = (container.lines[0] for container in fc.containers)
@@ -95,39 +96,39 @@ def test_rate_distortion_joins_the_beta_runs_in_kl_order_and_marks_the_capacity_
     assert len(b.get_xdata()) == 2 and b.get_linestyle() == "None" and b.get_marker() != h.get_marker()
     assert sorted(t.get_text() for t in fc.texts) == ["β=0.1", "β=1", "β=4", "γ=10, C=10", "γ=100, C=10"]
     assert len(cnn.containers) == 1 and [t.get_text() for t in cnn.texts] == ["β=0.1"]
-    assert len(plots.plot_rate_distortion(rd_rows()[-1:]).axes) == 1
+    assert len(figures.plot_rate_distortion(rd_rows()[-1:]).axes) == 1
 
 
 @pytest.fixture(scope="module")
 def frontier():
     """The frontier figure of the committed rows, the two best CNN designs marked."""
     best = [row for row in read_rows("cnn-best") if row["architecture"] in ("24x28 k5", "20x20x20 k4 decoder 32x32x32")]
-    return plots.plot_frontier(read_rows("frontier"), best)
+    return figures.plot_frontier(read_rows("frontier"), best)
 
 
 def test_the_family_colours_are_the_same_in_every_study_figure(frontier):
     fc, cnn = plots.FAMILY_COLORS["fc"], plots.FAMILY_COLORS["cnn"]
     assert len({fc, cnn, *plots.LIKELIHOOD_COLORS.values()}) == 6  # no hue means two things
-    betas = plots.plot_betas(read_rows("betas"))
-    dims = plots.plot_latent_dims(synthetic_dims_rows())
+    betas = figures.plot_betas(read_rows("betas"))
+    dims = figures.plot_latent_dims(synthetic_dims_rows())
     for fig in (frontier, betas, dims):
         colours = {(family_of(label), to_hex(line.get_color()).upper())
                    for ax in fig.axes for label, line in lines_by_label(ax).items()}
         assert colours == {("fc", fc), ("cnn", cnn)}, colours
-    rd = plots.plot_rate_distortion(rd_rows())
+    rd = figures.plot_rate_distortion(rd_rows())
     assert {(ax.get_title(), to_hex(c.lines[0].get_color()).upper()) for ax in rd.axes for c in ax.containers} == {
         ("FC", fc), ("CNN", cnn)}
 
 
 def test_the_likelihood_figure_shows_the_measures_present_in_likelihood_colours():
     rows = read_rows("likelihoods")
-    fig = plots.plot_likelihoods(rows)  # no coverage in these rows: recall is shown
+    fig = figures.plot_likelihoods(rows)  # no coverage in these rows: recall is shown
     assert [ax.get_title() for ax in fig.axes][-1] == "recall, aggregate" and len(fig.axes) == 5
     for ax in fig.axes:
         assert {label: to_hex(line.get_color()).upper() for label, line in lines_by_label(ax).items()} == {
             name.replace("_", " "): colour for name, colour in plots.LIKELIHOOD_COLORS.items()}
     rows = [{**row, "coverage_aggregate": (0.5, None), "class_entropy_aggregate": (2.2, 0.01)} for row in rows]
-    titles = [ax.get_title() for ax in plots.plot_likelihoods(rows).axes]
+    titles = [ax.get_title() for ax in figures.plot_likelihoods(rows).axes]
     assert len(titles) == 6 and "recall, aggregate" not in titles and "coverage, aggregate" in titles
 
 
@@ -172,6 +173,6 @@ def test_every_per_model_figure_names_the_model_and_shows_images_in_unit_range(t
 def test_the_sweep_figures_take_plain_rows():
     rows = [{"beta": beta, "kl": 20 / beta, "recon": 240 + beta, "knn_accuracy": 0.7, "fd_prior": 100 * beta,
              "fd_aggregate": 50.0, "fd_real": 1.0} for beta in (0.1, 1.0, 4.0)]
-    figures = plots.plot_sweep(rows, ("prior", "aggregate"))
-    assert sorted(figures) == ["fd", "knn", "rate_distortion"]
-    assert len(figures["fd"].axes[0].containers) == 2 and len(figures["rate_distortion"].axes[0].texts) == 3
+    made = figures.plot_sweep(rows, ("prior", "aggregate"))
+    assert sorted(made) == ["fd", "knn", "rate_distortion"]
+    assert len(made["fd"].axes[0].containers) == 2 and len(made["rate_distortion"].axes[0].texts) == 3
