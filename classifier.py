@@ -6,6 +6,7 @@ its softmax for confidence and class-conditional rates. Trained once, with a fix
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch.nn.functional as F
@@ -33,6 +34,7 @@ class Classifier(nn.Module):
             nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
             nn.Flatten(), nn.Linear(32 * 7 * 7, FEATURES), nn.ReLU())
         self.head = nn.Linear(FEATURES, 10)
+        self.weights_sha256: str | None = None  # of the file load_classifier read: which classifier measured
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features((x - PIXEL_MEAN) / PIXEL_STD))
@@ -58,4 +60,5 @@ def load_classifier(path: str | Path = WEIGHTS) -> Classifier:
     except Exception as error:  # from another architecture
         raise ClassifierError(f"{path}: not weights of this classifier ({type(error).__name__}); "
                               f"retrain them with: python -m lab.train_classifier") from None
+    classifier.weights_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
     return classifier.eval()

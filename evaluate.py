@@ -146,7 +146,7 @@ def evaluate(model: BetaVAE, data: FashionMNISTData, beta: float, config: EvalCo
     iwae_x = test_x[:config.iwae_images]
     iwae_elbo = elbo if len(iwae_x) == len(test_x) else dataset_loss(model, iwae_x, batch, seed)
     result: dict[str, Any] = {
-        "beta": beta, "elbo": elbo,
+        "beta": beta, "elbo": elbo, "classifier_sha256": classifier.weights_sha256,
         "loss": elbo["recon"] + beta * elbo["kl"],  # same noise as the ELBO: only the weight on KL differs
         "iwae_nll": metrics.iwae_nll(model, iwae_x, config.k, batch, seed),
         "nll_normalised": model.likelihood != "bernoulli",
@@ -206,7 +206,8 @@ def checkpoint_digest(path: Path) -> str:
 
 def evaluate_run(run: str | Path, data: FashionMNISTData, config: EvalConfig = EvalConfig(),
                  classifier: Classifier | None = None, reference: tuple[Reference, dict] | None = None) -> dict:
-    """Evaluate a run folder on `data` and write eval.json there, keyed by the checkpoint's epoch and digest."""
+    """Evaluate a run folder on `data` and write eval.json there, keyed by the checkpoint's epoch and digest (and
+    the classifier's digest, in the result)."""
     run = Path(run)
     checkpoint_file = run / "checkpoint.pt"
     digest = checkpoint_digest(checkpoint_file)

@@ -70,14 +70,16 @@ def train_run(run_dir: Path, model_config: ModelConfig, config: TrainConfig, dat
 
 
 def cached_eval(run_dir: Path, epoch: int, config: EvalConfig, data: FashionMNISTData) -> dict[str, Any] | None:
-    """The run's eval.json if it evaluated this very checkpoint (epoch and sha256) with these settings and data."""
+    """The run's eval.json if it evaluated this very checkpoint (epoch and sha256) with these settings, data and
+    classifier weights."""
     try:
         result = json.loads((run_dir / EVAL_FILE).read_text())
         summary(result)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     wanted = {**asdict(config), "epoch": epoch, "checkpoint_sha256": checkpoint_digest(run_dir / CHECKPOINT),
-              "test_images": len(data.test_images), "train_images": len(data.train_images)}
+              "test_images": len(data.test_images), "train_images": len(data.train_images),
+              "classifier_sha256": classifier().weights_sha256}
     return result if all(result.get(key) == value for key, value in wanted.items()) else None
 
 

@@ -1,5 +1,6 @@
 """lab/sweep.py in this process: grids and their reuse, records, cached evaluations keyed by the checkpoint,
 continuing a study with other settings, the table guard, a damaged journal, the search, and bad input."""
+import hashlib
 import importlib.util
 import json
 import os
@@ -12,6 +13,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from checkpoint import load_checkpoint
+from classifier import WEIGHTS
 from evaluate import checkpoint_digest
 from lab import search, sweep
 
@@ -89,9 +91,10 @@ def test_the_same_command_again_does_nothing_and_a_new_study_reuses_runs_and_eva
     assert stamps(copy) == before
 
 
-def test_a_stale_eval_json_is_evaluated_again_whatever_its_file_time(copy, capsys):
+@pytest.mark.parametrize("stale", [("checkpoint_sha256", "epoch"), ("classifier_sha256", "classifier_sha256")])
+def test_a_stale_eval_json_is_evaluated_again_whatever_its_file_time(copy, capsys, stale):
     first, second = runs(copy)
-    for run, key, value in ((first, "checkpoint_sha256", "0" * 64), (second, "epoch", 7)):
+    for run, key, value in zip((first, second), stale, ("0" * 64, 7) if stale[1] == "epoch" else ("0" * 64, None)):
         result = json.loads((run / "eval.json").read_text())
         (run / "eval.json").write_text(json.dumps({**result, key: value}))
         os.utime(run / "eval.json", (2e9, 2e9))  # newer than everything
@@ -100,6 +103,7 @@ def test_a_stale_eval_json_is_evaluated_again_whatever_its_file_time(copy, capsy
     for run in (first, second):
         result = json.loads((run / "eval.json").read_text())
         assert result["epoch"] == 1 and result["checkpoint_sha256"] == checkpoint_digest(run / "checkpoint.pt")
+        assert result["classifier_sha256"] == hashlib.sha256(WEIGHTS.read_bytes()).hexdigest()
 
 
 def test_more_epochs_or_another_k_continue_in_a_study_of_their_own_resuming_the_runs(copy, capsys):
