@@ -36,6 +36,7 @@ SEEDS = f"{SWEEP} --study seeds --model fc cnn --betas {TrainConfig.beta} --seed
 DIVERSITY = ["coverage", "density", "recall", "class_entropy", "unsure", "coverage_recon", "recall_recon"]
 DIVERSITY_SANITY = ("real", "one_class", "blurred", "noise")
 GAMMAS, CAPACITY = (1, 3, 10, 30, 100), 10.0
+BEST_GAMMA = {"fc": 1, "cnn": 10}  # the lowest test reconstruction of each family's one-seed screen: 3 seeds there
 FRONTIER = {"fc": ["8", "32x16", "128x64", "512x256"], "cnn": ["12x12 k4", "32x32 k4", "64x80 k4", "160x192 k4"]}
 WIDTHS = {"fc": ("32x16", "128x64"), "cnn": ("32x32 k4", "64x80 k4")}  # about 50 k and 200 k parameters
 PARTS: dict[str, dict[str, Any]] = {
@@ -53,7 +54,9 @@ PARTS: dict[str, dict[str, Any]] = {
                              "(bernoulli, beta 0.1, 20 epochs)",
                     "commands": [f"{SWEEP} --study latent-dims-{m} --model {m} --betas 0.1 --latent-dim 2 3 5 8 16 "
                                  f"--set {'hidden' if m == 'fc' else 'channels'}="
-                                 f"{','.join(w.split()[0] for w in WIDTHS[m])} {SHARED}" for m in WIDTHS],
+                                 f"{','.join(w.split()[0] for w in WIDTHS[m])} {SHARED}" for m in WIDTHS] + [
+                        f"{SWEEP} --study latent-dims-seeds --model fc cnn --betas 0.1 --latent-dim 3 8 --set "
+                        f"hidden={WIDTHS['fc'][0]} --seeds 1 2 {SHARED}", SEEDS],
                     "where": {k: v for k, v in DEFAULT.items() if k not in ("latent_dim", "default_architecture")},
                     "architectures": [w for m in WIDTHS for w in WIDTHS[m]],
                     "group": ["model", "architecture", "latent_dim"],
@@ -63,7 +66,9 @@ PARTS: dict[str, dict[str, Any]] = {
                                 f"same test KL", "commands": [
         f"{SWEEP} --study capacity-gamma --model fc cnn --betas 0.1 --set capacity={CAPACITY:g} --set gamma="
         f"{','.join(map(str, GAMMAS))} {SHARED}", f"{SWEEP} --study h-rate --model fc cnn --betas 0.5 1 {SHARED}",
-        SEEDS], "where": {k: v for k, v in DEFAULT.items() if k not in ("beta", "capacity")},
+        *[f"{SWEEP} --study capacity-seeds-{m} --model {m} --betas 0.1 --set capacity={CAPACITY:g} --set gamma={g} "
+          f"--seeds 1 2 {SHARED}" for m, g in BEST_GAMMA.items()],
+        f"{SWEEP} --study h-rate-seeds --model fc cnn --betas 0.5 --seeds 1 2 {SHARED}", SEEDS], "where": {k: v for k, v in DEFAULT.items() if k not in ("beta", "capacity")},
         "group": ["model", "capacity", "gamma", "beta"],
         "columns": ["kl", "recon", "mse", "knn_accuracy", "fd_aggregate", "coverage_aggregate"]},
 }

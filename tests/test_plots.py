@@ -75,6 +75,9 @@ def test_latent_dims_draws_a_panel_per_metric_present_and_a_line_per_family_and_
         assert ax.get_xscale() == "log" and [t.get_text() for t in ax.get_xticklabels()] == ["2", "3", "5", "8", "16"]
     single = figures.plot_latent_dims([{"model": "fc", "architecture": "512x256", "latent_dim": 3, "mse": (0.02, None)}])
     assert len(single.axes) == 1 and list(lines_by_label(single.axes[0])) == ["FC 512x256"]
+    growing = [{"model": "cnn", "architecture": "32x32 k4", "latent_dim": dim, "parameters": (size, 0.0),
+                "mse": (0.02, None)} for dim, size in ((8, 73105), (2, 44869), (3, 49575))]  # the linear layers grow
+    assert list(lines_by_label(figures.plot_latent_dims(growing).axes[0])) == ["CNN 32x32 k4 (45k to 73k)"]
     with pytest.raises(ValueError):
         figures.plot_latent_dims([{"model": "fc", "architecture": "512x256", "latent_dim": 3}])
 
