@@ -59,6 +59,6 @@ def load_classifier(path: str | Path = WEIGHTS) -> Classifier:
         classifier.load_state_dict(saved["state"])
     except Exception as error:  # from another architecture
         raise ClassifierError(f"{path}: not weights of this classifier ({type(error).__name__}); "
-                              f"retrain them with: python -m lab.train_classifier") from None
+                              f"retrain them with: python -m lab.train_classifier --force") from None
     classifier.weights_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
     return classifier.eval()

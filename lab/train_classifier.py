@@ -1,6 +1,6 @@
 """Train the Fashion-MNIST classifier that evaluate.py uses as its feature extractor (classifier.py), once:
 
-    python -m lab.train_classifier     # prints its test accuracy; saves assets/fmnist_classifier.pt if >= MIN_ACCURACY
+    python -m lab.train_classifier --force   # replaces assets/fmnist_classifier.pt if test accuracy >= MIN_ACCURACY
 """
 from __future__ import annotations
 
@@ -59,7 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(WEIGHTS), help="weights file (default assets/fmnist_classifier.pt)")
     p.add_argument("--epochs", type=int, default=EPOCHS)
     p.add_argument("--seed", type=int, default=SEED)
+    p.add_argument("--force", action="store_true", help="replace an existing weights file (every eval.json made "
+                                                        "with the old weights is then evaluated again by a sweep)")
     args = p.parse_args(argv)
+    if Path(args.out).exists() and not args.force:
+        p.error(f"{args.out} exists: the metrics of every evaluation rest on it; pass --force to replace it, or --out")
     try:
         data = load_fashion_mnist("bernoulli")
     except DataError as error:

@@ -3,7 +3,7 @@
 #   the old sequential sweep loop (sweep.py at 785732a, before the Optuna engine), the Optuna sweep with
 #   --workers 1, and with --workers 2, with a light evaluation. The default is shortened so that it takes minutes
 #   (2 epochs on 10,000 training images); `scripts/sweep_timing.sh 20 60000` is the full 20-epoch sweep (~40 min).
-#   Prints one line per plan; results/sweep-timing.md keeps the last run, results/sweep-timing-E-epochs-N.md each.
+#   Prints one line per plan; a complete run replaces results/sweep-timing-E-epochs-N.md (its own settings only).
 #   usage: scripts/sweep_timing.sh [EPOCHS] [TRAIN_IMAGES]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,9 +29,10 @@ time_it() {  # label, folder, command...
     echo "|---|--:|"
     time_it "old sequential loop (785732a)" "$tmp/old" .venv/bin/python sweep.py "${common[@]}" \
         --runs-dir "$tmp/runs-old" --results-dir "$tmp/res-old" --img-dir "$tmp/img-old"
-    time_it "Optuna, --workers 1" . .venv/bin/python sweep.py "${common[@]}" --workers 1 \
-        --runs-dir "$tmp/runs-1" --results-dir "$tmp/res-1" --img-dir "$tmp/img-1"
-    time_it "Optuna, --workers 2" . .venv/bin/python sweep.py "${common[@]}" --workers 2 \
-        --runs-dir "$tmp/runs-2" --results-dir "$tmp/res-2" --img-dir "$tmp/img-2"
-} | tee "results/sweep-timing-$epochs-epochs-$images.md"
-cp "results/sweep-timing-$epochs-epochs-$images.md" results/sweep-timing.md
+    for workers in 1 2; do  # records, tables and figures into the temporary folder: nothing committed changes
+        time_it "Optuna, --workers $workers" . .venv/bin/python -m lab.sweep "${common[@]}" --workers "$workers" \
+            --runs-dir "$tmp/runs-$workers" --results-dir "$tmp/res-$workers" --img-dir "$tmp/img-$workers" \
+            --records-dir "$tmp/records-$workers"
+    done
+} | tee "$tmp/timing.md"
+mv "$tmp/timing.md" "results/sweep-timing-$epochs-epochs-$images.md"
