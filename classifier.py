@@ -6,13 +6,13 @@ its softmax for confidence and class-conditional rates. Trained once, with a fix
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from checkpoint import load_tensors
+from files import sha256
 from models import EVAL_BATCH_SIZE, map_batches
 
 WEIGHTS = Path(__file__).resolve().parent / "assets" / "fmnist_classifier.pt"
@@ -60,5 +60,5 @@ def load_classifier(path: str | Path = WEIGHTS) -> Classifier:
     except Exception as error:  # from another architecture
         raise ClassifierError(f"{path}: not weights of this classifier ({type(error).__name__}); "
                               f"retrain them with: python -m lab.train_classifier --force") from None
-    classifier.weights_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    classifier.weights_sha256 = sha256(path)
     return classifier.eval()

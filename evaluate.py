@@ -14,7 +14,6 @@ one class).
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import sys
 import time
@@ -32,7 +31,7 @@ from classifier import Classifier, ClassifierError, features_and_probs, load_cla
 from cli import OneLineParser, add_options, given, option_error
 from config import EvalConfig
 from data import DataError, FashionMNISTData, check_data_range, load_fashion_mnist, to_unit_range
-from files import WriteError, unwritable, write_json
+from files import WriteError, sha256, unwritable, write_json
 from models import BetaVAE, count_parameters, dataset_loss, kl_per_dimension, map_batches
 from samplers import AggregateSampler, ClassSampler, PriorSampler, check_sizes, decode, posterior_means
 
@@ -199,18 +198,13 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def checkpoint_digest(path: Path) -> str:
-    """sha256 of a checkpoint file: which weights an evaluation evaluated."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def evaluate_run(run: str | Path, data: FashionMNISTData, config: EvalConfig = EvalConfig(),
                  classifier: Classifier | None = None, reference: tuple[Reference, dict] | None = None) -> dict:
     """Evaluate a run folder on `data` and write eval.json there, keyed by the checkpoint's epoch and digest (and
     the classifier's digest, in the result)."""
     run = Path(run)
     checkpoint_file = run / "checkpoint.pt"
-    digest = checkpoint_digest(checkpoint_file)
+    digest = sha256(checkpoint_file)
     checkpoint = load_checkpoint(checkpoint_file)
     model = load_model(checkpoint_file, checkpoint)  # loaded and validated once
     result = evaluate(model, data, checkpoint["train_config"].get("beta", 1.0), config, classifier, reference)

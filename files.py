@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import hashlib
 import io
 import json
 import os
@@ -48,6 +49,11 @@ def write_text(path: Path, text: str) -> None:
 def write_json(path: Path, data: Any) -> None:
     """Atomically write `data` as indented JSON (no NaN or Infinity: they are not JSON)."""
     write_text(path, json.dumps(data, indent=1, allow_nan=False))
+
+
+def sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes: which checkpoint or classifier weights a result came from."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def unwritable(folder: str | Path) -> str | None:

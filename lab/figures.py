@@ -126,11 +126,11 @@ def plot_likelihoods(rows: list[dict]) -> Figure:
 def plot_latent_dims(rows: list[dict], title: str = "latent width vs quality (bernoulli, beta 0.1, 20 epochs)"
                      ) -> Figure:
     """Each metric against latent_dim, a line per family (colour) and architecture (style: the largest solid)."""
-    sizes: dict[tuple, set[str]] = {}  # the parameter counts of each line, rounded: they grow with latent_dim
+    counts: dict[tuple, list[float]] = {}  # each line's parameter counts: they grow with latent_dim
     for r in rows:
-        sizes.setdefault((r["model"], r["architecture"]), set()).add(f"{mean_std(r.get('parameters', 0))[0] / 1e3:.0f}k")
-    size = {k: max(float(s[:-1]) for s in v) for k, v in sizes.items()}
-    label = {k: " to ".join(sorted(v, key=lambda s: float(s[:-1]))[::max(1, len(v) - 1)]) for k, v in sizes.items()}
+        counts.setdefault((r["model"], r["architecture"]), []).append(mean_std(r.get("parameters", 0))[0])
+    size = {k: max(v) for k, v in counts.items()}
+    label = {k: " to ".join(dict.fromkeys(f"{c / 1e3:.0f}k" for c in (min(v), max(v)))) for k, v in counts.items()}
     rank = {k: sorted((o for o in size if o[0] == k[0]), key=lambda o: (-size[o], o[1])).index(k) for k in size}
     style = lambda k: family_line((k[0], k[1] + f" ({label[k]})" * bool(size[k])),  # noqa: E731
                                   "o" + ("-", "--", ":", "-.")[rank[k] % 4])

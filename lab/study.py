@@ -68,7 +68,8 @@ PARTS: dict[str, dict[str, Any]] = {
         f"{','.join(map(str, GAMMAS))} {SHARED}", f"{SWEEP} --study h-rate --model fc cnn --betas 0.5 1 {SHARED}",
         *[f"{SWEEP} --study capacity-seeds-{m} --model {m} --betas 0.1 --set capacity={CAPACITY:g} --set gamma={g} "
           f"--seeds 1 2 {SHARED}" for m, g in BEST_GAMMA.items()],
-        f"{SWEEP} --study h-rate-seeds --model fc cnn --betas 0.5 --seeds 1 2 {SHARED}", SEEDS], "where": {k: v for k, v in DEFAULT.items() if k not in ("beta", "capacity")},
+        f"{SWEEP} --study h-rate-seeds --model fc cnn --betas 0.5 --seeds 1 2 {SHARED}", SEEDS],
+        "where": {k: v for k, v in DEFAULT.items() if k not in ("beta", "capacity")},
         "group": ["model", "capacity", "gamma", "beta"],
         "columns": ["kl", "recon", "mse", "knn_accuracy", "fd_aggregate", "coverage_aggregate"]},
 }
@@ -226,7 +227,7 @@ def rate_matched(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             h_recon = None if lo is None else (lo[1] + (hi[1] - lo[1]) * (kl - lo[0]) / (hi[0] - lo[0]),
                                                None if None in (lo[2], hi[2]) else max(lo[2], hi[2]))
             out.append({"model": model, "gamma": b["gamma"], "seeds": b["seeds"], "kl": b["kl"], "recon": b["recon"],
-                        "h_recon_same_kl": h_recon or "-",
+                        "h_recon_same_kl": "-" if h_recon is None else h_recon,
                         "b_minus_h": "-" if h_recon is None else (b["recon"][0] - h_recon[0], None),
                         "verdict": "-" if h_recon is None else verdict(b["recon"], h_recon, "B lower", "H lower")})
     return out

@@ -33,9 +33,9 @@ from classifier import ClassifierError, load_classifier
 from cli import OneLineParser, add_options, finite, given, option_error
 from config import LIKELIHOODS, MODEL_KINDS, EvalConfig, ModelConfig, TrainConfig, check_range
 from data import COUNTS, DataError, FashionMNISTData, load_fashion_mnist
-from evaluate import (EVAL_FILE, SAMPLER_NAMES, check_data_sizes, checkpoint_digest, evaluate_run,
+from evaluate import (EVAL_FILE, SAMPLER_NAMES, check_data_sizes, evaluate_run,
                       reference_features, summary, with_test_limit)
-from files import WriteError, read_table, unwritable, write_table
+from files import WriteError, read_table, sha256, unwritable, write_table
 from lab.records import RECORDS_DIR, RecordError, write_record
 from lab.search import (Job, Search, StorageError, check_journal, make_job, one_line, open_storage, recover,
                         run_name, shown, split, study_name)
@@ -77,7 +77,7 @@ def cached_eval(run_dir: Path, epoch: int, config: EvalConfig, data: FashionMNIS
         summary(result)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    wanted = {**asdict(config), "epoch": epoch, "checkpoint_sha256": checkpoint_digest(run_dir / CHECKPOINT),
+    wanted = {**asdict(config), "epoch": epoch, "checkpoint_sha256": sha256(run_dir / CHECKPOINT),
               "test_images": len(data.test_images), "train_images": len(data.train_images),
               "classifier_sha256": classifier().weights_sha256}
     return result if all(result.get(key) == value for key, value in wanted.items()) else None

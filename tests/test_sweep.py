@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from checkpoint import load_checkpoint
 from classifier import WEIGHTS
-from evaluate import checkpoint_digest
+from files import sha256
 from lab import search, sweep
 
 TABLE = "results/sweep-fc-bernoulli-z3.csv"
@@ -102,7 +102,7 @@ def test_a_stale_eval_json_is_evaluated_again_whatever_its_file_time(copy, capsy
     assert capsys.readouterr().out.count(": reused, evaluated") == 2
     for run in (first, second):
         result = json.loads((run / "eval.json").read_text())
-        assert result["epoch"] == 1 and result["checkpoint_sha256"] == checkpoint_digest(run / "checkpoint.pt")
+        assert result["epoch"] == 1 and result["checkpoint_sha256"] == sha256(run / "checkpoint.pt")
         assert result["classifier_sha256"] == hashlib.sha256(WEIGHTS.read_bytes()).hexdigest()
 
 
