@@ -14,7 +14,6 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 from torch import Tensor
-from torchvision.utils import make_grid
 
 from data import CLASS_NAMES, to_unit_range
 from models import BetaVAE
@@ -40,6 +39,7 @@ def save(fig: Figure, name: str, enabled: bool = True, folder: Path = IMG_DIR) -
 def grids(model: BetaVAE, panels: list[tuple[Tensor, int, str]], title: str, figsize: tuple[float, float],
           rows: tuple[int, Sequence[str]] = (0, ())) -> tuple[Figure, list]:
     """Image grids side by side, each (images in [0, 1], columns, title); rows: (panel, names of its grid rows)."""
+    from torchvision.utils import make_grid  # here: importing torchvision takes seconds, which other figures skip
     fig, axes = plt.subplots(1, len(panels), figsize=figsize, layout="constrained", squeeze=False)
     for ax, (images, nrow, name) in zip(axes[0], panels):
         tiles = make_grid(images.clamp(0, 1), nrow=nrow, padding=1, pad_value=1.0)

@@ -35,7 +35,7 @@ SEEDS = f"{SWEEP} --study seeds --model fc cnn --betas {TrainConfig.beta} --seed
 # the diversity measures of claim (b): each on the prior samples, and its sanity rows
 DIVERSITY = ["coverage", "density", "recall", "class_entropy", "unsure", "coverage_recon", "recall_recon"]
 DIVERSITY_SANITY = ("real", "one_class", "blurred", "noise")
-GAMMAS, CAPACITY = (1, 3, 10, 30, 100), 10.0
+GAMMAS, CAPACITY, H_BETAS = (1, 3, 10, 30, 100), 10.0, (0.1, 0.5, 1.0)  # H_BETAS: beta-VAE H near KL = CAPACITY
 BEST_GAMMA = {"fc": 1, "cnn": 10}  # the lowest test reconstruction of each family's one-seed screen: 3 seeds there
 FRONTIER = {"fc": ["8", "32x16", "128x64", "512x256"], "cnn": ["12x12 k4", "32x32 k4", "64x80 k4", "160x192 k4"]}
 WIDTHS = {"fc": ("32x16", "128x64"), "cnn": ("32x32 k4", "64x80 k4")}  # about 50 k and 200 k parameters
@@ -69,7 +69,7 @@ PARTS: dict[str, dict[str, Any]] = {
         *[f"{SWEEP} --study capacity-seeds-{m} --model {m} --betas 0.1 --set capacity={CAPACITY:g} --set gamma={g} "
           f"--seeds 1 2 {SHARED}" for m, g in BEST_GAMMA.items()],
         f"{SWEEP} --study h-rate-seeds --model fc cnn --betas 0.5 --seeds 1 2 {SHARED}", SEEDS],
-        "where": {k: v for k, v in DEFAULT.items() if k not in ("beta", "capacity")},
+        "where": {**{k: v for k, v in DEFAULT.items() if k != "capacity"}, "beta": H_BETAS},
         "group": ["model", "capacity", "gamma", "beta"],
         "columns": ["kl", "recon", "mse", "knn_accuracy", "fd_aggregate", "coverage_aggregate"]},
 }

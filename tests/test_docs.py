@@ -183,11 +183,12 @@ def help_texts(request) -> dict[str, str]:
     of the sources: they are run again whenever a source file or requirements.txt changes."""
     scripts = sorted({script for page in PAGES for command in shell_commands(page)
                       if (script := script_of(shlex.split(command))) and script_exists(*script)})
-    key, cached = source_key(), request.config.cache.get(HELP_CACHE, {}) if request.config.cache else {}
+    cache = getattr(request.config, "cache", None)  # None under -p no:cacheprovider
+    key, cached = source_key(), cache.get(HELP_CACHE, {}) if cache else {}
     texts = cached.get("texts", {}) if cached.get("key") == key else {}
     if missing := [script for script in scripts if script[1] not in texts]:
         texts.update(run_help(missing))
-        if request.config.cache and all("usage:" in text for text in texts.values()):
+        if cache and all("usage:" in text for text in texts.values()):
             request.config.cache.set(HELP_CACHE, {"key": key, "texts": texts})
     return texts
 

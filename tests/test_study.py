@@ -141,9 +141,12 @@ def test_the_committed_records_regenerate_the_committed_tables_byte_for_byte(tmp
         for suffix in (".md", ".csv"):
             name = Path(stem).name + suffix
             assert (results / name).read_bytes() == (ROOT / "results" / name).read_bytes(), name
-    drawn = {p.stem for p in (tmp_path / "img").glob("*.png")}  # from the records, or the CSVs of kept tables
-    assert drawn == {name for name in ("betas", "likelihoods", "frontier", "latent_dims", "capacity_gamma")
-                     if (results / f"study-{name.replace('_', '-')}.csv").exists()}
+    drawn = sorted((tmp_path / "img").glob("*.png"))  # from the records, or the CSVs of kept tables
+    assert {p.stem for p in drawn} == {name for name in ("betas", "likelihoods", "frontier", "latent_dims",
+                                                          "capacity_gamma")
+                                       if (results / f"study-{name.replace('_', '-')}.csv").exists()}
+    for figure in drawn:
+        assert figure.read_bytes() == (ROOT / "img" / figure.name).read_bytes(), figure.name
 
 
 def test_a_missing_records_folder_is_a_one_line_error(tmp_path, capsys):

@@ -31,11 +31,11 @@ def test_training_lowers_the_test_loss(small_fmnist, cls):
     model = cls()
     start = dataset_loss(model, small_fmnist.test_images)
     before = start["recon"] + 0.1 * start["kl"]
-    history = fit(model, small_fmnist, TrainConfig(beta=0.1, epochs=5, batch_size=32), **QUIET)  # 315 steps
+    history = fit(model, small_fmnist, TrainConfig(beta=0.1, epochs=2, batch_size=32), **QUIET)  # 126 steps
     after = history[-1]["test"]["total"]
     assert after < before - 100, (before, after)
     assert after == pytest.approx(history[-1]["test"]["recon"] + 0.1 * history[-1]["test"]["kl"])
-    assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5]
+    assert [h["epoch"] for h in history] == [1, 2]
     assert history[-1]["train"]["total"] < history[0]["train"]["total"]
 
 
