@@ -189,7 +189,7 @@ def help_texts(request) -> dict[str, str]:
     if missing := [script for script in scripts if script[1] not in texts]:
         texts.update(run_help(missing))
         if cache and all("usage:" in text for text in texts.values()):
-            request.config.cache.set(HELP_CACHE, {"key": key, "texts": texts})
+            cache.set(HELP_CACHE, {"key": key, "texts": texts})
     return texts
 
 
