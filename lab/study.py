@@ -16,100 +16,16 @@ from typing import Any
 
 import plots
 from cli import OneLineParser
-from config import ModelConfig, TrainConfig
+from config import ModelConfig
 from data import CLASS_NAMES
 from evaluate import summary
 from files import WriteError
 from lab import figures
+from lab.parts import COMPARISONS, DEFAULT, DIVERSITY, DIVERSITY_SANITY, PARTS, SEEDS, WIDTHS
 from lab.records import RECORDS_DIR, load_records, load_run_folders
 from lab.tables import committed_rows, write_part
 
 RESULTS_DIR, IMG_DIR = Path("results"), Path("img")
-SWEEP, SHARED = "python -m lab.sweep", f"--epochs {TrainConfig.epochs} --no-progress"
-HEADLINE = ["recon", "kl", "mse", "knn_accuracy", "fd_prior", "fd_aggregate", "precision_prior", "recall_prior",
-            "precision_aggregate", "recall_aggregate"]
-SCALED_BETA = 0.0021  # 128 / 60,000: the original's KL scaled by dataset size
-DEFAULT = {"beta": TrainConfig.beta, "likelihood": ModelConfig.likelihood, "capacity": None,
-           "latent_dim": ModelConfig.latent_dim, "default_architecture": True}
-SEEDS = f"{SWEEP} --study seeds --model fc cnn --betas {TrainConfig.beta} --seeds 0 1 2 {SHARED}"
-# the diversity measures of claim (b): each on the prior samples, and its sanity rows
-DIVERSITY = ["coverage", "density", "recall", "class_entropy", "unsure", "coverage_recon", "recall_recon"]
-DIVERSITY_SANITY = ("real", "one_class", "blurred", "noise")
-GAMMAS, CAPACITY, H_BETAS = (1, 3, 10, 30, 100), 10.0, (0.1, 0.5, 1.0)  # H_BETAS: beta-VAE H near KL = CAPACITY
-BEST_GAMMA = {"fc": 1, "cnn": 10}  # the lowest test reconstruction of each family's one-seed screen: 3 seeds there
-FRONTIER = {"fc": ["8", "32x16", "128x64", "512x256"], "cnn": ["12x12 k4", "32x32 k4", "64x80 k4", "160x192 k4"]}
-WIDTHS = {"fc": ("32x16", "128x64"), "cnn": ("32x32 k4", "64x80 k4")}  # about 50 k and 200 k parameters
-PARTS: dict[str, dict[str, Any]] = {
-    "seeds": {"title": "headline configurations over seeds (default architectures, beta 0.1)",
-              "commands": [SEEDS, f"{SWEEP} --study likelihood-seeds --model fc cnn --likelihood gaussian "
-                                  f"continuous_bernoulli sigma --betas 0.1 --seeds 0 1 2 {SHARED}"],
-              "where": {k: v for k, v in DEFAULT.items() if k != "likelihood"},
-              "group": ["model", "likelihood", "beta"], "columns": HEADLINE + ["parameters"]},
-    "diversity": {"title": "claim (b), diversity: the prior samples' coverage, density, recall and class mix "
-                           "against the test images, and coverage/recall against the model's own reconstructions "
-                           "(bernoulli, beta 0.1, default architectures)", "commands": [SEEDS],
-                  "where": DEFAULT, "group": ["model", "likelihood", "beta"],
-                  "columns": [f"{m}_{s}" for s in ("prior", "aggregate") for m in DIVERSITY]},
-    "latent-dims": {"title": "latent width vs quality: each family at about 50 k and 200 k parameters, latent_dim 2-16 "
-                             "(bernoulli, beta 0.1, 20 epochs)",
-                    "commands": [f"{SWEEP} --study latent-dims-{m} --model {m} --betas 0.1 --latent-dim 2 3 5 8 16 "
-                                 f"--set {'hidden' if m == 'fc' else 'channels'}="
-                                 f"{','.join(w.split()[0] for w in WIDTHS[m])} {SHARED}" for m in WIDTHS] + [
-                        f"{SWEEP} --study latent-dims-seeds --model fc cnn --betas 0.1 --latent-dim 3 8 --set "
-                        f"hidden={WIDTHS['fc'][0]} --seeds 1 2 {SHARED}", SEEDS],
-                    "where": {k: v for k, v in DEFAULT.items() if k not in ("latent_dim", "default_architecture")},
-                    "architectures": [w for m in WIDTHS for w in WIDTHS[m]],
-                    "group": ["model", "architecture", "latent_dim"],
-                    "columns": ["parameters", "recon", "mse", "knn_accuracy", "fd_prior", "fd_aggregate", "kl"]},
-    "capacity-gamma": {"title": f"beta-VAE B (capacity C = {CAPACITY:g} reached over 10 epochs) for gamma "
-                                f"{', '.join(map(str, GAMMAS))}, beside beta-VAE H at the betas that reach about the "
-                                f"same test KL", "commands": [
-        f"{SWEEP} --study capacity-gamma --model fc cnn --betas 0.1 --set capacity={CAPACITY:g} --set gamma="
-        f"{','.join(map(str, GAMMAS))} {SHARED}", f"{SWEEP} --study h-rate --model fc cnn --betas 0.5 1 {SHARED}",
-        *[f"{SWEEP} --study capacity-seeds-{m} --model {m} --betas 0.1 --set capacity={CAPACITY:g} --set gamma={g} "
-          f"--seeds 1 2 {SHARED}" for m, g in BEST_GAMMA.items()],
-        f"{SWEEP} --study h-rate-seeds --model fc cnn --betas 0.5 --seeds 1 2 {SHARED}", SEEDS],
-        "where": {**{k: v for k, v in DEFAULT.items() if k != "capacity"}, "beta": H_BETAS},
-        "group": ["model", "capacity", "gamma", "beta"],
-        "columns": ["kl", "recon", "mse", "knn_accuracy", "fd_aggregate", "coverage_aggregate"]},
-}
-LIKELIHOOD_NAMES = ("bernoulli", "gaussian", "continuous_bernoulli", "sigma")
-PARTS.update({  # the earlier parts: their committed tables stay until records with as many runs replace them
-    "betas": {"title": "beta sweep, seed 0, 20 epochs (0.0021 = 128 / 60,000: the original's KL scaled by dataset "
-                       "size)", "commands": [f"{SWEEP} --study betas --model fc cnn --likelihood bernoulli gaussian "
-                                             f"--betas 0.0021 0.01 0.1 0.5 1 2 4 {SHARED}"],
-              "where": {"seed": 0, "capacity": None, "likelihood": ("bernoulli", "gaussian"), "default_architecture":
-                        True}, "group": ["model", "likelihood", "beta"],
-              "columns": ["recon", "kl", "mse", "knn_accuracy", "active_units", "fd_prior", "fd_aggregate",
-                          "precision_prior", "recall_prior"]},
-    "likelihoods": {"title": "likelihoods compared on common scales (MSE in [0, 1], kNN, FD, precision/recall) and by "
-                             "normalised NLL where it exists (nats/image on [0, 1] pixels; bernoulli's is not a density)",
-                    "commands": [f"{SWEEP} --study likelihoods --model fc cnn --likelihood {' '.join(LIKELIHOOD_NAMES)}"
-                                 f" --betas 0.1 1 {SHARED}"],
-                    "where": {"capacity": None, "beta": (0.1, 1.0), "default_architecture": True},
-                    "group": ["model", "likelihood", "beta"],
-                    "columns": ["mse", "nll", "knn_accuracy", "fd_prior", "fd_aggregate", "precision_prior",
-                                "recall_prior", "precision_aggregate", "recall_aggregate", "recon_accuracy"]},
-    "dataset-scaled": {"title": "the original's KL scaled by dataset size (beta 128 / 60,000) against beta 0.1 "
-                                "(bernoulli, default architectures, over seeds)",
-                       "commands": [SEEDS, f"{SWEEP} --study dataset-scaled --model fc cnn --betas {SCALED_BETA} "
-                                           f"--seeds 0 1 2 {SHARED}"],
-                       "where": {**DEFAULT, "beta": (SCALED_BETA, 0.1)}, "group": ["model", "likelihood", "beta"],
-                       "columns": HEADLINE},
-    "frontier": {"title": "parameters vs reconstruction: each family at about 12 k, 50 k, 200 k and 1 M parameters "
-                          "(bernoulli, beta 0.1, 20 epochs)",
-                 "commands": [f"{SWEEP} --study frontier-fc --model fc --betas 0.1 --set hidden=8,32x16,128x64 {SHARED}",
-                              f"{SWEEP} --study frontier-cnn --model cnn --betas 0.1 --set channels=12x12,64x80,160x192 "
-                              f"{SHARED}", SEEDS],
-                 "where": {k: v for k, v in DEFAULT.items() if k != "default_architecture"},
-                 "architectures": FRONTIER["fc"] + FRONTIER["cnn"], "group": ["model", "architecture"],
-                 "columns": ["parameters", "recon", "mse"]},
-})
-# A vs B on every metric with the study's verdict: (name, part whose rows it pairs, field, A, B, metrics)
-COMPARISONS = [("fc-vs-cnn", "seeds", "model", "fc", "cnn", HEADLINE),
-               ("bernoulli-vs-gaussian", "seeds", "likelihood", "bernoulli", "gaussian", HEADLINE[2:]),
-               ("dataset-scaled-verdicts", "dataset-scaled", "beta", SCALED_BETA, 0.1, HEADLINE),
-               ("diversity-verdicts", "diversity", "model", "fc", "cnn", PARTS["diversity"]["columns"])]
 
 
 def architecture(config: dict[str, Any]) -> str:
