@@ -93,6 +93,30 @@ PARTS.update({  # the earlier parts: their committed tables stay until records w
                            "gamma": TrainConfig.gamma}, "group": ["model", "likelihood", "capacity"],
                  "columns": ["kl", "recon", "mse", "fd_aggregate", "precision_aggregate", "recall_aggregate"]},
 })
+# the CNN design screen (10 epochs, within 5 % of the default FC's parameters) and its two best over seeds
+DESIGN = f"{SWEEP} --study cnn-design-{{}} --model cnn --betas 0.1 --epochs 10 --no-progress --set {{}}"
+DESIGNS = {"channels": "channels=32x32,16x48,48x24,24x24x24", "batch": "norm=batch", "elu": "activation=elu",
+           "k3": "channels=40x40 --set kernel_size=3", "k5": "channels=24x28 --set kernel_size=5",
+           "decoder": "channels=24x24 --set decoder_channels=40x40",
+           "decoder3": "channels=20x20x20 --set decoder_channels=32x32x32"}
+BUDGET_SHARE = 0.05  # of the default FC's parameters
+DESIGN_PARTS: dict[str, dict[str, Any]] = {
+    "cnn-designs": {"title": "CNN designs within 5 % of the default FC's parameters (at most {budget:,}), bernoulli, "
+                             "beta 0.1, seed 0: test reconstruction (nats/image) after 10 epochs, best first",
+                    "commands": [DESIGN.format(name, grid) for name, grid in DESIGNS.items()] + [
+                        "and any other run within the budget at 10 epochs or more (e.g. the frontier's 12x12)"],
+                    "where": {**{k: v for k, v in DEFAULT.items() if k != "default_architecture"}, "model": "cnn",
+                              "seed": 0}, "group": ["architecture"], "columns": ["parameters", "recon_epoch10"]},
+    "cnn-best": {"title": "the two best CNN designs at 20 epochs over seeds, beside the default FC and CNN "
+                          "(bernoulli, beta 0.1), with the study's verdicts on reconstruction and MSE against both "
+                          "defaults",
+                 "commands": [f"{SWEEP} --study cnn-best-{name} --model cnn --betas 0.1 --seeds 0 1 2 {SHARED} --set "
+                              f"{DESIGNS[name]}" for name in ("decoder3", "k5")] + [SEEDS],
+                 "where": {**{k: v for k, v in DEFAULT.items() if k != "default_architecture"},
+                           "epochs": TrainConfig.epochs}, "group": ["model", "architecture"],
+                 "columns": ["recon", "mse", "kl", "knn_accuracy", "fd_prior", "fd_aggregate", "precision_prior",
+                             "recall_prior", "parameters"]},
+}
 # A vs B on every metric with the study's verdict: (name, part whose rows it pairs, field, A, B, metrics)
 COMPARISONS = [("fc-vs-cnn", "seeds", "model", "fc", "cnn", HEADLINE),
                ("bernoulli-vs-gaussian", "seeds", "likelihood", "bernoulli", "gaussian", HEADLINE[2:]),

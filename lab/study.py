@@ -21,7 +21,8 @@ from data import CLASS_NAMES
 from evaluate import summary
 from files import WriteError
 from lab import figures
-from lab.parts import COMPARISONS, DEFAULT, DIVERSITY, DIVERSITY_SANITY, PARTS, SEEDS, WIDTHS
+from lab.parts import (BUDGET_SHARE, COMPARISONS, DEFAULT, DESIGN_PARTS, DIVERSITY, DIVERSITY_SANITY, PARTS,
+                       SEEDS, WIDTHS)
 from lab.records import RECORDS_DIR, load_records, load_run_folders
 from lab.tables import committed_rows, write_part
 
@@ -46,7 +47,8 @@ def run_row(record: dict[str, Any]) -> dict[str, Any] | None:
     default = name == architecture({"model": config["model"]}) and config.get("latent_dim") == ModelConfig.latent_dim
     unused = {"gamma": None, "capacity_epochs": None} if config.get("capacity") is None else {}  # only B uses them
     return {**config, **unused, **summary(record["eval"]), "architecture": name, "default_architecture": default,
-            "per_class": record["eval"]["mse_per_class"], "run": record["name"]}
+            "per_class": record["eval"]["mse_per_class"], "run": record["name"],
+            "recon_epoch10": epochs[9]["test"]["recon"] if len(epochs) >= 10 else None}
 
 
 def selected(rows: list[dict[str, Any]], part: dict[str, Any]) -> list[dict[str, Any]]:
@@ -162,6 +164,27 @@ def per_class_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def design_tables(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The CNN design screen (seed 0, within the budget, best first) and its two best designs over seeds beside the
+    two defaults, smallest first, each with the study's verdicts on recon and MSE against both defaults."""
+    fc = [r["parameters"] for r in rows if r["model"] == "fc" and r["default_architecture"]]
+    budget = int(BUDGET_SHARE * fc[0]) if fc else 0
+    screened = [r for r in selected(rows, DESIGN_PARTS["cnn-designs"])
+                if r["parameters"] <= budget and r["recon_epoch10"] is not None]
+    part = DESIGN_PARTS["cnn-designs"]
+    designs = sorted(grouped(screened, part["group"], part["columns"]), key=lambda row: row["recon_epoch10"][0])
+    names = {"fc": architecture({"model": "fc"}), "cnn": architecture({"model": "cnn"})}
+    part = DESIGN_PARTS["cnn-best"]
+    chosen = [row["architecture"] for row in designs[:2]] + list(names.values())
+    best = sorted(grouped([r for r in selected(rows, part) if r["architecture"] in chosen], part["group"],
+                          part["columns"]), key=lambda row: (row["model"], row["parameters"][0]))
+    defaults = {model: next((r for r in best if r["architecture"] == name), None) for model, name in names.items()}
+    best = [{**row, **{f"{column}_vs_default_{model}": "-" if default is None or default is row else
+                       verdict(row[column], default[column], "lower", "higher")
+                       for model, default in defaults.items() for column in ("recon", "mse")}} for row in best]
+    return {"cnn-designs": designs, "cnn-best": best, "budget": budget}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(prog="lab.study", description="The study's tables and figures from the runs' records.")
     p.add_argument("--records-dir", default=str(RECORDS_DIR), help=f"(default {RECORDS_DIR})")
@@ -200,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, make, source_part, title in derived:
             print(write_part(name, make(tables[source_part]), title, PARTS[source_part]["commands"], results_dir,
                              args.force))
+        designs = design_tables(rows)
+        for name, part in DESIGN_PARTS.items():
+            print(write_part(name, designs[name], part["title"].format(budget=designs["budget"]), part["commands"],
+                             results_dir, args.force))
         print(write_part("per-class", per_class_rows(rows) if selected(rows, {"where": DEFAULT}) else [],
                          "per-class reconstruction MSE in [0, 1] pixels, FC vs CNN (bernoulli, beta 0.1)", [SEEDS],
                          results_dir, args.force))

@@ -100,6 +100,24 @@ def test_capacity_runs_meet_h_at_the_same_kl_by_interpolation():
     assert matched[100.0]["h_recon_same_kl"] == "-"  # no pair of H runs brackets a KL of 20
 
 
+def test_the_design_screen_keeps_runs_in_the_budget_and_sets_its_two_best_against_both_defaults():
+    design = lambda name, parameters, early, seeds=(0,), epochs=20: [run(  # noqa: E731
+        "cnn", seed=s, architecture=name, default_architecture=False, parameters=parameters, recon_epoch10=early,
+        recon=105.0 + 0.1 * s, mse=0.03, epochs=epochs) for s in seeds]
+    rows = [run(seed=s, parameters=1000, recon=100.0 + s, mse=0.02, epochs=20) for s in range(3)]  # budget: 50
+    rows += [run("cnn", seed=s, parameters=40, recon=110.0 + s, mse=0.03, epochs=20, recon_epoch10=115.0)
+             for s in range(3)]
+    rows += design("a", 45, 112.0, seeds=(0, 1, 2)) + design("b", 48, 113.0, epochs=10) + design("big", 60, 100.0)
+    rows += design("short", 30, None, epochs=5)  # fewer than 10 epochs: no epoch-10 reconstruction
+    tables = study.design_tables(rows)
+    assert tables["budget"] == 50
+    assert [(r["architecture"], r["seeds"]) for r in tables["cnn-designs"]] == [("a", 1), ("b", 1), ("32x32 k4", 1)]
+    best = {r["architecture"]: r for r in tables["cnn-best"]}
+    assert list(best) == ["32x32 k4", "a", "512x256"]  # b ran 10 epochs only; smallest first within each family
+    assert (best["a"]["recon_vs_default_fc"], best["a"]["recon_vs_default_cnn"]) == ("higher", "lower")
+    assert best["512x256"]["recon_vs_default_fc"] == "-" and best["512x256"]["mse_vs_default_cnn"] == "lower"
+
+
 def test_a_committed_table_is_not_replaced_by_a_smaller_one_unless_forced(tmp_path):
     rows = [{"model": "fc", "seeds": 3, "mse": (0.02, 0.001)}, {"model": "cnn", "seeds": 3, "mse": (0.03, 0.001)}]
     assert "2 rows" in tables.write_part("x", rows, "t", ["cmd"], tmp_path, force=False)
