@@ -5,9 +5,9 @@
 
 epoch: a warm-up, then one timed training epoch (60,000 images; --steps: that many steps, scaled to an epoch) of a
 model in one loop, and the epoch's floor. floor: the floor of a whole `python train.py` run with these settings.
-A floor is the time of the unavoidable work alone: the FLOPs of the training steps (FlopCounterMode on one step)
-at the rate of that step's own matrix products and convolutions, replayed back to back in this process (each linear
-and convolutional layer alone, forward and backward, on the input forward hooks kept from the step); the whole
+A floor is the time of the unavoidable work alone: the training steps' matrix products and convolutions at their
+best, each linear and convolutional layer replayed alone in this process, forward and backward, on the inputs
+forward hooks kept from one step, repeatedly and hot in cache (its FLOPs: FlopCounterMode on that step); the whole
 run's floor adds the start-up and imports (since --t0, the parent's clock when it started this process) and loading
 the data.
 """
@@ -91,26 +91,29 @@ def replay(calls: list[Call], grads: list[torch.Tensor] | None = None) -> list[t
     return used
 
 
-def replay_gflops(calls: list[Call], repeats: int = REPLAYS) -> float:
-    """GFLOP/s of the step's layer calls replayed back to back (FLOPs counted on a first pass): the median of
-    `repeats` passes after a warm-up."""
-    with FlopCounterMode(display=False) as counter:
-        grads = replay(calls)
-    seconds = []
-    for _ in range(repeats + 1):
-        started = time.perf_counter()
-        replay(calls, grads)
-        seconds.append(time.perf_counter() - started)
+def replay_seconds(calls: list[Call], repeats: int = REPLAYS) -> float:
+    """Seconds of one step's layer calls at their best: each layer alone, replayed `repeats` times in a row after a
+    warm-up (hot in cache), its median; summed over the layers."""
+    total = 0.0
+    for call in calls:
+        grads = replay([call])  # the warm-up
+        seconds = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            replay([call], grads)
+            seconds.append(time.perf_counter() - started)
+        total += statistics.median(seconds)
     clear_grads(calls)  # the model is left as the step left it
-    return counter.get_total_flops() / statistics.median(seconds[1:]) / 1e9
+    return total
 
 
 def compute_floor(model: BetaVAE, config: TrainConfig, images: int) -> dict[str, float]:
-    """FLOPs per step, the replayed GFLOP/s and the seconds `images` training images take at that rate."""
+    """FLOPs per step, the rate of the step's layer calls at their best and the seconds `images` training images
+    take at that rate."""
     flops, calls = step_ops(model, config.batch_size, config.beta)
-    gflops = replay_gflops(calls)
-    return {"flops_per_step": flops, "mm_gflops": gflops,
-            "compute_seconds": flops * images / config.batch_size / (gflops * 1e9)}
+    seconds = replay_seconds(calls)
+    return {"flops_per_step": flops, "mm_gflops": flops / seconds / 1e9,
+            "compute_seconds": seconds * images / config.batch_size}
 
 
 def peak_rss_mb() -> float:

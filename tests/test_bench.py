@@ -33,8 +33,8 @@ def test_a_linear_step_and_its_replay_count_the_hand_counted_flops(monkeypatch):
     assert [m for m, _ in calls] == [m for m in model.modules() if isinstance(m, torch.nn.Linear)]  # in step order
     assert [(a.shape, a.requires_grad) for _, (a,) in calls] == [((8, 16), False)] + [((8, w), True) for w in (4, 2, 4)]
     clock = count()
-    monkeypatch.setattr(bench_worker.time, "perf_counter", lambda: float(next(clock)))  # every replay pass: 1 s
-    assert bench_worker.replay_gflops(calls, repeats=3) == pytest.approx(flops / 1e9)  # the replay: the same FLOPs
+    monkeypatch.setattr(bench_worker.time, "perf_counter", lambda: float(next(clock)))  # each layer's replay: 1 s
+    assert bench_worker.replay_seconds(calls, repeats=3) == len(calls)  # each layer timed alone, summed
     assert all(p.grad is None for p in model.parameters())  # neither the step nor the replay leaves gradients
 
 
@@ -51,12 +51,13 @@ def test_the_replay_covers_a_convolutional_step_and_keeps_its_memory_layout():
     assert counter.get_total_flops() == flops  # the layers are all of the step's counted work
 
 
-def test_floors_are_imports_plus_data_plus_flops_at_the_replayed_rate(monkeypatch):
+def test_floors_are_imports_plus_data_plus_the_replayed_layers_at_their_best(monkeypatch):
     model = FCVAE(latent_dim=2, hidden=(4,), image_shape=(1, 4, 4))
-    monkeypatch.setattr(bench_worker, "replay_gflops", lambda calls: 2.0)
+    monkeypatch.setattr(bench_worker, "replay_seconds", lambda calls: 0.5)  # a step's layers at their best
     config = TrainConfig(batch_size=8, epochs=3, train_limit=40)
     floor = bench_worker.compute_floor(model, config, images=120)
-    assert floor["compute_seconds"] == pytest.approx(floor["flops_per_step"] * 120 / 8 / 2e9)
+    assert floor["compute_seconds"] == pytest.approx(0.5 * 120 / 8)
+    assert floor["mm_gflops"] == pytest.approx(floor["flops_per_step"] / 0.5 / 1e9)
     images = torch.rand(50, 1, 4, 4)
     monkeypatch.setattr(bench_worker, "load_fashion_mnist", lambda likelihood: FashionMNISTData(
         images, torch.zeros(50), images, torch.zeros(50), likelihood))
@@ -241,6 +242,11 @@ def test_quick_leaves_the_committed_results_untouched(tmp_path, monkeypatch):
     assert bench.main(["--quick", "--out", str(tmp_path / "elsewhere")]) == 0
     assert (tmp_path / "elsewhere" / "bench.json").exists()
     assert bench.main([]) == 0 and (results / "bench.md").read_text() != "measured"  # a full run replaces it
+
+
+def test_the_committed_report_is_what_the_committed_measurements_make():
+    measured = json.loads((ROOT / "results" / "bench.json").read_text())
+    assert bench_report.markdown(measured) == (ROOT / "results" / "bench.md").read_text()
 
 
 @pytest.mark.parametrize("argv", [["--repeats", "0"], ["--steps", "1000"], ["--models", "rnn"], ["--threads", "-1"],
