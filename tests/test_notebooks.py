@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,15 +25,15 @@ def fingerprint() -> dict[str, str | None]:
             for f in sorted(files)}
 
 
-@pytest.fixture(scope="module")
-def executed(tmp_path_factory):
+def execute_both(tmp_path: Path) -> tuple[dict[str, str | None], dict[str, tuple[Path, str, int]]]:
     """Both notebooks executed by papermill at the same time, one kernel of one thread each (most of a small run
     is the kernels' imports, which a second core halves): the fingerprint before, and per notebook its folder,
     papermill's output and exit status."""
     before = fingerprint()
     processes = {}
     for name, likelihood in CASES:
-        folder = tmp_path_factory.mktemp(Path(name).stem)
+        folder = tmp_path / Path(name).stem
+        folder.mkdir()
         # save_figures and progress keep their defaults: a quick run must leave img/ alone by itself
         parameters = {"epochs": 1, "train_limit": 2000, "run_dir": str(folder / "run"), "likelihood": likelihood}
         command = [sys.executable, "-m", "papermill", str(ROOT / name), str(folder / name), "-y",
@@ -46,28 +45,31 @@ def executed(tmp_path_factory):
     return before, results
 
 
-@pytest.mark.parametrize("name, likelihood", CASES)
-def test_notebook_runs_on_a_small_override(executed, name, likelihood):
-    before, results = executed
-    folder, output, status = results[name]
-    assert status == 0, output[-4000:]  # papermill stops at the first cell that fails and names it
-    assert torch.load(folder / "run" / "checkpoint.pt", weights_only=True)["config"]["likelihood"] == likelihood
-    assert fingerprint() == before  # no figure written to img/, no notebook changed
-
-
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_the_explorer_shows_a_picture_without_widget_state(executed, name):
-    """As on GitHub or in an HTML export of a notebook that `make run` refreshed (widget state stripped)."""
+def explorer_html(notebook_path: Path, name: str) -> str:
+    """The explorer cell of an executed notebook as an HTML export shows it, without widget state (as on GitHub
+    or in an export of a notebook that `make run` refreshed)."""
     import nbformat
     from nbconvert import HTMLExporter
 
-    folder, _, status = executed[1][name]
-    assert status == 0
-    notebook = nbformat.read(folder / name, 4)
+    notebook = nbformat.read(notebook_path / name, 4)
     notebook.metadata.pop("widgets", None)
     explorer = notebook.cells[-1]
     assert explorer.source.startswith("LatentExplorer(")
     notebook.cells = [explorer]
-    html, _ = HTMLExporter().from_notebook_node(notebook)
-    assert html.count('src="data:image/png;base64,') == 1
-    assert "LatentExplorer(children=" not in html
+    return HTMLExporter().from_notebook_node(notebook)[0]
+
+
+def test_both_notebooks_run_on_a_small_override_and_show_the_explorer_as_a_picture(subtests, tmp_path):
+    """One test, so that pytest-xdist runs the notebooks once; each check is a subtest."""
+    before, results = execute_both(tmp_path)
+    for name, likelihood in CASES:
+        folder, output, status = results[name]
+        with subtests.test(msg=f"{name} runs with likelihood {likelihood}"):
+            assert status == 0, output[-4000:]  # papermill stops at the first cell that fails and names it
+            assert torch.load(folder / "run" / "checkpoint.pt", weights_only=True)["config"]["likelihood"] == likelihood
+        with subtests.test(msg=f"{name}: the explorer shows a picture without widget state"):
+            assert status == 0
+            html = explorer_html(folder, name)
+            assert html.count('src="data:image/png;base64,') == 1
+            assert "LatentExplorer(children=" not in html
+    assert fingerprint() == before  # no figure written to img/, no notebook changed
