@@ -20,10 +20,13 @@ GAMMAS, CAPACITY, H_BETAS = (1, 3, 10, 30, 100), 10.0, (0.1, 0.5, 1.0)  # H_BETA
 BEST_GAMMA = {"fc": 1, "cnn": 10}  # the lowest test reconstruction of each family's one-seed screen: 3 seeds there
 FRONTIER = {"fc": ["8", "32x16", "128x64", "512x256"], "cnn": ["12x12 k4", "32x32 k4", "64x80 k4", "160x192 k4"]}
 WIDTHS = {"fc": ("32x16", "128x64"), "cnn": ("32x32 k4", "64x80 k4")}  # about 50 k and 200 k parameters
+LIKELIHOOD_SEEDS = (f"{SWEEP} --study likelihood-seeds --model fc cnn --likelihood gaussian continuous_bernoulli "
+                    f"sigma --betas 0.1 --seeds 0 1 2 {SHARED}")
+LATENT_SEEDS = (f"{SWEEP} --study latent-dims-seeds --model fc cnn --betas 0.1 --latent-dim 3 8 --set "
+                f"hidden={WIDTHS['fc'][0]} --seeds 1 2 {SHARED}")
 PARTS: dict[str, dict[str, Any]] = {
     "seeds": {"title": "headline configurations over seeds (default architectures, beta 0.1)",
-              "commands": [SEEDS, f"{SWEEP} --study likelihood-seeds --model fc cnn --likelihood gaussian "
-                                  f"continuous_bernoulli sigma --betas 0.1 --seeds 0 1 2 {SHARED}"],
+              "commands": [SEEDS, LIKELIHOOD_SEEDS],
               "where": {k: v for k, v in DEFAULT.items() if k != "likelihood"},
               "group": ["model", "likelihood", "beta"], "columns": HEADLINE + ["parameters"]},
     "diversity": {"title": "claim (b), diversity: the prior samples' coverage, density, recall and class mix "
@@ -36,8 +39,7 @@ PARTS: dict[str, dict[str, Any]] = {
                     "commands": [f"{SWEEP} --study latent-dims-{m} --model {m} --betas 0.1 --latent-dim 2 3 5 8 16 "
                                  f"--set {'hidden' if m == 'fc' else 'channels'}="
                                  f"{','.join(w.split()[0] for w in WIDTHS[m])} {SHARED}" for m in WIDTHS] + [
-                        f"{SWEEP} --study latent-dims-seeds --model fc cnn --betas 0.1 --latent-dim 3 8 --set "
-                        f"hidden={WIDTHS['fc'][0]} --seeds 1 2 {SHARED}", SEEDS],
+                        LATENT_SEEDS, SEEDS],
                     "where": {k: v for k, v in DEFAULT.items() if k not in ("latent_dim", "default_architecture")},
                     "architectures": [w for m in WIDTHS for w in WIDTHS[m]],
                     "group": ["model", "architecture", "latent_dim"],
@@ -66,7 +68,7 @@ PARTS.update({  # the earlier parts: their committed tables stay until records w
     "likelihoods": {"title": "likelihoods compared on common scales (MSE in [0, 1], kNN, FD, precision/recall) and by "
                              "normalised NLL where it exists (nats/image on [0, 1] pixels; bernoulli's is not a density)",
                     "commands": [f"{SWEEP} --study likelihoods --model fc cnn --likelihood {' '.join(LIKELIHOOD_NAMES)}"
-                                 f" --betas 0.1 1 {SHARED}"],
+                                 f" --betas 0.1 1 {SHARED}", LIKELIHOOD_SEEDS, SEEDS],
                     "where": {"capacity": None, "beta": (0.1, 1.0), "default_architecture": True},
                     "group": ["model", "likelihood", "beta"],
                     "columns": ["mse", "nll", "knn_accuracy", "fd_prior", "fd_aggregate", "precision_prior",
@@ -79,9 +81,11 @@ PARTS.update({  # the earlier parts: their committed tables stay until records w
                        "columns": HEADLINE},
     "frontier": {"title": "parameters vs reconstruction: each family at about 12 k, 50 k, 200 k and 1 M parameters "
                           "(bernoulli, beta 0.1, 20 epochs)",
-                 "commands": [f"{SWEEP} --study frontier-fc --model fc --betas 0.1 --set hidden=8,32x16,128x64 {SHARED}",
-                              f"{SWEEP} --study frontier-cnn --model cnn --betas 0.1 --set channels=12x12,64x80,160x192 "
-                              f"{SHARED}", SEEDS],
+                 "commands": [
+                     f"{SWEEP} --study frontier-fc --model fc --betas 0.1 --set hidden=8,32x16,128x64 {SHARED}",
+                     f"{SWEEP} --study frontier-cnn --model cnn --betas 0.1 --set channels=12x12,64x80 {SHARED}",
+                     f"{SWEEP} --study frontier-cnn-1m --model cnn --betas 0.1 --set channels=160x192 --seeds 0 1 "
+                     f"--workers 1 {SHARED}", LATENT_SEEDS, SEEDS],
                  "where": {k: v for k, v in DEFAULT.items() if k != "default_architecture"},
                  "architectures": FRONTIER["fc"] + FRONTIER["cnn"], "group": ["model", "architecture"],
                  "columns": ["parameters", "recon", "mse"]},

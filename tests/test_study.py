@@ -1,12 +1,13 @@
 """lab.study: grouping over seeds, the difference rule, which records count, the new parts (diversity with its blur
 test, latent width, capacity against H at the same rate), and that no committed table is replaced by less."""
 import json
+import shlex
 import shutil
 from pathlib import Path
 
 import pytest
 
-from lab import records, study, tables
+from lab import records, study, sweep, tables
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -165,6 +166,19 @@ def test_the_committed_records_regenerate_the_committed_tables_byte_for_byte(tmp
                                        if (results / f"study-{name.replace('_', '-')}.csv").exists()}
     for figure in drawn:
         assert figure.read_bytes() == (ROOT / "img" / figure.name).read_bytes(), figure.name
+
+
+def test_each_table_names_the_sweep_commands_that_train_every_run_it_takes(tmp_path):
+    """A reader reruns a table from its header: every committed record a part selects is a point of its commands."""
+    from lab.parts import PARTS
+    from lab.search import run_name
+
+    rows = [row for row in map(study.run_row, records.load_records(ROOT / "results" / "runs")[0]) if row]
+    for name, part in PARTS.items():
+        folders = [f"--{kind}-dir={tmp_path}" for kind in ("runs", "results", "img", "records")]  # (parsing tries them)
+        grids = [sweep.parse_args(shlex.split(command)[3:] + folders)[1] for command in part["commands"]]
+        trained = {run_name(point) for job in grids for point in job.points}
+        assert not {row["run"] for row in study.selected(rows, part)} - trained, name
 
 
 def test_a_missing_records_folder_is_a_one_line_error(tmp_path, capsys):
