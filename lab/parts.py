@@ -52,14 +52,14 @@ PARTS: dict[str, dict[str, Any]] = {
         *[f"{SWEEP} --study capacity-seeds-{m} --model {m} --betas 0.1 --set capacity={CAPACITY:g} --set gamma={g} "
           f"--seeds 1 2 {SHARED}" for m, g in BEST_GAMMA.items()],
         f"{SWEEP} --study h-rate-seeds --model fc cnn --betas 0.5 --seeds 1 2 {SHARED}", SEEDS],
-        "where": {**{k: v for k, v in DEFAULT.items() if k != "capacity"}, "beta": H_BETAS},
+        "where": {**DEFAULT, "capacity": (None, CAPACITY), "beta": H_BETAS},
         "group": ["model", "capacity", "gamma", "beta"],
         "columns": ["kl", "recon", "mse", "knn_accuracy", "fd_aggregate", "coverage_aggregate"]},
 }
 LIKELIHOOD_NAMES = ("bernoulli", "gaussian", "continuous_bernoulli", "sigma")
 PARTS.update({  # the earlier parts: their committed tables stay until records with as many runs replace them
     "betas": {"title": "beta sweep, seed 0, 20 epochs (0.0021 = 128 / 60,000: the original's KL scaled by dataset "
-                       "size)", "commands": [f"{SWEEP} --study betas --model fc cnn --likelihood bernoulli gaussian "
+                       "size; its seeds 1 and 2 are in study-dataset-scaled.md)", "commands": [f"{SWEEP} --study betas --model fc cnn --likelihood bernoulli gaussian "
                                              f"--betas 0.0021 0.01 0.1 0.5 1 2 4 {SHARED}"],
               "where": {"seed": 0, "capacity": None, "likelihood": ("bernoulli", "gaussian"), "default_architecture":
                         True}, "group": ["model", "likelihood", "beta"],
