@@ -164,20 +164,19 @@ def per_class_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def design_tables(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+def design_tables(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The CNN design screen (seed 0, within the budget, best first) and its two best designs over seeds beside the
-    two defaults, smallest first, each with the study's verdicts on recon and MSE against both defaults."""
+    two defaults, smallest first, each with the study's verdicts on recon and MSE against both defaults; and the
+    budget (a share of the default FC's parameters)."""
+    screen, finals = DESIGN_PARTS["cnn-designs"], DESIGN_PARTS["cnn-best"]
     fc = [r["parameters"] for r in rows if r["model"] == "fc" and r["default_architecture"]]
     budget = int(BUDGET_SHARE * fc[0]) if fc else 0
-    screened = [r for r in selected(rows, DESIGN_PARTS["cnn-designs"])
-                if r["parameters"] <= budget and r["recon_epoch10"] is not None]
-    part = DESIGN_PARTS["cnn-designs"]
-    designs = sorted(grouped(screened, part["group"], part["columns"]), key=lambda row: row["recon_epoch10"][0])
-    names = {"fc": architecture({"model": "fc"}), "cnn": architecture({"model": "cnn"})}
-    part = DESIGN_PARTS["cnn-best"]
+    screened = [r for r in selected(rows, screen) if r["parameters"] <= budget and r["recon_epoch10"] is not None]
+    designs = sorted(grouped(screened, screen["group"], screen["columns"]), key=lambda row: row["recon_epoch10"][0])
+    names = {model: architecture({"model": model}) for model in ("fc", "cnn")}
     chosen = [row["architecture"] for row in designs[:2]] + list(names.values())
-    best = sorted(grouped([r for r in selected(rows, part) if r["architecture"] in chosen], part["group"],
-                          part["columns"]), key=lambda row: (row["model"], row["parameters"][0]))
+    best = sorted(grouped([r for r in selected(rows, finals) if r["architecture"] in chosen], finals["group"],
+                          finals["columns"]), key=lambda row: (row["model"], row["parameters"][0]))
     defaults = {model: next((r for r in best if r["architecture"] == name), None) for model, name in names.items()}
     best = [{**row, **{f"{column}_vs_default_{model}": "-" if default is None or default is row else
                        verdict(row[column], default[column], "lower", "higher")
