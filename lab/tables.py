@@ -45,7 +45,8 @@ def write_part(name: str, rows: list[dict[str, Any]], title: str, commands: list
     new = (len(rows), seeds_of(rows))
     old = committed_size(stem)
     if not rows or (not force and (new[0] < old[0] or new[1] < old[1])):
-        return f"{stem}.md: kept ({old[0]} rows committed; the records give {new[0]}: --force replaces it)"
+        return (f"{stem}.md: kept ({old[0]} rows, {old[1]} seeds committed; the records give {new[0]} rows, "
+                f"{new[1]} seeds: --force replaces it)")
     header = "\n".join([f"# Study: {title}", "", "Made by `python -m lab.study` from the run records of:", "",
                         *[f"    {c}" for c in commands], "", "mean ± standard deviation over seeds", "", ""])
     write_table(rows, stem, header)

@@ -123,7 +123,8 @@ def test_a_committed_table_is_not_replaced_by_a_smaller_one_unless_forced(tmp_pa
     rows = [{"model": "fc", "seeds": 3, "mse": (0.02, 0.001)}, {"model": "cnn", "seeds": 3, "mse": (0.03, 0.001)}]
     assert "2 rows" in tables.write_part("x", rows, "t", ["cmd"], tmp_path, force=False)
     before = (tmp_path / "study-x.md").read_bytes()
-    assert "kept" in tables.write_part("x", rows[:1], "t", ["cmd"], tmp_path, force=False)
+    assert "kept (2 rows, 6 seeds committed; the records give 1 rows, 3 seeds" in tables.write_part(
+        "x", rows[:1], "t", ["cmd"], tmp_path, force=False)
     assert "kept" in tables.write_part("x", [{**rows[0], "seeds": 1}, {**rows[1], "seeds": 1}], "t", ["c"], tmp_path,
                                       force=False)
     assert "kept" in tables.write_part("x", [], "t", ["cmd"], tmp_path, force=True)  # nothing never replaces
