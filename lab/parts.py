@@ -12,6 +12,7 @@ HEADLINE = ["recon", "kl", "mse", "knn_accuracy", "fd_prior", "fd_aggregate", "p
 SCALED_BETA = 0.0021  # 128 / 60,000: the original's KL scaled by dataset size
 DEFAULT = {"beta": TrainConfig.beta, "likelihood": ModelConfig.likelihood, "capacity": None,
            "latent_dim": ModelConfig.latent_dim, "default_architecture": True}
+ANY_ARCHITECTURE = {k: v for k, v in DEFAULT.items() if k != "default_architecture"}  # a part lists its own
 SEEDS = f"{SWEEP} --study seeds --model fc cnn --betas {TrainConfig.beta} --seeds 0 1 2 {SHARED}"
 # the diversity measures of claim (b): each on the prior samples, and its sanity rows
 DIVERSITY = ["coverage", "density", "recall", "class_entropy", "unsure", "coverage_recon", "recall_recon"]
@@ -59,8 +60,9 @@ PARTS: dict[str, dict[str, Any]] = {
 LIKELIHOOD_NAMES = ("bernoulli", "gaussian", "continuous_bernoulli", "sigma")
 PARTS.update({  # the earlier parts: their committed tables stay until records with as many runs replace them
     "betas": {"title": "beta sweep, seed 0, 20 epochs (0.0021 = 128 / 60,000: the original's KL scaled by dataset "
-                       "size; its seeds 1 and 2 are in study-dataset-scaled.md)", "commands": [f"{SWEEP} --study betas --model fc cnn --likelihood bernoulli gaussian "
-                                             f"--betas 0.0021 0.01 0.1 0.5 1 2 4 {SHARED}"],
+                       "size; its seeds 1 and 2 are in study-dataset-scaled.md)",
+              "commands": [f"{SWEEP} --study betas --model fc cnn --likelihood bernoulli gaussian "
+                           f"--betas 0.0021 0.01 0.1 0.5 1 2 4 {SHARED}"],
               "where": {"seed": 0, "capacity": None, "likelihood": ("bernoulli", "gaussian"), "default_architecture":
                         True}, "group": ["model", "likelihood", "beta"],
               "columns": ["recon", "kl", "mse", "knn_accuracy", "active_units", "fd_prior", "fd_aggregate",
@@ -86,7 +88,7 @@ PARTS.update({  # the earlier parts: their committed tables stay until records w
                      f"{SWEEP} --study frontier-cnn --model cnn --betas 0.1 --set channels=12x12,64x80 {SHARED}",
                      f"{SWEEP} --study frontier-cnn-1m --model cnn --betas 0.1 --set channels=160x192 --seeds 0 1 "
                      f"--workers 1 {SHARED}", LATENT_SEEDS, SEEDS],
-                 "where": {k: v for k, v in DEFAULT.items() if k != "default_architecture"},
+                 "where": ANY_ARCHITECTURE,
                  "architectures": FRONTIER["fc"] + FRONTIER["cnn"], "group": ["model", "architecture"],
                  "columns": ["parameters", "recon", "mse"]},
     "capacity": {"title": "capacity-controlled training (beta-VAE B, gamma 100, C reached over 10 epochs): KL reached "
@@ -109,15 +111,14 @@ DESIGN_PARTS: dict[str, dict[str, Any]] = {
                              "beta 0.1, seed 0: test reconstruction (nats/image) after 10 epochs, best first",
                     "commands": [DESIGN.format(name, grid) for name, grid in DESIGNS.items()] + [
                         "and any other run within the budget at 10 epochs or more (e.g. the frontier's 12x12)"],
-                    "where": {**{k: v for k, v in DEFAULT.items() if k != "default_architecture"}, "model": "cnn",
-                              "seed": 0}, "group": ["architecture"], "columns": ["parameters", "recon_epoch10"]},
+                    "where": {**ANY_ARCHITECTURE, "model": "cnn", "seed": 0}, "group": ["architecture"],
+                    "columns": ["parameters", "recon_epoch10"]},
     "cnn-best": {"title": "the two best CNN designs at 20 epochs over seeds, beside the default FC and CNN "
                           "(bernoulli, beta 0.1), with the study's verdicts on reconstruction and MSE against both "
                           "defaults",
                  "commands": [f"{SWEEP} --study cnn-best-{name} --model cnn --betas 0.1 --seeds 0 1 2 {SHARED} --set "
                               f"{DESIGNS[name]}" for name in ("decoder3", "k5")] + [SEEDS],
-                 "where": {**{k: v for k, v in DEFAULT.items() if k != "default_architecture"},
-                           "epochs": TrainConfig.epochs}, "group": ["model", "architecture"],
+                 "where": {**ANY_ARCHITECTURE, "epochs": TrainConfig.epochs}, "group": ["model", "architecture"],
                  "columns": ["recon", "mse", "kl", "knn_accuracy", "fd_prior", "fd_aggregate", "precision_prior",
                              "recall_prior", "parameters"]},
 }
