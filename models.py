@@ -275,7 +275,7 @@ def map_batches(model: nn.Module, fn: Callable[[Tensor], Any], x: Tensor,
 
 
 def dataset_loss(model: BetaVAE, images: Tensor, batch_size: int = EVAL_BATCH_SIZE, seed: int = 0) -> dict[str, float]:
-    """recon and KL averaged over every image of `images` (nats per image), with z sampled from a fixed seed."""
+    """Mean recon and KL of `images` (nats per image), z drawn batch by batch from `seed`: batch_size changes z."""
     generator = torch.Generator().manual_seed(seed)
 
     def per_image(x: Tensor) -> Tensor:

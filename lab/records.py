@@ -65,12 +65,23 @@ def record_of(run_dir: Path) -> dict[str, Any]:
     return check_record(record, run_dir)
 
 
-def write_record(run_dir: Path, records_dir: Path = RECORDS_DIR) -> Path:
-    """Write the record of `run_dir` as records_dir/NAME.json (indented JSON: diffs stay small); its path."""
+def write_record(run_dir: Path, records_dir: Path = RECORDS_DIR) -> str:
+    """Write the record of `run_dir` as records_dir/NAME.json (indented JSON: diffs stay small). Returns a note
+    when it replaces a record with other numbers (git diff shows them), else ''."""
     path = Path(records_dir) / f"{run_dir.name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, record_of(run_dir))
-    return path
+    record = record_of(run_dir)
+    try:
+        before = json.loads(path.read_text()) if path.exists() else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        before = {}
+    write_json(path, record)
+    if before is None or {**before, "seconds": 0} == {**record, "seconds": 0}:
+        return ""
+    common = min(len(before.get("epochs") or []), len(record["epochs"]))
+    if common and before["epochs"][:common] == record["epochs"][:common] and common < len(record["epochs"]):
+        return f"{path}: extended its record from {common} to {len(record['epochs'])} epochs"
+    return f"{path}: replaced a record with other numbers (git diff {path} shows them)"
 
 
 def load_records(records_dir: Path = RECORDS_DIR) -> tuple[list[dict[str, Any]], list[str]]:

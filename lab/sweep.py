@@ -125,7 +125,8 @@ def run_trial(study: optuna.Study, job: Job, args: argparse.Namespace) -> None:
         if cached is None:
             result = evaluate_run(folder, eval_data(*key), args.eval, classifier(), reference(*key))
         action += ", cached evaluation" if cached else f", evaluated in {result['seconds']:.0f} s"
-        write_record(folder, Path(args.records_dir))
+        if note := write_record(folder, Path(args.records_dir)):
+            print(note, flush=True)
         print(f"{folder}: {action}", flush=True)
         done.extend([folder, summary(result)])
         trial.set_user_attr("row", {"settings": job.describe(settings), "run": folder.name, "action": action,

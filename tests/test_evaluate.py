@@ -195,7 +195,7 @@ def test_samplers_return_the_requested_shapes(trained, small_fmnist):
     assert labels.tolist() == [c for c in range(10) for _ in range(4)]
     decoded = decode(trained, z, batch_size=7)
     assert decoded.shape == (40, 1, 28, 28) and 0.0 <= decoded.min() and decoded.max() <= 1.0
-    assert torch.equal(decoded, trained.decode(z))  # bernoulli: data space is [0, 1]
+    torch.testing.assert_close(decoded, trained.decode(z), rtol=1e-5, atol=1e-6)  # batching changes only rounding
     images = interpolate(trained, small_fmnist.test_images[0], small_fmnist.test_images[1], steps=7)
     assert images.shape == (7, 1, 28, 28)
     ends = trained.decode(posterior_means(trained, small_fmnist.test_images[:2]))

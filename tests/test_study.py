@@ -140,6 +140,22 @@ def test_a_committed_table_reads_back_as_the_rows_it_was_written_from(tmp_path):
     assert tables.committed_size(tmp_path / "study-x") == (2, 4)
 
 
+def test_a_record_that_replaces_other_numbers_says_so(tmp_path):
+    run_dir, out = tmp_path / "run", tmp_path / "records"
+    run_dir.mkdir()
+
+    def finish(recons, seconds=1.0):
+        epochs = [{"test": {"recon": r}, "seconds": seconds} for r in recons]
+        (run_dir / "metrics.json").write_text(json.dumps({"config": {"epochs": len(recons)}, "parameters": 10,
+                                                          "epochs": epochs}))
+        (run_dir / "eval.json").write_text(json.dumps({"epoch": len(recons), "mse": 0.5, "seconds": seconds}))
+        return records.write_record(run_dir, out)
+    assert finish([3.0, 2.0]) == "" and finish([3.0, 2.0], seconds=9.0) == ""  # new, or the same numbers
+    assert "extended its record from 2 to 3 epochs" in finish([3.0, 2.0, 1.0])
+    assert "replaced a record with other numbers" in finish([3.0, 2.5, 1.0])
+    assert json.loads((out / "run.json").read_text())["epochs"][1]["test"]["recon"] == 2.5
+
+
 def test_an_empty_records_folder_changes_no_committed_table(tmp_path):
     results = tmp_path / "results"
     shutil.copytree(ROOT / "results", results, ignore=shutil.ignore_patterns("runs"))

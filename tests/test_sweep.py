@@ -1,10 +1,12 @@
 """lab/sweep.py in this process: grids and their reuse, records, cached evaluations keyed by the checkpoint,
 continuing a study with other settings, the table guard, a damaged journal, the search, and bad input."""
+import csv
 import hashlib
 import importlib.util
 import json
 import os
 import shutil
+from pathlib import Path
 
 import optuna
 import pytest
@@ -17,6 +19,7 @@ from classifier import WEIGHTS
 from files import sha256
 from lab import search, sweep
 
+ROOT = Path(__file__).resolve().parents[1]
 TABLE = "results/sweep-fc-bernoulli-z3.csv"
 GRID = ("--betas", "1", "--seeds", "0", "1")  # two points, one beta: no figures to draw
 
@@ -201,3 +204,24 @@ def test_bad_input_is_one_line_and_exit_status_2_before_any_work(tmp_path, capsy
     error = capsys.readouterr().err
     assert exit_info.value.code == 2 and error.count("\n") == 1 and message in error, error
     assert "secret" not in error and not list(tmp_path.glob("runs/*/checkpoint.pt"))
+
+
+
+def same_cell(cell, value):
+    """Whether a table cell (as read from the CSV) holds `value`."""
+    if isinstance(value, (str, bool)):
+        return cell == str(value)
+    return float(cell) == pytest.approx(value, rel=1e-12)
+
+
+def test_the_committed_sweep_table_holds_the_numbers_of_the_committed_records():
+    """results/sweep-betas-*: made from run folders that are gone; each metric but the evaluation's timing equals
+    the summary of its run's committed record (rerun since, with the same numbers)."""
+    rows = list(csv.DictReader((ROOT / "results/sweep-betas-fc-bernoulli+gaussian-z3.csv").open()))
+    assert len(rows) == 14
+    for row in rows:
+        name = search.run_name({"model": "fc", "likelihood": row["likelihood"], "beta": float(row["beta"])})
+        record = json.loads((ROOT / f"results/runs/{name}.json").read_text())
+        metrics = {**sweep.summary(record["eval"]), "parameters": record["parameters"], "epochs": len(record["epochs"])}
+        compared = [k for k in metrics if k in row and k != "eval_seconds"]  # a timing: not in records
+        assert len(compared) == len(row) - 3 and all(same_cell(row[k], metrics[k]) for k in compared), name
