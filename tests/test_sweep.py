@@ -94,6 +94,14 @@ def test_the_same_command_again_does_nothing_and_a_new_study_reuses_runs_and_eva
     assert stamps(copy) == before
 
 
+def test_a_sweep_uses_avx2_convolution_kernels_unless_told_otherwise(copy, monkeypatch):
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "restored after the test")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    assert sweep.main(sweep_args(copy, *GRID)) == 0 and os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "ALL")
+    assert sweep.main(sweep_args(copy, *GRID)) == 0 and os.environ["ONEDNN_MAX_CPU_ISA"] == "ALL"
+
+
 @pytest.mark.parametrize("stale", [("checkpoint_sha256", "epoch"), ("classifier_sha256", "classifier_sha256")])
 def test_a_stale_eval_json_is_evaluated_again_whatever_its_file_time(copy, capsys, stale):
     first, second = runs(copy)
