@@ -72,8 +72,8 @@ def write_record(run_dir: Path, records_dir: Path = RECORDS_DIR) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     record = record_of(run_dir)
     try:
-        before = json.loads(path.read_text()) if path.exists() else None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        before = read_json(path) if path.exists() else None
+    except RecordError:
         before = {}
     write_json(path, record)
     if before is None or {**before, "seconds": 0} == {**record, "seconds": 0}:

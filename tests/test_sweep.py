@@ -1,6 +1,5 @@
 """lab/sweep.py in this process: grids and their reuse, records, cached evaluations keyed by the checkpoint,
 continuing a study with other settings, the table guard, a damaged journal, the search, and bad input."""
-import csv
 import hashlib
 import importlib.util
 import json
@@ -16,7 +15,7 @@ from optuna.trial import TrialState
 
 from checkpoint import load_checkpoint
 from classifier import WEIGHTS
-from files import sha256
+from files import read_table, sha256
 from lab import search, sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -214,7 +213,6 @@ def test_bad_input_is_one_line_and_exit_status_2_before_any_work(tmp_path, capsy
     assert "secret" not in error and not list(tmp_path.glob("runs/*/checkpoint.pt"))
 
 
-
 def same_cell(cell, value):
     """Whether a table cell (as read from the CSV) holds `value`."""
     if isinstance(value, (str, bool)):
@@ -225,7 +223,7 @@ def same_cell(cell, value):
 def test_the_committed_sweep_table_holds_the_numbers_of_the_committed_records():
     """results/sweep-betas-*: made from run folders that are gone; each metric but the evaluation's timing equals
     the summary of its run's committed record (rerun since, with the same numbers)."""
-    rows = list(csv.DictReader((ROOT / "results/sweep-betas-fc-bernoulli+gaussian-z3.csv").open()))
+    rows = read_table(ROOT / "results/sweep-betas-fc-bernoulli+gaussian-z3")
     assert len(rows) == 14
     for row in rows:
         name = search.run_name({"model": "fc", "likelihood": row["likelihood"], "beta": float(row["beta"])})
