@@ -1,26 +1,42 @@
-# make setup: .venv with requirements.txt (and, as root with apt: Fashion-MNIST, and PostgreSQL for the sweep test)
-# make test:  the test suite     make run: both notebooks in full, refreshing their outputs and img/
+# make setup:    the core: .venv with requirements.txt (and, as root with apt and no data found, Fashion-MNIST)
+# make test:     the core suite (models, training, evaluation, notebooks, explorer)
+# make lab:      setup + the experiment lab's packages (lab/requirements.txt) and, as root with apt, PostgreSQL and
+#                Chromium for the full suite's tests
+# make test-all: the full suite, core + lab (what CI runs)
+# make run:      both notebooks in full, refreshing their outputs, img/ and the explorer pages in docs/explorer/
+# TORCH_INDEX=URL: also look for torch there, e.g. PyTorch's CPU-only wheel index (see README)
 PYTHON := .venv/bin/python
 DATA_FILES := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+TORCH_INDEX ?=
+PIP_INDEX := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
+ROOT_APT = [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null
 
-.PHONY: setup test run notebooks
+.PHONY: setup lab test test-all run notebooks
 setup: .venv/done
 .venv/done: requirements.txt
 	python3 -m venv .venv
-	.venv/bin/pip install --quiet -r requirements.txt
+	.venv/bin/pip install --quiet $(PIP_INDEX) -r requirements.txt
 	@if [ -z "$$FASHION_MNIST_DIR" ] && ! ls data/*ubyte* data/FashionMNIST/raw/*ubyte* >/dev/null 2>&1 \
-	    && [ ! -f $(DATA_FILES) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    && [ ! -f $(DATA_FILES) ] && $(ROOT_APT); then \
 	    echo "installing Fashion-MNIST (Debian package dataset-fashion-mnist)"; \
 	    (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null; fi
-	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing PostgreSQL (Debian package postgresql, for the several-machines sweep test)"; \
-	    (apt-get update -qq && apt-get install -y -qq postgresql) >/dev/null || echo "PostgreSQL not installed: its test will be skipped"; fi
 	touch .venv/done
+
+lab: .venv/lab-done
+.venv/lab-done: .venv/done lab/requirements.txt
+	.venv/bin/pip install --quiet -r lab/requirements.txt
+	@if ! { ls /usr/lib/postgresql/*/bin/initdb && command -v chromium; } >/dev/null 2>&1 && $(ROOT_APT); then \
+	    echo "installing PostgreSQL and Chromium (Debian packages postgresql, chromium: the full suite's tests)"; \
+	    (apt-get update -qq && apt-get install -y -qq postgresql chromium) >/dev/null; fi
+	touch .venv/lab-done
 
 # one pytest worker per core (pytest-xdist), each with one torch thread: two 2-thread processes on 2 cores
 # would oversubscribe them
 test: setup
 	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -rs -n auto tests
+
+test-all: lab
+	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -rs -n auto tests lab/tests
 
 run: notebooks
 

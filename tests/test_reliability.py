@@ -351,13 +351,3 @@ def test_files_honour_the_umask(umask, mode, tmp_path):
     finally:
         os.umask(previous)
     assert [Path(tmp_path / name).stat().st_mode & 0o777 for name in ("a.json", CHECKPOINT)] == [mode, mode]
-
-
-def test_retraining_the_classifier_never_replaces_its_weights_unasked(tmp_path, capsys):
-    from lab import train_classifier
-    weights = tmp_path / "weights.pt"
-    weights.write_bytes(b"the committed weights")
-    with pytest.raises(SystemExit) as stop:
-        train_classifier.main(["--out", str(weights), "--epochs", "1"])
-    assert stop.value.code == 2 and "--force" in capsys.readouterr().err
-    assert weights.read_bytes() == b"the committed weights"

@@ -9,7 +9,7 @@ import pytest
 
 from lab import records, study, sweep, tables
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(model="fc", seed=0, mse=0.02, **config):

@@ -18,7 +18,7 @@ from classifier import WEIGHTS
 from files import read_table, sha256
 from lab import search, sweep
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TABLE = "results/sweep-fc-bernoulli-z3.csv"
 GRID = ("--betas", "1", "--seeds", "0", "1")  # two points, one beta: no figures to draw
 
