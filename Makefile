@@ -40,9 +40,9 @@ test-all: lab
 
 run: notebooks
 
-# both notebooks, full default settings, executed in place: refreshes their outputs and (save_figures) img/
+# both notebooks, full default settings, executed in place: refreshes their outputs and (save_figures) img/; then
+# drops papermill's injected cell and the widget state, so that Run All in Jupyter runs the parameters cell as is
 NOTEBOOKS := Fully_Connected_VAE.ipynb CNN_VAE.ipynb
 notebooks: setup
 	for nb in $(NOTEBOOKS); do $(PYTHON) -m papermill -k python3 -p save_figures True -p progress False $$nb $$nb || exit 1; done
-	# drop the saved widget state (the explorer's plotly.js bundle, ~5 MB): widgets need a live kernel anyway
-	$(PYTHON) -c "import sys, nbformat; [nbformat.write(nb, f) for f in sys.argv[1:] if (nb := nbformat.read(f, 4)).metadata.pop('widgets', 1)]" $(NOTEBOOKS)
+	$(PYTHON) scripts/strip_notebooks.py $(NOTEBOOKS)

@@ -9,8 +9,8 @@ import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Any
 
-LIKELIHOODS = ("bernoulli", "gaussian", "continuous_bernoulli", "sigma")
-DATA_RANGE = {"bernoulli": (0.0, 1.0), "gaussian": (-1.0, 1.0), "continuous_bernoulli": (0.0, 1.0), "sigma": (0.0, 1.0)}
+from likelihoods import LIKELIHOODS, likelihood as check_likelihood
+
 MODEL_KINDS = ("fc", "cnn")
 ACTIVATION_NAMES = ("relu", "elu", "silu")
 NORMS = ("none", "batch")
@@ -20,11 +20,6 @@ IMAGE_SHAPE = (1, 28, 28)
 def setting(default: Any, doc: str, **argparse_options: Any) -> Any:
     """A dataclass field with its one-line doc (the --help text) and extra argparse options (e.g. choices)."""
     return dataclasses.field(default=default, metadata={"doc": doc, **argparse_options})
-
-
-def check_likelihood(likelihood: str) -> None:
-    if likelihood not in LIKELIHOODS:
-        raise ValueError(f"unknown likelihood {likelihood!r}; choose one of {', '.join(LIKELIHOODS)}")
 
 
 def check_range(name: str, value: Any, low: float, high: float = float("inf"), strict: bool = False,
@@ -43,7 +38,7 @@ class ModelConfig:
     model: str = setting("fc", "architecture: fc (fully connected) or cnn (convolutional)", choices=MODEL_KINDS)
     latent_dim: int = setting(3, "latent dimensions")
     likelihood: str = setting("bernoulli", "decoder likelihood: bernoulli, gaussian, continuous_bernoulli or "
-                                           "sigma (docs/results.md compares them)", choices=LIKELIHOODS)
+                                           "sigma (docs/results.md compares them)", choices=tuple(LIKELIHOODS))
     hidden: tuple[int, ...] = setting((512, 256), "fc: widths of the hidden layers, input side first")
     channels: tuple[int, ...] = setting((32, 32), "cnn: channels per convolution, input side first; the first two "
                                                   "have stride 2 (28 -> 14 -> 7), further ones stride 1")

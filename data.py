@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from config import DATA_RANGE, check_likelihood
+from likelihoods import Likelihood, likelihood as find_likelihood
 
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -69,7 +69,8 @@ def find_file(directory: Path, name: str) -> Path | None:
     return None
 
 
-def load_split(images_path: str | Path, labels_path: str | Path, count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_split(images_path: str | Path, labels_path: str | Path,
+               count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, 28, 28) and labels (N,) as uint8, checked for consistency (and for `count` images if given)."""
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim != 3 or images.shape[1:] != (28, 28):
@@ -141,39 +142,45 @@ class FashionMNISTData:
     train_labels: Tensor
     test_images: Tensor
     test_labels: Tensor
-    likelihood: str
+    likelihood: Likelihood  # or its name
+
+    def __post_init__(self) -> None:
+        self.likelihood = find_likelihood(self.likelihood)
 
 
-def to_tensor(images: np.ndarray, likelihood: str) -> Tensor:
+def to_tensor(images: np.ndarray, likelihood: Likelihood) -> Tensor:
     """uint8 images (N, 28, 28) -> float32 (N, 1, 28, 28) in the likelihood's data range."""
-    low, high = DATA_RANGE[likelihood]
+    low, high = likelihood.data_range
     x = torch.from_numpy(images.copy()).unsqueeze(1).float().div_(255.0)
     return x.mul_(high - low).add_(low)
 
 
-def to_unit_range(x: Tensor, likelihood: str) -> Tensor:
+def to_unit_range(x: Tensor, likelihood: Likelihood) -> Tensor:
     """Images in the likelihood's data range -> [0, 1], for plotting and comparisons across likelihoods."""
-    low, high = DATA_RANGE[likelihood]
+    low, high = likelihood.data_range
     return (x - low) / (high - low)
 
 
-def check_data_range(x: Tensor, likelihood: str) -> None:
-    """Called once per dataset: ValueError when x is outside the likelihood's data range, or is [0, 1] data given to gaussian."""
-    low, high = DATA_RANGE[likelihood]
-    x_min, x_max = torch.aminmax(x.detach())
-    x_min, x_max = float(x_min), float(x_max)
-    if x_min < low - 1e-6 or x_max > high + 1e-6:
-        raise ValueError(f"{likelihood} likelihood needs data in [{low:g}, {high:g}], got values in "
-                         f"[{x_min:.3g}, {x_max:.3g}]; load the data with likelihood={likelihood!r}")
-    if likelihood == "gaussian" and x_min >= 0.0:
-        raise ValueError("gaussian likelihood (tanh output) needs data scaled to [-1, 1], but this batch "
-                         "has no negative values: it looks like [0, 1] data; load it with likelihood='gaussian'")
+def check_data_range(x: Tensor, likelihood: Likelihood) -> None:
+    """Called once per dataset: ValueError when x cannot be data of this likelihood (see Likelihood.check)."""
+    low, high = map(float, torch.aminmax(x.detach()))
+    if problem := likelihood.check(low, high):
+        raise ValueError(f"{problem}; load the data with likelihood={likelihood!r}")
 
 
-def load_fashion_mnist(likelihood: str = "bernoulli", data_dir: str | Path | None = None,
+def check_data(data: FashionMNISTData, likelihood: Likelihood, train_limit: int | None = None) -> None:
+    """ValueError unless `data` was scaled for `likelihood` and its images (training ones up to train_limit) lie in
+    its range: once per dataset, where it enters training or evaluation."""
+    if data.likelihood is not likelihood:
+        raise ValueError(f"data scaled for {data.likelihood!r} but the model's likelihood is {likelihood!r}")
+    for images in (data.train_images[:train_limit], data.test_images):
+        check_data_range(images, likelihood)
+
+
+def load_fashion_mnist(likelihood: str | Likelihood = "bernoulli", data_dir: str | Path | None = None,
                        limit: int | None = None) -> FashionMNISTData:
     """Load train and test sets; `limit` keeps the first N training images (the test set stays whole)."""
-    check_likelihood(likelihood)
+    likelihood = find_likelihood(likelihood)
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
     directory = find_data_dir(data_dir)
@@ -191,6 +198,6 @@ def batches(images: Tensor, batch_size: int, generator: torch.Generator | None =
             shuffle: bool = True) -> Iterator[Tensor]:
     """Mini-batches cut from an in-memory tensor, in a random order drawn from `generator` if shuffle."""
     n = len(images)
-    order = torch.randperm(n, generator=generator) if shuffle else None
+    order = torch.randperm(n, generator=generator).to(images.device) if shuffle else None  # drawn on the CPU
     for start in range(0, n, batch_size):
         yield images[order[start:start + batch_size]] if shuffle else images[start:start + batch_size]

@@ -26,11 +26,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import metrics
-from checkpoint import CheckpointError, load_checkpoint, load_model
+from checkpoint import CHECKPOINT, CheckpointError, load_checkpoint, load_model
 from classifier import Classifier, ClassifierError, features_and_probs, load_classifier
-from cli import OneLineParser, add_options, given, option_error
+from cli import OneLineParser, add_options, given, option_error, unavailable
 from config import EvalConfig
-from data import DataError, FashionMNISTData, check_data_range, load_fashion_mnist, to_unit_range
+from data import DataError, FashionMNISTData, check_data, load_fashion_mnist, to_unit_range
 from files import WriteError, sha256, unwritable, write_json
 from models import BetaVAE, count_parameters, dataset_loss, kl_per_dimension, map_batches
 from samplers import AggregateSampler, ClassSampler, PriorSampler, check_sizes, decode, posterior_means
@@ -80,11 +80,16 @@ def blur(images: Tensor) -> Tensor:
     return F.interpolate(F.avg_pool2d(images, 2), size=images.shape[-2:], mode="bilinear")
 
 
+def one_class(images: Tensor, labels: Tensor, count: int) -> Tensor:
+    """The first `count` images of class ONE_CLASS: the one-class sanity row."""
+    return images[labels == ONE_CLASS][:count]
+
+
 def sanity_sets(data: FashionMNISTData, seed: int = 0) -> dict[str, Tensor]:
     """The sanity sets in [0, 1], as many images as the test set where the data has them."""
     test = to_unit_range(data.test_images, data.likelihood)
     train = to_unit_range(data.train_images, data.likelihood)
-    return {"real": train[:len(test)], "one_class": train[data.train_labels == ONE_CLASS][:len(test)],
+    return {"real": train[:len(test)], "one_class": one_class(train, data.train_labels, len(test)),
             "blurred": blur(test), "noise": torch.rand(test.shape, generator=torch.Generator().manual_seed(seed))}
 
 
@@ -111,10 +116,7 @@ def reconstruction_quality(model: BetaVAE, classifier: Classifier, images: Tenso
 
 def check_inputs(model: BetaVAE, data: FashionMNISTData, config: EvalConfig) -> None:
     """ValueError, before any work, unless the data suits the model and is large enough for every metric."""
-    if data.likelihood != model.likelihood:
-        raise ValueError(f"data scaled for {data.likelihood!r} but the model's likelihood is {model.likelihood!r}")
-    for images in (data.train_images, data.test_images):
-        check_data_range(images, model.likelihood)
+    check_data(data, model.likelihood)
     if not all(torch.isfinite(p).all() for p in model.parameters()):
         raise ValueError("the model has non-finite weights")
     check_data_sizes(len(data.train_images), len(data.test_images), config)
@@ -148,9 +150,9 @@ def evaluate(model: BetaVAE, data: FashionMNISTData, beta: float, config: EvalCo
         "beta": beta, "elbo": elbo, "classifier_sha256": classifier.weights_sha256,
         "loss": elbo["recon"] + beta * elbo["kl"],  # same noise as the ELBO: only the weight on KL differs
         "iwae_nll": metrics.iwae_nll(model, iwae_x, config.k, batch, seed),
-        "nll_normalised": model.likelihood != "bernoulli",
+        "nll_normalised": model.likelihood.density,
         "iwae_elbo": iwae_elbo["recon"] + iwae_elbo["kl"], "iwae_images": len(iwae_x)}
-    result["nll"] = metrics.unit_range_nll(result["iwae_nll"], model.likelihood, math.prod(model.image_shape))
+    result["nll"] = model.likelihood.unit_range_nll(result["iwae_nll"], math.prod(model.image_shape))
 
     test_means, test_logvars = map_batches(model, model.encode, test_x, batch)
     train_means = posterior_means(model, data.train_images)
@@ -162,11 +164,10 @@ def evaluate(model: BetaVAE, data: FashionMNISTData, beta: float, config: EvalCo
 
     test, sanity = reference_features(classifier, data) if reference is None else reference
     recon_reference = Reference.of(features_and_probs(classifier, recon)[0])
-    train = data.train_images[:len(test_x)]
-    one_class = data.train_images[data.train_labels == ONE_CLASS][:len(test_x)]
-    result["sanity_recon"] = {name: recon_reference.quality(features_and_probs(classifier, images)[0])
-                              for name, images in (("real", reconstructions(model, train, batch)),
-                                                   ("one_class", reconstructions(model, one_class, batch)))}
+    sets = {"real": data.train_images[:len(test_x)], "one_class": one_class(data.train_images, data.train_labels,
+                                                                               len(test_x))}
+    result["sanity_recon"] = {name: recon_reference.quality(features_and_probs(classifier, reconstructions(
+        model, images, batch))[0]) for name, images in sets.items()}
     class_z, class_labels = ClassSampler(train_means, data.train_labels).sample_grid(math.ceil(config.samples / 10),
                                                                                      seed)
     codes = {"prior": (PriorSampler(model.latent_dim).sample(config.samples, seed), None),
@@ -198,15 +199,36 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def headline(result: dict[str, Any]) -> list[str]:
+    """The numbers a reader looks at first, one line each, with units (eval.json holds every metric)."""
+    row, fd = summary(result), "Frechet distance to the test images, classifier features (lower: closer)"
+    lines = [("reconstruction", f"{row['recon']:.2f} nats/image", "-log p(x|z), z drawn from q(z|x)"),
+             ("KL", f"{row['kl']:.2f} nats/image", f"beta {result['beta']:g} weighs it in the loss"),
+             ("IWAE NLL", f"{row['iwae_nll']:.2f} nats/image", f"k = {result['k']}" +
+              ("" if row["nll_normalised"] else "; bernoulli: not a density of grey pixels")),
+             ("MSE", f"{row['mse']:.4f}", "per pixel, pixels in [0, 1]"),
+             ("recon accuracy", f"{row['recon_accuracy']:.3f}", "reconstructions the classifier labels correctly"),
+             ("kNN accuracy", f"{row['knn_accuracy']:.3f}", "5-NN class of the test codes: class separation"),
+             ("active units", f"{row['active_units']} of {len(result['kl_per_dim'])}", "latent dimensions in use")]
+    lines.append(("FD", " / ".join(f"{row[f'fd_{name}']:.1f}" for name in result["samplers"]),
+                  f"{' / '.join(result['samplers'])} samples: {fd}"))
+    lines += [("precision prior", f"{row['precision_prior']:.3f}", "prior samples near a test image (realism)"),
+              ("recall prior", f"{row['recall_prior']:.3f}", "test images near a prior sample (variety)"),
+              ("coverage prior", f"{row['coverage_prior']:.3f}", "test images with a prior sample in their ball"),
+              ("seconds", f"{row['eval_seconds']:.0f}", "the evaluation's own time")]
+    return [f"  {name:<16}{value:>18}   {why}" for name, value, why in lines]
+
+
 def evaluate_run(run: str | Path, data: FashionMNISTData, config: EvalConfig = EvalConfig(),
-                 classifier: Classifier | None = None, reference: tuple[Reference, dict] | None = None) -> dict:
-    """Evaluate a run folder on `data` and write eval.json there, keyed by the checkpoint's epoch and digest (and
-    the classifier's digest, in the result)."""
+                 classifier: Classifier | None = None, reference: tuple[Reference, dict] | None = None,
+                 device: str = "cpu") -> dict:
+    """Evaluate a run folder on `data` (the model on `device`, batch by batch) and write eval.json there, keyed by
+    the checkpoint's epoch and digest (and the classifier's digest, in the result)."""
     run = Path(run)
-    checkpoint_file = run / "checkpoint.pt"
+    checkpoint_file = run / CHECKPOINT
     digest = sha256(checkpoint_file)
     checkpoint = load_checkpoint(checkpoint_file)
-    model = load_model(checkpoint_file, checkpoint)  # loaded and validated once
+    model = load_model(checkpoint_file, checkpoint).to(device)  # loaded and validated once
     result = evaluate(model, data, checkpoint["train_config"].get("beta", 1.0), config, classifier, reference)
     result = {"run": str(run), "epoch": checkpoint["epoch"], "checkpoint_sha256": digest,
               "config": model.plain_config(), **result}
@@ -226,7 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     add_options(p, EvalConfig)
     p.add_argument("--train-limit", type=int, help="use only the first N training images (quick checks)")
     p.add_argument("--data-dir", help="folder with the four Fashion-MNIST IDX files")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or mps: where the model runs")
     args = p.parse_args(argv)
+    if unavailable(args.device):
+        p.error(f"--device {unavailable(args.device)}")
     run = Path(args.run).parent if Path(args.run).is_file() else Path(args.run)
     try:
         config = EvalConfig(**given(args, EvalConfig))
@@ -241,14 +266,13 @@ def main(argv: list[str] | None = None) -> int:
         data = with_test_limit(load_fashion_mnist(model_config["likelihood"], args.data_dir, args.train_limit),
                                config.eval_limit)
         check_data_sizes(len(data.train_images), len(data.test_images), config)
-        result = evaluate_run(run, data, config, load_classifier())
+        result = evaluate_run(run, data, config, load_classifier(), device=args.device)
     except (CheckpointError, ClassifierError, DataError, ValueError, WriteError) as error:
         p.error(str(error))
     print(f"{run} (epoch {result['epoch']}, {model_config['model']}, {model_config['likelihood']}, "
-          f"beta {result['beta']:g})")
-    for key, value in summary(result).items():
-        print(f"{key:<28} {value:.4g}" if isinstance(value, float) else f"{key:<28} {value}")
-    print(f"saved {run / EVAL_FILE}")
+          f"beta {result['beta']:g}), on {result['test_images']:,} test images:")
+    print("\n".join(headline(result)))
+    print(f"every metric: {run / EVAL_FILE} (docs/metrics.md explains each key)")
     return 0
 
 

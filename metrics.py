@@ -1,6 +1,6 @@
 """The metrics, as pure functions of tensors (and a model for the IWAE bound); evaluate.py puts them together.
 
-- iwae_nll: importance-weighted bound on -log p(x); unit_range_nll: the same as a density of [0, 1] pixels.
+- iwae_nll: importance-weighted bound on -log p(x) (Likelihood.unit_range_nll: as a density of [0, 1] pixels).
 - active_units, knn_accuracy: the latent space.
 - frechet_distance; precision_recall (Kynkaanniemi et al. 2019); density_coverage (Naeem et al. 2020): generated
   vs real feature vectors (in evaluate.py: the features of the project classifier).
@@ -36,7 +36,7 @@ def iwae_nll(model: BetaVAE, images: Tensor, k: int, batch_size: int, seed: int 
     def log_mean_weight(x: Tensor) -> Tensor:
         mu, logvar = model.encode(x)
         posterior = Normal(mu, torch.exp(0.5 * logvar))
-        log_w = torch.empty(k, len(x), dtype=torch.float64)
+        log_w = torch.empty(k, len(x), dtype=torch.float64, device=x.device)
         for i in range(k):
             z = model.reparameterize(mu, logvar, generator, sample=True)
             log_px_z = -reconstruction_nll(model.decode_logits(z), x, model.likelihood, model.log_scale)
@@ -44,12 +44,6 @@ def iwae_nll(model: BetaVAE, images: Tensor, k: int, batch_size: int, seed: int 
         return torch.logsumexp(log_w, 0) - math.log(k)
 
     return -map_batches(model, log_mean_weight, images, batch_size).mean().item()
-
-
-def unit_range_nll(nll: float, likelihood: str, pixels: int = 784) -> float:
-    """A model's NLL (nats per image) as -log p(x) of [0, 1] pixels: gaussian adds its missing constant
-    0.5 log(2 pi) per pixel and the change of variables from [-1, 1] (x = 2y - 1: -log 2 per pixel)."""
-    return nll + pixels * (0.5 * math.log(2 * math.pi) - math.log(2)) if likelihood == "gaussian" else nll
 
 
 def active_units(means: Tensor, threshold: float = ACTIVE_THRESHOLD) -> int:

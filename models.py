@@ -1,11 +1,9 @@
 """Beta-VAE models for 28x28 grey images, and their losses.
 
 FCVAE (fully connected) and CNNVAE (convolutional) share one interface: encode, reparameterize, decode, forward;
-each keeps the ModelConfig it was built from (model.config). Likelihoods: bernoulli (sigmoid, BCE from logits, data
-in [0, 1], not a density on grey levels), gaussian (tanh, 0.5 * squared error, data in [-1, 1]), continuous_bernoulli
-(its normalised density, Loaiza-Ganem & Cunningham 2019; pictures are its mean) and sigma (Gaussian, sigmoid mean,
-one learned scale, Rybkin et al. 2021), the last two on [0, 1]. Loss convention (pythae's): reconstruction summed over pixels, KL summed over latent dimensions, both averaged
-over the batch; total = recon + beta * KL. Losses are pure arithmetic: inputs are validated where they enter.
+each keeps the ModelConfig it was built from (model.config) and its Likelihood (model.likelihood, likelihoods.py).
+Loss convention (pythae's): reconstruction summed over pixels, KL summed over latent dimensions, both averaged over
+the batch; total = recon + beta * KL. Losses are pure arithmetic: inputs are validated where they enter.
 """
 from __future__ import annotations
 
@@ -15,11 +13,10 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.distributions import ContinuousBernoulli, Normal
 
-from config import IMAGE_SHAPE, ModelConfig
+from config import IMAGE_SHAPE, ModelConfig, TrainConfig
+from likelihoods import LIKELIHOODS, Likelihood
 
 ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU}
 EVAL_BATCH_SIZE = 500  # images per forward pass outside training
@@ -28,7 +25,7 @@ MAX_PARAMETERS = 2 ** 28  # 1 GiB of float32 weights (4 GiB with Adam's state an
 
 class VAEOutput(NamedTuple):
     """What forward returns. `logits` is the decoder output before the output activation."""
-    recon: Tensor   # reconstruction in data space: output_activation(logits)
+    recon: Tensor   # reconstruction in data space: likelihood.mean(logits)
     logits: Tensor
     mu: Tensor
     logvar: Tensor
@@ -43,32 +40,9 @@ class LossTerms(NamedTuple):
     total: Tensor
 
 
-def output_activation(logits: Tensor, likelihood: str) -> Tensor:
-    """Map decoder logits to data space: tanh for gaussian, the distribution's mean for continuous_bernoulli,
-    sigmoid otherwise."""
-    if likelihood == "gaussian":
-        return torch.tanh(logits)
-    if likelihood == "continuous_bernoulli":
-        return ContinuousBernoulli(logits=logits, validate_args=False).mean
-    return torch.sigmoid(logits)
-
-
-def reconstruction_nll(logits: Tensor, x: Tensor, likelihood: str, log_scale: Tensor | None = None) -> Tensor:
-    """Per-image negative log-likelihood of x given decoder logits, summed over pixels: shape (B,).
-
-    bernoulli: binary cross-entropy from logits. gaussian: 0.5 * squared error of tanh(logits), the
-    unit-variance Gaussian NLL without its constant 0.5 * log(2 pi) per pixel. continuous_bernoulli: its
-    negative log-density. sigma: the full Gaussian negative log-density, mean sigmoid(logits), std exp(log_scale).
-    """
-    if likelihood == "bernoulli":
-        nll = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
-    elif likelihood == "gaussian":
-        nll = 0.5 * (torch.tanh(logits) - x).pow(2)
-    elif likelihood == "continuous_bernoulli":
-        nll = -ContinuousBernoulli(logits=logits, validate_args=False).log_prob(x)
-    else:
-        nll = -Normal(torch.sigmoid(logits), log_scale.exp(), validate_args=False).log_prob(x)
-    return nll.flatten(1).sum(1)
+def reconstruction_nll(logits: Tensor, x: Tensor, likelihood: Likelihood, log_scale: Tensor | None = None) -> Tensor:
+    """Per-image negative log-likelihood of x given decoder logits, summed over pixels: shape (B,)."""
+    return likelihood.nll(logits, x, log_scale).flatten(1).sum(1)
 
 
 def kl_per_dimension(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -76,7 +50,8 @@ def kl_per_dimension(mu: Tensor, logvar: Tensor) -> Tensor:
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
 
 
-def beta_vae_loss(output: VAEOutput, x: Tensor, beta: float = 1.0, likelihood: str = "bernoulli") -> LossTerms:
+def beta_vae_loss(output: VAEOutput, x: Tensor, beta: float = 1.0,
+                  likelihood: Likelihood = LIKELIHOODS["bernoulli"]) -> LossTerms:
     """Beta-VAE loss: total = recon + beta * KL, terms averaged over the batch (no validation: see module doc)."""
     recon = reconstruction_nll(output.logits, x, likelihood, output.log_scale).mean()
     kl = kl_per_dimension(output.mu, output.logvar).sum(1).mean()
@@ -89,7 +64,7 @@ def dataset_scaled_beta(beta: float, batch_size: int, train_images: int = 60000)
 
 
 def capacity_loss(output: VAEOutput, x: Tensor, gamma: float, capacity: float | Tensor,
-                  likelihood: str = "bernoulli") -> LossTerms:
+                  likelihood: Likelihood = LIKELIHOODS["bernoulli"]) -> LossTerms:
     """Burgess et al. (2018), "beta-VAE B": total = recon + gamma * |KL - capacity|, terms averaged over the batch."""
     recon, kl, _ = beta_vae_loss(output, x, 0.0, likelihood)
     return LossTerms(recon, kl, recon + gamma * (kl - capacity).abs())
@@ -98,17 +73,21 @@ def capacity_loss(output: VAEOutput, x: Tensor, gamma: float, capacity: float | 
 @dataclass(frozen=True)
 class Objective:
     """What training minimises: recon + beta * KL, or with `capacity` the "B" objective recon + gamma * |KL - C|,
-    C rising linearly from 0 to capacity over capacity_epochs (config.TrainConfig holds these settings)."""
-    beta: float = 1.0
-    capacity: float | None = None
-    capacity_epochs: int = 10
-    gamma: float = 100.0
+    C rising linearly from 0 to capacity over capacity_epochs: the settings of a TrainConfig (Objective.of)."""
+    beta: float
+    capacity: float | None
+    capacity_epochs: int
+    gamma: float
+
+    @classmethod
+    def of(cls, config: TrainConfig) -> Objective:
+        return cls(config.beta, config.capacity, config.capacity_epochs, config.gamma)
 
     def target(self, epochs_done: float) -> float | None:
         """C after `epochs_done` epochs (fractions count); None without capacity."""
         return None if self.capacity is None else self.capacity * min(1.0, epochs_done / self.capacity_epochs)
 
-    def loss(self, output: VAEOutput, x: Tensor, likelihood: str, epochs_done: float) -> LossTerms:
+    def loss(self, output: VAEOutput, x: Tensor, likelihood: Likelihood, epochs_done: float) -> LossTerms:
         if self.capacity is None:
             return beta_vae_loss(output, x, self.beta, likelihood)
         return capacity_loss(output, x, self.gamma, self.target(epochs_done), likelihood)
@@ -131,9 +110,9 @@ class BetaVAE(nn.Module):
         super().__init__()
         self.config = replace(config or ModelConfig(), model=self.kind, **settings)
         self.latent_dim = self.config.latent_dim
-        self.likelihood = self.config.likelihood
+        self.likelihood = LIKELIHOODS[self.config.likelihood]
         self.image_shape = tuple(image_shape)
-        self.log_scale = nn.Parameter(torch.zeros(())) if self.likelihood == "sigma" else None
+        self.log_scale = nn.Parameter(torch.zeros(())) if self.likelihood.learns_scale else None
 
     def plain_config(self) -> dict[str, Any]:
         """The settings as plain data (ModelConfig.as_dict and image_shape), as checkpoints store them."""
@@ -146,10 +125,12 @@ class BetaVAE(nn.Module):
 
     def reparameterize(self, mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None,
                        sample: bool | None = None) -> Tensor:
-        """z = mu + sigma * eps; returns mu in eval mode unless sample=True."""
+        """z = mu + sigma * eps; returns mu in eval mode unless sample=True. eps is drawn on the generator's device
+        (the CPU for train.fit's) and moved to mu's: the same seed gives the same noise on every device."""
         if not (self.training if sample is None else sample):
             return mu
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype,
+                          device=mu.device if generator is None else generator.device).to(mu.device)
         return mu + eps * torch.exp(0.5 * logvar)
 
     def decode_logits(self, z: Tensor) -> Tensor:
@@ -157,13 +138,13 @@ class BetaVAE(nn.Module):
 
     def decode(self, z: Tensor) -> Tensor:
         """Images in data space, (B, *image_shape)."""
-        return output_activation(self.decode_logits(z), self.likelihood)
+        return self.likelihood.mean(self.decode_logits(z))
 
     def forward(self, x: Tensor, generator: torch.Generator | None = None, sample: bool | None = None) -> VAEOutput:
         mu, logvar = self.encode(x)
         z = self.reparameterize(mu, logvar, generator, sample)
         logits = self.decode_logits(z)
-        return VAEOutput(output_activation(logits, self.likelihood), logits, mu, logvar, z, self.log_scale)
+        return VAEOutput(self.likelihood.mean(logits), logits, mu, logvar, z, self.log_scale)
 
 
 def norm_and_activation(width: int, norm: str, activation: str, dims: int) -> list[nn.Module]:

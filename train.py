@@ -26,7 +26,7 @@ from checkpoint import (CHECKPOINT, METRICS, CheckpointError, config_differences
                         save_checkpoint, write_metrics)
 from cli import OneLineParser, add_options, given, option_error, unavailable
 from config import ModelConfig, TrainConfig
-from data import DataError, FashionMNISTData, batches, check_data_range, load_fashion_mnist
+from data import DataError, FashionMNISTData, batches, check_data, load_fashion_mnist
 from files import WriteError, unwritable
 from models import BetaVAE, LossTerms, Objective, build_model, count_parameters, dataset_loss
 
@@ -52,11 +52,6 @@ def nonfinite_term(terms: LossTerms, grad_norm: torch.Tensor) -> str | None:
     return ("reconstruction loss", "KL", "total loss", "gradient")[finite.tolist().index(False)]
 
 
-def objective(config: TrainConfig) -> Objective:
-    """The training objective of `config`: beta-VAE, or the capacity objective when capacity is set."""
-    return Objective(config.beta, config.capacity, config.capacity_epochs, config.gamma)
-
-
 def train_epoch(model: BetaVAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, config: TrainConfig,
                 generator: torch.Generator, epoch: int = 1, bar: tqdm | None = None) -> dict[str, float]:
     """One epoch of optimizer steps over `images`, shuffled and noised by `generator`; the mean loss terms.
@@ -64,7 +59,7 @@ def train_epoch(model: BetaVAE, optimizer: torch.optim.Optimizer, images: torch.
     model.train()
     params = list(model.parameters())
     sums = torch.zeros(3, device=images.device)
-    steps, goal = -(-len(images) // config.batch_size), objective(config)
+    steps, goal = -(-len(images) // config.batch_size), Objective.of(config)
     for step, x in enumerate(batches(images, config.batch_size, generator), 1):
         terms = goal.loss(model(x, generator=generator), x, model.likelihood, epoch - 1 + step / steps)
         optimizer.zero_grad(set_to_none=True)
@@ -95,12 +90,9 @@ def fit(model: BetaVAE, data: FashionMNISTData, config: TrainConfig = TrainConfi
     locked; a run already there needs `checkpoint` to continue it or overwrite=True to move it aside).
     With `checkpoint` (from load_checkpoint), training continues exactly where it stopped.
     """
-    if data.likelihood != model.likelihood:
-        raise ValueError(f"data scaled for {data.likelihood!r} but the model's likelihood is {model.likelihood!r}")
+    check_data(data, model.likelihood, config.train_limit)
     train_x = data.train_images[:config.train_limit]
-    for images in (train_x, data.test_images):
-        check_data_range(images, model.likelihood)
-    record, goal = {**asdict(config), "train_images": len(train_x)}, objective(config)
+    record, goal = {**asdict(config), "train_images": len(train_x)}, Objective.of(config)
     optimizer = prepare_training(model, config.lr, device)
     generator = torch.Generator().manual_seed(config.seed)  # shuffling and reparameterization noise
     history = restore(checkpoint, model, optimizer, generator) if checkpoint is not None else []

@@ -1,4 +1,6 @@
+import hashlib
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -34,14 +36,14 @@ def loaded_once(fmnist, monkeypatch):
     TEST_IMAGES test images (each epoch's test loss runs over all of them). A data_dir still reads the files."""
     import evaluate
     import train
-    from config import DATA_RANGE
-    from data import FashionMNISTData, check_likelihood
+    from data import FashionMNISTData
+    from likelihoods import likelihood as find_likelihood
 
     def load(likelihood="bernoulli", data_dir=None, limit=None):
         if data_dir is not None:
             return load_fashion_mnist(likelihood, data_dir, limit)
-        check_likelihood(likelihood)
-        low, high = DATA_RANGE[likelihood]
+        likelihood = find_likelihood(likelihood)
+        low, high = likelihood.data_range
         scale = lambda x: x.mul(high - low).add_(low)  # noqa: E731  (as data.to_tensor: a new tensor)
         return FashionMNISTData(scale(fmnist.train_images[:limit]), fmnist.train_labels[:limit].clone(),
                                 scale(fmnist.test_images[:TEST_IMAGES]), fmnist.test_labels[:TEST_IMAGES].clone(),
@@ -84,6 +86,20 @@ def run_main(args, capsys):
     except SystemExit as exit_info:
         code = exit_info.code
     return code, capsys.readouterr().err
+
+
+def fingerprint() -> dict[str, str | None]:
+    """What `git status` would show changed: sha256 of every tracked file (None: deleted), and the untracked files
+    git does not ignore (runs/ is ignored). Without git: every file under img/ and the notebooks."""
+    def git(*args: str) -> list[str] | None:
+        done = subprocess.run(["git", *args, "-z"], cwd=ROOT, capture_output=True)
+        return [name for name in done.stdout.decode().split("\0") if name] if done.returncode == 0 else None
+    tracked = git("ls-files")
+    files = [ROOT / name for name in tracked] if tracked is not None else [
+        *ROOT.glob("*.ipynb"), *(f for f in (ROOT / "img").rglob("*") if f.is_file())]
+    digests = {str(f.relative_to(ROOT)): hashlib.sha256(f.read_bytes()).hexdigest() if f.exists() else None
+               for f in sorted(files)}
+    return {**digests, **{f"untracked {name}": "" for name in git("ls-files", "--others", "--exclude-standard") or []}}
 
 
 @pytest.hookimpl(wrapper=True)

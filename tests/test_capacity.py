@@ -5,8 +5,9 @@ import torch
 import models
 from checkpoint import load_checkpoint
 from config import TrainConfig
+from likelihoods import LIKELIHOODS
 from models import FCVAE, LossTerms, Objective, VAEOutput, beta_vae_loss, capacity_loss
-from train import TrainingError, fit, objective, prepare_training, train_epoch
+from train import TrainingError, fit, prepare_training, train_epoch
 
 QUIET = {"progress": False, "log": lambda line: None}
 
@@ -25,10 +26,10 @@ def test_loss_is_recon_plus_gamma_times_distance_of_kl_to_capacity():
 
 
 def test_target_capacity_rises_linearly_then_holds():
-    goal = objective(TrainConfig(capacity=20.0, capacity_epochs=4))
+    goal = Objective.of(TrainConfig(capacity=20.0, capacity_epochs=4))
     assert goal == Objective(beta=0.1, capacity=20.0, capacity_epochs=4, gamma=100.0)
     assert [goal.target(e) for e in (0, 1, 2, 3.5, 4, 9)] == [0.0, 5.0, 10.0, 17.5, 20.0, 20.0]
-    assert objective(TrainConfig()).target(3) is None
+    assert Objective.of(TrainConfig()).target(3) is None
     with pytest.raises(ValueError, match="capacity must be >= 0"):
         TrainConfig(capacity=-1.0)
     with pytest.raises(ValueError, match="capacity_epochs must be >= 1"):
@@ -40,13 +41,15 @@ def test_the_objective_total_is_the_loss_it_trains():
     logits, x = torch.randn(4, 1, 28, 28), torch.rand(4, 1, 28, 28)
     mu, logvar = torch.randn(4, 3), torch.randn(4, 3)
     output = VAEOutput(torch.sigmoid(logits), logits, mu, logvar, mu)
-    for goal in (Objective(beta=0.3), Objective(capacity=6.0, capacity_epochs=3, gamma=10.0)):
+    for goal in (Objective.of(TrainConfig(beta=0.3)),
+                 Objective.of(TrainConfig(capacity=6.0, capacity_epochs=3, gamma=10.0))):
         for epochs_done in (0.5, 2.0, 7.0):
-            terms = goal.loss(output, x, "bernoulli", epochs_done)
+            terms = goal.loss(output, x, LIKELIHOODS["bernoulli"], epochs_done)
             total = goal.total(terms.recon.item(), terms.kl.item(), epochs_done)
             assert terms.total.item() == pytest.approx(total, rel=1e-6)
-    assert Objective(beta=0.3).total(100.0, 10.0, 1) == pytest.approx(103.0)
-    assert Objective(capacity=6.0, capacity_epochs=3, gamma=10.0).total(100.0, 10.0, 1.5) == pytest.approx(170.0)
+    assert Objective.of(TrainConfig(beta=0.3)).total(100.0, 10.0, 1) == pytest.approx(103.0)
+    capacity = Objective.of(TrainConfig(capacity=6.0, capacity_epochs=3, gamma=10.0))
+    assert capacity.total(100.0, 10.0, 1.5) == pytest.approx(170.0)
 
 
 def test_with_capacity_off_the_epoch_is_the_beta_vae_step(small_fmnist):

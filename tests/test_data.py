@@ -120,11 +120,11 @@ def test_gaussian_scaling_and_limit(fmnist, loaded_once):
     signed = data.load_fashion_mnist("gaussian", limit=100)
     assert signed.train_images.shape == (100, 1, 28, 28) and len(signed.test_images) == 10000
     assert signed.train_images.min() == -1.0 and signed.train_images.max() == 1.0
-    torch.testing.assert_close(to_unit_range(signed.train_images, "gaussian"), fmnist.train_images[:100])
+    torch.testing.assert_close(to_unit_range(signed.train_images, signed.likelihood), fmnist.train_images[:100])
     same = loaded_once("gaussian", limit=100)  # the tests' stand-in for reading the files again: the same tensors
     for name in ("train_images", "train_labels", "test_images", "test_labels"):
         assert torch.equal(getattr(same, name), getattr(signed, name)[:len(getattr(same, name))])
-    assert same.likelihood == "gaussian" and len(same.train_images) == 100 and len(same.test_images) == 2000
+    assert same.likelihood.name == "gaussian" and len(same.train_images) == 100 and len(same.test_images) == 2000
     with pytest.raises(ValueError, match="limit"):
         data.load_fashion_mnist(limit=0)
 

@@ -9,9 +9,10 @@ LAB = {f"lab.{path.stem}": path for path in (ROOT / "lab").glob("*.py") if path.
 MODULES = {**CORE, **LAB}
 # each core module, and the project modules it may import
 FLOORS = {
-    "config": set(), "cli": set(), "files": set(),
-    "models": {"config"},
-    "data": {"config"},
+    "likelihoods": set(), "cli": set(), "files": set(),
+    "config": {"likelihoods"},
+    "models": {"config", "likelihoods"},
+    "data": {"likelihoods"},
     "checkpoint": {"config", "files", "models"},
     "train": {"checkpoint", "cli", "config", "data", "files", "models"},
     "samplers": {"data", "models"},
@@ -59,7 +60,7 @@ def test_each_core_module_imports_only_the_floors_below_it_and_never_the_lab():
 def test_core_files_read_in_one_sitting_and_the_lab_files_stay_small():
     lines = {name: len(path.read_text().splitlines()) for name, path in MODULES.items()}
     assert all(lines[name] <= 300 for name in CORE), {n: lines[n] for n in CORE if lines[n] > 300}
-    assert sum(lines[name] for name in CORE) <= 2300, sum(lines[name] for name in CORE)
+    assert sum(lines[name] for name in CORE) <= 2400, sum(lines[name] for name in CORE)
     assert all(lines[name] <= 320 for name in LAB), {n: lines[n] for n in LAB if lines[n] > 320}
 
 

@@ -11,8 +11,9 @@ from classifier import load_classifier
 from config import EvalConfig, ModelConfig
 from data import CLASS_NAMES
 from evaluate import evaluate, reconstruction_quality, reconstructions
-from metrics import knn_radii, precision_recall, unit_range_nll
-from models import (CNNVAE, FCVAE, VAEOutput, beta_vae_loss, build_model, count_parameters, output_activation,
+from likelihoods import LIKELIHOODS
+from metrics import knn_radii, precision_recall
+from models import (CNNVAE, FCVAE, VAEOutput, beta_vae_loss, build_model, count_parameters,
                     reconstruction_nll)
 from train import main
 
@@ -29,7 +30,7 @@ def closed_form_cb_log_density(logit: float, x: float) -> float:
 def test_continuous_bernoulli_density_equals_the_closed_form(logits):
     x = torch.tensor([0.0, 0.1, 0.5, 0.93, 1.0])
     grid_logits, grid_x = torch.meshgrid(torch.tensor(logits), x, indexing="ij")
-    nll = reconstruction_nll(grid_logits.reshape(1, -1), grid_x.reshape(1, -1), "continuous_bernoulli")
+    nll = reconstruction_nll(grid_logits.reshape(1, -1), grid_x.reshape(1, -1), LIKELIHOODS["continuous_bernoulli"])
     expected = -sum(closed_form_cb_log_density(l, v) for l, v in zip(grid_logits.flatten().tolist(),
                                                                        grid_x.flatten().tolist()))
     assert nll.item() == pytest.approx(expected, abs=1e-4 * len(grid_x.flatten()), rel=1e-5)
@@ -37,7 +38,7 @@ def test_continuous_bernoulli_density_equals_the_closed_form(logits):
 
 def test_continuous_bernoulli_pictures_are_its_mean_not_sigmoid():
     logits = torch.tensor([-30.0, -3.0, 0.0, 1e-4, 2.0, 30.0])
-    mean = output_activation(logits, "continuous_bernoulli")
+    mean = LIKELIHOODS["continuous_bernoulli"].mean(logits)
     lam = torch.sigmoid(logits.double())
     closed = lam / (2 * lam - 1) + 1 / (2 * torch.atanh(1 - 2 * lam))  # the mean for lambda != 1/2
     torch.testing.assert_close(mean[1:5:3].double(), closed[1:5:3], atol=1e-5, rtol=1e-5)
@@ -51,10 +52,10 @@ def test_sigma_nll_equals_a_hand_computation():
     log_scale = torch.tensor(math.log(0.3))
     expected = sum(0.5 * ((v - 1 / (1 + math.exp(-l))) / 0.3) ** 2 + math.log(0.3) + 0.5 * math.log(2 * math.pi)
                    for l, v in zip([0.0, 2.0, -1.0], [0.2, 1.0, 0.0]))
-    assert reconstruction_nll(logits, x, "sigma", log_scale).item() == pytest.approx(expected, abs=1e-5)
+    assert reconstruction_nll(logits, x, LIKELIHOODS["sigma"], log_scale).item() == pytest.approx(expected, abs=1e-5)
     zeros = torch.zeros(1, 2)
     output = VAEOutput(torch.sigmoid(logits), logits, zeros, zeros, zeros, log_scale)
-    assert beta_vae_loss(output, x, 0.5, "sigma").recon.item() == pytest.approx(expected, abs=1e-5)
+    assert beta_vae_loss(output, x, 0.5, LIKELIHOODS["sigma"]).recon.item() == pytest.approx(expected, abs=1e-5)
 
 
 def test_sigma_scale_is_one_learned_parameter_only_for_sigma():
@@ -62,18 +63,18 @@ def test_sigma_scale_is_one_learned_parameter_only_for_sigma():
     assert sigma.log_scale.shape == () and sigma.log_scale.requires_grad and sigma.log_scale.item() == 0.0
     assert other.log_scale is None and count_parameters(sigma) == count_parameters(other) + 1
     x = torch.rand(4, 1, 28, 28)
-    beta_vae_loss(sigma(x), x, 1.0, "sigma").total.backward()
+    beta_vae_loss(sigma(x), x, 1.0, LIKELIHOODS["sigma"]).total.backward()
     assert sigma.log_scale.grad is not None and sigma.log_scale.grad != 0
 
 
 def test_gaussian_nll_on_the_unit_pixel_scale_is_the_density_of_the_rescaled_data():
     torch.manual_seed(0)
     logits, x = torch.randn(2, 1, 28, 28), 2 * torch.rand(2, 1, 28, 28) - 1   # x on [-1, 1]
-    nll = reconstruction_nll(logits, x, "gaussian")
+    nll = reconstruction_nll(logits, x, LIKELIHOODS["gaussian"])
     on_unit = Normal((torch.tanh(logits) + 1) / 2, 0.5).log_prob((x + 1) / 2).flatten(1).sum(1).neg()
     for a, b in zip(nll.tolist(), on_unit.tolist()):
-        assert unit_range_nll(a, "gaussian") == pytest.approx(b, rel=1e-5)
-    assert unit_range_nll(123.0, "sigma") == unit_range_nll(123.0, "continuous_bernoulli") == 123.0
+        assert LIKELIHOODS["gaussian"].unit_range_nll(a, 784) == pytest.approx(b, rel=1e-5)
+    assert LIKELIHOODS["sigma"].unit_range_nll(123.0, 784) == LIKELIHOODS["continuous_bernoulli"].unit_range_nll(123.0, 784) == 123.0
 
 
 # ---------------------------------------------------------------------------------------------- precision and recall

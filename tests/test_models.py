@@ -3,8 +3,9 @@ import math
 import pytest
 import torch
 
-from config import DATA_RANGE, LIKELIHOODS, ModelConfig, TrainConfig
+from config import ModelConfig, TrainConfig
 from data import check_data_range
+from likelihoods import LIKELIHOODS
 from models import (CNNVAE, FCVAE, beta_vae_loss, build_model, count_parameters, dataset_scaled_beta,
                     kl_per_dimension, reconstruction_nll)
 from samplers import PriorSampler
@@ -12,7 +13,7 @@ from samplers import PriorSampler
 
 def data_for(likelihood, n=8):
     x = torch.rand(n, 1, 28, 28)
-    return x if DATA_RANGE[likelihood][0] == 0 else 2 * x - 1
+    return x if LIKELIHOODS[likelihood].data_range[0] == 0 else 2 * x - 1
 
 
 @pytest.mark.parametrize("cls", [FCVAE, CNNVAE])
@@ -23,7 +24,7 @@ def test_shapes_and_output_range(cls, likelihood):
     out = model(x)
     assert out.recon.shape == out.logits.shape == x.shape
     assert out.mu.shape == out.logvar.shape == out.z.shape == (8, 5)
-    low = DATA_RANGE[likelihood][0]
+    low = LIKELIHOODS[likelihood].data_range[0]
     assert out.recon.min() >= low and out.recon.max() <= 1.0
     assert model.decode(PriorSampler(5).sample(4)).shape == (4, 1, 28, 28)
     assert model.decode(torch.zeros(2, 5)).shape == (2, 1, 28, 28)
@@ -97,7 +98,7 @@ def test_gaussian_loss_is_half_squared_error_of_tanh_output():
     logits = torch.tensor([0.2, -0.4, 1.0]).view(1, 1, 1, 3)
     x = torch.tensor([-1.0, 0.0, 0.5]).view(1, 1, 1, 3)
     expected = 0.5 * sum((math.tanh(l) - t) ** 2 for l, t in zip([0.2, -0.4, 1.0], [-1.0, 0.0, 0.5]))
-    assert reconstruction_nll(logits, x, "gaussian").item() == pytest.approx(expected, rel=1e-6)
+    assert reconstruction_nll(logits, x, LIKELIHOODS["gaussian"]).item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_beta_scales_only_the_kl_term_and_the_dataset_scaling_is_a_beta():
@@ -128,9 +129,9 @@ def test_negative_beta_is_an_error(beta):
 def test_likelihood_that_does_not_match_the_data_range_is_an_error():
     unit, signed = torch.rand(4, 1, 28, 28), 2 * torch.rand(4, 1, 28, 28) - 1
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        check_data_range(signed, "bernoulli")
+        check_data_range(signed, LIKELIHOODS["bernoulli"])
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
-        check_data_range(unit, "gaussian")
+        check_data_range(unit, LIKELIHOODS["gaussian"])
     with pytest.raises(ValueError, match="likelihood"):
         ModelConfig(likelihood="laplace")
     with pytest.raises(ValueError, match="likelihood"):
@@ -156,7 +157,7 @@ def test_build_model_rebuilds_from_plain_config():
 def test_settings_given_to_a_model_override_its_config():
     model = FCVAE(ModelConfig(latent_dim=5, likelihood="gaussian"), hidden=(32,))
     assert model.config == ModelConfig(latent_dim=5, likelihood="gaussian", hidden=(32,))
-    assert (model.latent_dim, model.likelihood) == (5, "gaussian")
+    assert (model.latent_dim, model.likelihood.name) == (5, "gaussian")
     assert CNNVAE(ModelConfig(model="fc"), channels=(8, 8)).config.model == "cnn"  # the class decides the kind
     with pytest.raises(ValueError, match="latent_dim must be >= 1"):
         FCVAE(latent_dim=0)

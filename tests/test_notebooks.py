@@ -1,75 +1,73 @@
-"""Both notebooks run top to bottom on a small override, into a temporary folder, leaving the committed files alone:
-a quick run with the default parameters writes no figure to img/ (only `make run` passes save_figures True)."""
-import hashlib
-import json
-import os
-import subprocess
-import sys
+"""Both committed notebooks as a user runs them: opened in Jupyter, the parameters cell edited to the README's quick
+settings (epochs = 2, train_limit = 5000) and Run All, executed by nbclient as Jupyter does (no papermill, which
+would replace that cell). Nothing tracked may change and training shows its progress bar.
+lab/tests/test_notebooks_papermill.py covers `make run`'s papermill path."""
+import asyncio
+import re
 from pathlib import Path
 
-import torch
+import nbformat
+from nbclient import NotebookClient
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, fingerprint
+
 NOTEBOOKS = ("Fully_Connected_VAE.ipynb", "CNN_VAE.ipynb")
-# each notebook once, with one of the two new likelihoods (the committed runs are the bernoulli ones)
-CASES = [(NOTEBOOKS[0], "sigma"), (NOTEBOOKS[1], "continuous_bernoulli")]
+QUICK = {"epochs": "2", "train_limit": "5000"}  # the README's quick look, typed into the first cell
 
 
-def fingerprint() -> dict[str, str | None]:
-    """sha256 of every file git tracks in img/ and of the notebooks (None: deleted); without git, of every file in
-    img/. Untracked files are left out: other tests may write figures of their own meanwhile."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--", "img", *NOTEBOOKS], cwd=ROOT, capture_output=True)
-    files = ([ROOT / name for name in listed.stdout.decode().split("\0") if name] if listed.returncode == 0
-             else [ROOT / name for name in NOTEBOOKS] + [f for f in (ROOT / "img").rglob("*") if f.is_file()])
-    return {str(f.relative_to(ROOT)): hashlib.sha256(f.read_bytes()).hexdigest() if f.exists() else None
-            for f in sorted(files)}
+def with_quick_settings(source: str) -> str:
+    """The parameters cell with the README's quick values in place of its own."""
+    for name, value in QUICK.items():
+        source, found = re.subn(rf"^{name} = [^\s#]+", f"{name} = {value}", source, count=1, flags=re.M)
+        assert found, f"the parameters cell has no line '{name} = ...'"
+    return source
 
 
-def execute_both(tmp_path: Path) -> tuple[dict[str, str | None], dict[str, tuple[Path, str, int]]]:
-    """Both notebooks executed by papermill at the same time, one kernel of one thread each (most of a small run
-    is the kernels' imports, which a second core halves): the fingerprint before, and per notebook its folder,
-    papermill's output and exit status."""
-    before = fingerprint()
-    processes = {}
-    for name, likelihood in CASES:
-        folder = tmp_path / Path(name).stem
+async def run_all(name: str, folder: Path) -> nbformat.NotebookNode:
+    """Run All of the committed notebook with the quick settings, its working folder `folder` (so its run folder,
+    runs/notebook-*, lands there and not over the user's); project modules import from ROOT."""
+    notebook = nbformat.read(ROOT / name, as_version=4)
+    first = next(cell for cell in notebook.cells if cell.cell_type == "code")
+    assert "parameters" in first.metadata.get("tags", []), "the first code cell is the parameters cell"
+    first.source = with_quick_settings(first.source)
+    client = NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": folder}})
+    await client.async_execute()
+    return notebook
+
+
+def progress_bars(notebook: nbformat.NotebookNode) -> list[str]:
+    """The text of every progress bar (tqdm's widget) the notebook's outputs show."""
+    return [output.data["text/plain"] for cell in notebook.cells for output in cell.get("outputs", [])
+            if "application/vnd.jupyter.widget-view+json" in output.get("data", {})
+            and re.search(r"epoch \d+/\d+", output.data.get("text/plain", ""))]
+
+
+def test_the_committed_notebooks_carry_no_papermill_cell():
+    for name in NOTEBOOKS:
+        notebook = nbformat.read(ROOT / name, as_version=4)
+        tags = [tag for cell in notebook.cells for tag in cell.metadata.get("tags", [])]
+        assert "injected-parameters" not in tags and tags.count("parameters") == 1, name
+
+
+def test_run_all_with_the_quick_settings_changes_nothing_tracked_and_shows_progress(subtests, tmp_path, monkeypatch):
+    """Both notebooks at once (a kernel of one thread each): one test, so that pytest-xdist runs them once."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    folders = {name: tmp_path / Path(name).stem for name in NOTEBOOKS}
+    for folder in folders.values():
         folder.mkdir()
-        # save_figures and progress keep their defaults: a quick run must leave img/ alone by itself
-        parameters = {"epochs": 1, "train_limit": 2000, "run_dir": str(folder / "run"), "likelihood": likelihood}
-        command = [sys.executable, "-m", "papermill", str(ROOT / name), str(folder / name), "-y",
-                   json.dumps(parameters), "-k", "python3", "--cwd", str(ROOT), "--no-progress-bar"]
-        processes[name] = folder, subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, text=True,
-                                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    results = {name: (folder, process.communicate(timeout=600)[0], process.returncode)
-               for name, (folder, process) in processes.items()}
-    return before, results
+    before = fingerprint()
 
-
-def explorer_html(notebook_path: Path, name: str) -> str:
-    """The explorer cell of an executed notebook as an HTML export shows it, without widget state (as on GitHub
-    or in an export of a notebook that `make run` refreshed)."""
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    notebook = nbformat.read(notebook_path / name, 4)
-    notebook.metadata.pop("widgets", None)
-    explorer = notebook.cells[-1]
-    assert explorer.source.startswith("LatentExplorer(")
-    notebook.cells = [explorer]
-    return HTMLExporter().from_notebook_node(notebook)[0]
-
-
-def test_both_notebooks_run_on_a_small_override_and_show_the_explorer_as_a_picture(subtests, tmp_path):
-    """One test, so that pytest-xdist runs the notebooks once; each check is a subtest."""
-    before, results = execute_both(tmp_path)
-    for name, likelihood in CASES:
-        folder, output, status = results[name]
-        with subtests.test(msg=f"{name} runs with likelihood {likelihood}"):
-            assert status == 0, output[-4000:]  # papermill stops at the first cell that fails and names it
-            assert torch.load(folder / "run" / "checkpoint.pt", weights_only=True)["config"]["likelihood"] == likelihood
-        with subtests.test(msg=f"{name}: the explorer shows a picture without widget state"):
-            assert status == 0
-            html = explorer_html(folder, name)
-            assert html.count('src="data:image/png;base64,') == 1
-            assert "LatentExplorer(children=" not in html
-    assert fingerprint() == before  # no figure written to img/, no notebook changed
+    async def both():
+        return await asyncio.gather(*(run_all(name, folder) for name, folder in folders.items()))
+    executed = dict(zip(NOTEBOOKS, asyncio.run(both())))
+    assert fingerprint() == before, "Run All changed a tracked file (or left a new one)"
+    for name, notebook in executed.items():
+        with subtests.test(msg=f"{name} shows training progress"):
+            bars = progress_bars(notebook)
+            assert bars and all("img" in bar for bar in bars), bars
+        with subtests.test(msg=f"{name} trained with the quick settings, in its own folder"):
+            run = next(folders[name].glob("runs/notebook-*"))
+            assert (run / "checkpoint.pt").exists() and not list(folders[name].glob("img"))
+            printed = "".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", []))
+            assert "5,000 training images" in printed and "epoch 2/2" in printed

@@ -280,7 +280,7 @@ def test_the_smallest_evaluation_settings_accepted_complete(tiny_run, tmp_path, 
                           "--batch-size", "1", "--train-limit", "100"]) == 0
     result = json.loads((run / evaluate.EVAL_FILE).read_text())
     assert (result["samples"], result["test_images"], result["train_images"]) == (10, 10, 100)
-    assert set(result["sanity"]) == set(evaluate.SANITY_NAMES) and f"saved {run}" in capsys.readouterr().out
+    assert set(result["sanity"]) == set(evaluate.SANITY_NAMES) and f"every metric: {run}" in capsys.readouterr().out
 
 
 def test_evaluate_refuses_non_finite_weights_and_unwritable_folders_before_computing(tiny_run, tmp_path, capsys,
