@@ -40,7 +40,8 @@ class Classifier(nn.Module):
         return self.head(self.features((x - PIXEL_MEAN) / PIXEL_STD))
 
 
-def features_and_probs(classifier: Classifier, images: Tensor, batch_size: int = EVAL_BATCH_SIZE) -> tuple[Tensor, Tensor]:
+def features_and_probs(classifier: Classifier, images: Tensor,
+                       batch_size: int = EVAL_BATCH_SIZE) -> tuple[Tensor, Tensor]:
     """Penultimate-layer features (N, FEATURES) and softmax probabilities (N, 10) of images in [0, 1]."""
     def features_probs(x: Tensor) -> tuple[Tensor, Tensor]:
         h = classifier.features((x - PIXEL_MEAN) / PIXEL_STD)

@@ -69,7 +69,8 @@ def find_file(directory: Path, name: str) -> Path | None:
     return None
 
 
-def load_split(images_path: str | Path, labels_path: str | Path, count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_split(images_path: str | Path, labels_path: str | Path,
+               count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, 28, 28) and labels (N,) as uint8, checked for consistency (and for `count` images if given)."""
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim != 3 or images.shape[1:] != (28, 28):
@@ -158,7 +159,8 @@ def to_unit_range(x: Tensor, likelihood: str) -> Tensor:
 
 
 def check_data_range(x: Tensor, likelihood: str) -> None:
-    """Called once per dataset: ValueError when x is outside the likelihood's data range, or is [0, 1] data given to gaussian."""
+    """Called once per dataset: ValueError when x is outside the likelihood's data range, or is [0, 1] data given
+    to gaussian."""
     low, high = DATA_RANGE[likelihood]
     x_min, x_max = torch.aminmax(x.detach())
     x_min, x_max = float(x_min), float(x_max)
