@@ -296,7 +296,7 @@ def test_bad_output_and_resume_folders_are_one_line_errors(tmp_path, capsys):
              (["--resume", str(tmp_path / "empty")], "no checkpoint"),
              (["--resume", str(tmp_path / "empty" / "checkpoint.pt")], "no checkpoint"),
              (["--resume", str(existing), "--beta", "0.7"], "differs from the run's"),
-             (["--resume", str(existing / "checkpoint.pt"), "--epochs", "1", "--out", str(a_file)],
+             (["--resume", str(existing / "checkpoint.pt"), "--epochs", "2", "--out", str(a_file)],
               "--out and --resume name different folders")]
     for args, message in cases:
         with pytest.raises(SystemExit) as exit_info:
