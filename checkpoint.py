@@ -7,6 +7,7 @@ One process at a time writes a run folder: it holds an OS lock on RUN/.lock (see
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import io
 import math
 import os
@@ -14,6 +15,7 @@ import pickle
 import socket
 import stat
 import time
+import warnings
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +34,7 @@ FORMAT = 2  # 2: train_config is the TrainConfig as a dict (no kl_weight)
 MAX_UNPACKED = 4 * 2 ** 30  # bytes a file's zip entries may declare in all (and at most 2x the file + 1 MiB)
 FIELDS = ("format", "config", "train_config", "epoch", "history", "model_state", "optimizer_state", "rng")
 ADAM_STATE = ("step", "exp_avg", "exp_avg_sq")
+DIGEST = "tensor_sha256"  # of the tensors (tensor_digest); checkpoints written before it have none
 
 
 class CheckpointError(Exception):
@@ -49,6 +52,7 @@ def save_checkpoint(path: str | Path, model: BetaVAE, optimizer: torch.optim.Opt
              "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
              "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
              "rng": dict(rng or {})}
+    state[DIGEST] = tensor_digest(state)
     buffer = io.BytesIO()
     torch.save(state, buffer)
     atomic_write(Path(path), lambda f: f.write(buffer.getbuffer()))
@@ -61,7 +65,7 @@ def write_metrics(out_dir: Path, model: BetaVAE, train_config: dict[str, Any], h
 
 
 # ---------------------------------------------------------------------------------------------- loading
-def load_tensors(path: Path, error: type[Exception] = CheckpointError) -> Any:
+def load_tensors(path: Path, error: type[Exception] = CheckpointError, map_location: Any = "cpu") -> Any:
     """torch.load of tensors and plain data only (weights_only), after refusing zip bombs; `error` names the file.
     Every torch.load of the project goes through here."""
     not_ours = f"{path}: not a checkpoint (corrupt, truncated or another format)"
@@ -74,7 +78,7 @@ def load_tensors(path: Path, error: type[Exception] = CheckpointError) -> Any:
     if declared > min(MAX_UNPACKED, 2 * size + 2 ** 20):
         raise error(f"{path}: refused: its entries claim {declared:,} bytes in a file of {size:,} bytes")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as failure:
         if "Unsupported global" in str(failure) or "GLOBAL" in str(failure):
             raise error(f"{path}: refused: it holds pickled Python objects that could run code (only tensors "
@@ -84,14 +88,14 @@ def load_tensors(path: Path, error: type[Exception] = CheckpointError) -> Any:
         raise error(not_ours) from None
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint (a file, or a run folder's) safely and validate every field; CheckpointError for
-    unsafe, corrupt, foreign or inconsistent files."""
+def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load a checkpoint (a file, or a run folder's) safely, its tensors onto `map_location` (torch.load's), and
+    validate it; CheckpointError for unsafe, corrupt, altered, foreign or inconsistent files."""
     path = Path(path)
     path = path / CHECKPOINT if path.is_dir() else path
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint there")
-    checkpoint = load_tensors(path)
+    checkpoint = load_tensors(path, map_location=map_location)
     check_checkpoint(checkpoint, path)
     return checkpoint
 
@@ -105,95 +109,85 @@ def plain(value: Any) -> bool:
     return value is None or isinstance(value, (str, bool, int)) or (isinstance(value, float) and math.isfinite(value))
 
 
-def number(value: Any, low: float = -math.inf) -> bool:
-    """A finite int or float (not a bool), at least `low`."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= low
-
-
 def tensor_like(value: Any, shape: tuple | torch.Size) -> bool:
     return isinstance(value, torch.Tensor) and value.shape == shape and value.dtype == torch.float32 and \
         bool(torch.isfinite(value).all())
 
 
 def check_checkpoint(checkpoint: Any, path: Path) -> None:
-    """CheckpointError naming the first field of `checkpoint` that is missing, unknown or not as saved."""
+    """CheckpointError naming the first field of `checkpoint` that is missing, unknown, altered or not as saved.
+    The tensors are judged by torch's own load_state_dict (model and Adam) into a model that allocates nothing."""
     def need(ok: bool, field: str, why: str) -> None:
         if not ok:
             raise CheckpointError(f"{path}: field {field}: {why}")
+
+    def judged(field: str, call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except Exception as error:  # the library's verdict on what the file holds
+            raise CheckpointError(f"{path}: field {field}: {' '.join(str(error).split())}") from None
 
     need(isinstance(checkpoint, dict) and "format" in checkpoint and "model_state" in checkpoint, "format",
          "missing: not a checkpoint of this project")
     need(type(checkpoint["format"]) is int and checkpoint["format"] == FORMAT, "format",  # type first: no tensor ==
          f"version {checkpoint['format']!r} is not {FORMAT}, the one this code reads")
-    need(set(checkpoint) == set(FIELDS), ", ".join(sorted(set(checkpoint) ^ set(FIELDS))), "missing or unknown")
-    config = checkpoint["config"]
+    need(set(checkpoint) - {DIGEST} == set(FIELDS), ", ".join(sorted(set(checkpoint) ^ {*FIELDS, DIGEST})),
+         "missing or unknown")
+    need(DIGEST not in checkpoint or str(checkpoint[DIGEST]) == tensor_digest(checkpoint), DIGEST,
+         "its tensors do not match the digest saved with them (the file was changed or damaged)")
+    config, train_config = checkpoint["config"], checkpoint["train_config"]
     need(isinstance(config, dict) and plain(config) and config.get("image_shape", list(IMAGE_SHAPE))
          == list(IMAGE_SHAPE), "config", f"not a dict of plain settings for {list(IMAGE_SHAPE)} images")
-    try:
-        with torch.device("meta"):  # the shapes of the model it describes, allocating nothing
-            model = build_model(config)
-    except (ValueError, TypeError, KeyError) as error:
-        raise CheckpointError(f"{path}: field config: not a valid model config ({error})") from None
+    with torch.device("meta"):  # the model it describes, allocating nothing
+        model = judged("config", lambda: build_model(config))
     need(config == model.plain_config(), "config", f"not the full settings of a model ({model.plain_config()})")
-    expected, state = model.state_dict(), checkpoint["model_state"]
-    need(isinstance(state, dict) and set(state) == set(expected), "model_state",
-         f"its tensors are not those of the {config['model']} model the config describes")
-    for key, tensor in state.items():
-        need(isinstance(tensor, torch.Tensor) and tensor.shape == expected[key].shape
-             and tensor.dtype == expected[key].dtype, f"model_state.{key}",
-             f"expected a {expected[key].dtype} tensor of shape {tuple(expected[key].shape)}")
-    train_config = checkpoint["train_config"]
+    with warnings.catch_warnings(action="ignore"):  # copying into a meta model: only names and shapes count
+        judged("model_state", lambda: model.load_state_dict(checkpoint["model_state"]))
     need(isinstance(train_config, dict) and plain(train_config) and type(train_config.get("train_images", 1)) is int
          and train_config.get("train_images", 1) >= 1, "train_config", "not a dict of plain settings")
-    try:
-        TrainConfig(**{k: v for k, v in train_config.items() if k != "train_images"})
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{path}: field train_config: not valid ({error})") from None
+    lr = judged("train_config", lambda: TrainConfig(**{k: v for k, v in train_config.items()
+                                                       if k != "train_images"})).lr
     epoch, history = checkpoint["epoch"], checkpoint["history"]
     need(type(epoch) is int and epoch >= 0, "epoch", f"{epoch!r} is not a non-negative integer")
     need(isinstance(history, list) and len(history) == epoch, "history", f"not a list of {epoch} epochs")
-    terms = lambda part: isinstance(part, dict) and all(number(part.get(t)) for t in ("recon", "kl", "total"))  # noqa
-    for i, entry in enumerate(history):
-        need(isinstance(entry, dict) and plain(entry) and entry.get("epoch") == i + 1 and number(entry.get("seconds"))
-             and terms(entry.get("train")) and terms(entry.get("test")), f"history[{i}]",
+    numbers = lambda part, keys: isinstance(part, dict) and all(type(part.get(k)) in (int, float) for k in keys)  # noqa
+    for i, entry in enumerate(history):  # plain: finite
+        need(plain(entry) and numbers(entry, ("seconds",)) and entry.get("epoch") == i + 1 and all(
+            numbers(entry.get(part), ("recon", "kl", "total")) for part in ("train", "test")), f"history[{i}]",
              "not an entry {epoch, train, test, seconds} of finite numbers")
-    if checkpoint["optimizer_state"] is not None:
-        check_optimizer_state(checkpoint["optimizer_state"], list(model.parameters()), need)
-    rng, size = checkpoint["rng"], torch.get_rng_state().shape
-    need(isinstance(rng, dict) and set(rng) <= {"train", "torch"}, "rng", "not a dict of train and torch states")
-    for key, value in rng.items():
-        need(isinstance(value, torch.Tensor) and value.dtype == torch.uint8 and value.shape == size, f"rng.{key}",
-             f"not a CPU generator state (uint8 tensor of shape {tuple(size)})")
+    if (state := checkpoint["optimizer_state"]) is not None:  # what this project's Adam(lr) writes for the model
+        judged("optimizer_state", lambda: torch.optim.Adam(model.parameters()).load_state_dict(state))
+        fresh = torch.optim.Adam(model.parameters(), lr=lr).state_dict()["param_groups"][0]
+        group = state["param_groups"][0]
+        need(set(group) == set(fresh) and all(type(group[k]) is type(v) and group[k] == v for k, v in fresh.items()
+                                              if k != "fused"), "optimizer_state.param_groups",
+             f"not those of Adam(lr={lr:g}) for the model's {len(fresh['params'])} parameters")
+        shapes = [p.shape for p in model.parameters()]
+        for i, values in state["state"].items():
+            need(type(i) is int and 0 <= i < len(shapes) and isinstance(values, dict) and set(values) == set(ADAM_STATE)
+                 and tensor_like(values["step"], ()) and all(tensor_like(values[k], shapes[i]) for k in ADAM_STATE[1:]),
+                 f"optimizer_state.state[{i!r}]", f"not Adam's {', '.join(ADAM_STATE)} (finite float32 tensors)")
+    need(isinstance(checkpoint["rng"], dict) and set(checkpoint["rng"]) <= {"train", "torch"}, "rng",
+         "not a dict of train and torch states")
+    for key, value in checkpoint["rng"].items():
+        judged(f"rng.{key}", lambda: torch.Generator().set_state(value))
 
 
-def check_optimizer_state(state: Any, parameters: list[torch.nn.Parameter],
-                          need: Callable[[bool, str, str], None]) -> None:
-    """`state` is what Adam's state_dict gives for these parameters: the same group keys as a fresh Adam's,
-    hyper-parameters in range, and per parameter a step count and two float32 tensors of its shape."""
-    fresh = torch.optim.Adam(parameters).state_dict()["param_groups"][0]
-    need(isinstance(state, dict) and set(state) == {"state", "param_groups"} and isinstance(state["state"], dict)
-         and isinstance(state["param_groups"], list) and len(state["param_groups"]) == 1, "optimizer_state",
-         "not the state_dict of an Adam optimizer with one parameter group")
-    group = state["param_groups"][0]
-    need(isinstance(group, dict) and set(group) == set(fresh), "optimizer_state.param_groups",
-         f"its keys are not Adam's ({', '.join(sorted(fresh))})")
-    betas = group["betas"]
-    need(number(group["lr"], 0) and group["lr"] > 0 and number(group["eps"], 0) and group["eps"] > 0
-         and number(group["weight_decay"], 0) and isinstance(betas, (tuple, list)) and len(betas) == 2
-         and all(number(b, 0) and b < 1 for b in betas) and group["amsgrad"] is False and group["maximize"] is False,
-         "optimizer_state.param_groups", "hyper-parameters out of range (lr, eps > 0; 0 <= betas < 1; "
-                                         "weight_decay >= 0; amsgrad and maximize off)")
-    need(group["params"] == list(range(len(parameters))), "optimizer_state.param_groups",
-         f"its parameters are not the model's {len(parameters)}")
-    for i, values in state["state"].items():
-        need(type(i) is int and i in group["params"] and isinstance(values, dict) and set(values) == set(ADAM_STATE),
-             f"optimizer_state.state[{i!r}]", f"not a parameter's Adam state ({', '.join(ADAM_STATE)})")
-        shape = parameters[i].shape
-        need(tensor_like(values["step"], ()) and values["step"] >= 0, f"optimizer_state.state[{i}].step",
-             "not a non-negative float32 scalar tensor")
-        for key in ADAM_STATE[1:]:
-            need(tensor_like(values[key], shape), f"optimizer_state.state[{i}].{key}",
-                 f"not a finite float32 tensor of shape {tuple(shape)}")
+def tensor_digest(checkpoint: dict[str, Any]) -> str:
+    """sha256 over the name, dtype, shape and bytes of every tensor in the model, optimizer and RNG states."""
+    digest = hashlib.sha256()
+
+    def add(value: Any, name: str) -> None:
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().contiguous()
+            digest.update(f"{name} {value.dtype} {tuple(value.shape)}\n".encode())
+            digest.update(value.reshape(-1).view(torch.uint8).numpy())
+        elif isinstance(value, (dict, list, tuple)):
+            for key, item in value.items() if isinstance(value, dict) else enumerate(value):
+                add(item, f"{name}.{key}")
+    for field in ("model_state", "optimizer_state", "rng"):
+        add(checkpoint.get(field), field)
+    return digest.hexdigest()
 
 
 def config_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
@@ -232,10 +226,15 @@ def load_model(path: str | Path, checkpoint: dict[str, Any] | None = None) -> Be
 
 
 # ---------------------------------------------------------------------------------------------- run folders
-def lock(folder: Path, wait: bool = False) -> int:
-    """An exclusive OS lock on folder/.lock, a regular file opened without following links (released when the
+def trained(folder: str | Path) -> bool:
+    """Whether `folder` holds a checkpoint past epoch 0 (one at epoch 0 holds no training: a new run replaces it)."""
+    return (Path(folder) / CHECKPOINT).exists() and load_checkpoint(folder)["epoch"] > 0
+
+
+def lock(folder: Path, wait: bool = False, name: str = LOCK) -> int:
+    """An exclusive OS lock on folder/NAME, a regular file opened without following links (released when the
     process ends); it records our pid and host. CheckpointError naming the holder when another process has it."""
-    path = folder / LOCK
+    path = folder / name
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
     except OSError as error:
@@ -259,9 +258,10 @@ def lock(folder: Path, wait: bool = False) -> int:
 @contextmanager
 def run_folder(folder: str | Path | None, checkpoint: dict[str, Any] | None = None, overwrite: bool = False,
                log: Callable[[str], None] = print) -> Iterator[None]:
-    """Hold `folder` for writing a run (nothing when None): created if missing, locked, stale temporary files
-    removed. A run already there is refused unless `checkpoint` continues it (at the same epoch) or `overwrite`
-    moves it aside to FOLDER.old-TIMESTAMP. If nothing was saved, the folders this call made go, if empty."""
+    """Hold `folder` for writing a run (nothing when None): created if missing, locked, our stale temporary files
+    removed. A run already there (past epoch 0) is refused unless `checkpoint` continues it (at the same epoch) or
+    `overwrite` moves it aside to FOLDER.old-TIMESTAMP. If nothing was saved, the folders this call made go, if
+    empty."""
     if folder is None:
         yield
         return
@@ -270,23 +270,23 @@ def run_folder(folder: str | Path | None, checkpoint: dict[str, Any] | None = No
     folder.mkdir(parents=True, exist_ok=True)
     fd = lock(folder)
     try:
-        for stale in folder.glob(".*.tmp"):
+        for stale in (p for name in (CHECKPOINT, METRICS) for p in folder.glob(f".{name}.*.tmp")):  # ours only
             stale.unlink(missing_ok=True)
         if (folder / CHECKPOINT).exists() and checkpoint is not None:
             saved = load_checkpoint(folder)["epoch"]
             if saved != checkpoint["epoch"]:
                 raise CheckpointError(f"{folder} holds epoch {saved}, the checkpoint given is at epoch "
                                       f"{checkpoint['epoch']}: load it again")
-        elif (folder / CHECKPOINT).exists() and not overwrite:
-            raise CheckpointError(f"{folder} already holds a run: pass checkpoint=load_checkpoint({str(folder)!r}) "
-                                  f"to continue it, or overwrite=True to start over (the old run is moved aside)")
-        elif (folder / CHECKPOINT).exists():
+        elif (folder / CHECKPOINT).exists() and overwrite:
             aside = folder.with_name(f"{folder.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
             folder.rename(aside)  # our lock moves with it until the new folder is locked
             folder.mkdir()
             os.close(fd)
             fd = lock(folder)
             log(f"moved the previous run in {folder} aside to {aside}")
+        elif trained(folder):
+            raise CheckpointError(f"{folder} already holds a run: pass checkpoint=load_checkpoint({str(folder)!r}) "
+                                  f"to continue it, or overwrite=True to start over (the old run is moved aside)")
         yield
     finally:
         if not (folder / CHECKPOINT).exists():

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import metrics
-from checkpoint import CHECKPOINT, CheckpointError, load_checkpoint, load_model
+from checkpoint import CHECKPOINT, DIGEST, CheckpointError, load_checkpoint, load_model
 from classifier import Classifier, ClassifierError, features_and_probs, load_classifier
 from cli import OneLineParser, add_options, given, option_error, unavailable
 from config import EvalConfig
@@ -231,7 +231,7 @@ def evaluate_run(run: str | Path, data: FashionMNISTData, config: EvalConfig = E
     model = load_model(checkpoint_file, checkpoint).to(device)  # loaded and validated once
     result = evaluate(model, data, checkpoint["train_config"].get("beta", 1.0), config, classifier, reference)
     result = {"run": str(run), "epoch": checkpoint["epoch"], "checkpoint_sha256": digest,
-              "config": model.plain_config(), **result}
+              "checkpoint_tensor_sha256": checkpoint.get(DIGEST), "config": model.plain_config(), **result}
     write_json(run / EVAL_FILE, result)
     return result
 

@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from checkpoint import (CHECKPOINT, METRICS, CheckpointError, config_differences, load_checkpoint, restore, run_folder,
-                        save_checkpoint, write_metrics)
+                        save_checkpoint, trained, write_metrics)
 from cli import OneLineParser, add_options, given, option_error, unavailable
 from config import ModelConfig, TrainConfig
 from data import DataError, FashionMNISTData, batches, check_data, load_fashion_mnist
@@ -114,7 +114,8 @@ def fit(model: BetaVAE, data: FashionMNISTData, config: TrainConfig = TrainConfi
             try:
                 train = train_epoch(model, optimizer, train_x, config, generator, epoch, bar)
             except TrainingError as error:
-                where = f"; the last good checkpoint is {out_dir / CHECKPOINT}" if out_dir else ""
+                where = "" if out_dir is None else f"; the last good checkpoint is {out_dir / CHECKPOINT}" if history \
+                    else f"; nothing was trained: a new run may replace {out_dir} (train.py --out {out_dir})"
                 raise TrainingError(f"{error}{where}") from None
             finally:
                 bar.close()
@@ -167,8 +168,11 @@ def parse_args(argv: list[str] | None) -> tuple[Any, ModelConfig | dict, TrainCo
             p.error("--out '' is not a folder name")
         args.out = args.out or f"runs/{model_config.model}-beta{config.beta:g}"
         out = Path(args.out)
-        if (out / CHECKPOINT).exists():
-            p.error(f"--out {out} already holds a run; continue it with --resume {out} or choose another --out")
+        try:
+            if trained(out):  # a checkpoint at epoch 0 holds no training: replaced
+                p.error(f"--out {out} already holds a run; continue it with --resume {out} or choose another --out")
+        except CheckpointError as error:
+            p.error(f"--out: {error}")
         if unwritable(out):
             p.error(f"--out {unwritable(out)}")
         return args, model_config, config, None

@@ -12,6 +12,7 @@ from typing import Any
 from checkpoint import METRICS
 from evaluate import EVAL_FILE
 from files import write_json
+from lab.machine import machine
 
 RECORDS_DIR = Path("results/runs")
 
@@ -66,17 +67,18 @@ def record_of(run_dir: Path) -> dict[str, Any]:
 
 
 def write_record(run_dir: Path, records_dir: Path = RECORDS_DIR) -> str:
-    """Write the record of `run_dir` as records_dir/NAME.json (indented JSON: diffs stay small). Returns a note
-    when it replaces a record with other numbers (git diff shows them), else ''."""
+    """Write the record of `run_dir` as records_dir/NAME.json (indented JSON: diffs stay small), with the machine
+    that writes it (CPU model, oneDNN ISA limit). Returns a note when it replaces a record with other numbers (git
+    diff shows them), else ''."""
     path = Path(records_dir) / f"{run_dir.name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = record_of(run_dir)
+    record = {**record_of(run_dir), "machine": machine()}
     try:
         before = read_json(path) if path.exists() else None
     except RecordError:
         before = {}
     write_json(path, record)
-    if before is None or {**before, "seconds": 0} == {**record, "seconds": 0}:
+    if before is None or {**before, "seconds": 0, "machine": 0} == {**record, "seconds": 0, "machine": 0}:
         return ""
     common = min(len(before.get("epochs") or []), len(record["epochs"]))
     if common and before["epochs"][:common] == record["epochs"][:common] and common < len(record["epochs"]):

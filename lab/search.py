@@ -1,5 +1,5 @@
 """The study side of a sweep: what it explores (a grid, or a TPE search over CNN designs within a parameter budget),
-each trial's settings and run folder, the study's name and storage, and the trials whose worker died."""
+each trial's settings and run folder, the study's name, and the trials whose worker died (storage: lab/storage.py)."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import typing
 from datetime import datetime
 from itertools import product
@@ -16,24 +15,23 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import sqlalchemy.exc
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
-from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from checkpoint import CheckpointError, lock
 from cli import finite, option_error
 from config import ModelConfig, TrainConfig
+from lab.storage import MAX_RETRY
 from models import architecture_size
 
 BETAS = [0.01, 0.1, 0.5, 1.0, 2.0, 4.0]  # the grid's default
 FIELDS = {f.name: (cls, f) for cls in (ModelConfig, TrainConfig) for f in dataclasses.fields(cls)}
 NAMED = ("model", "likelihood", "latent_dim", "beta", "seed", "epochs")  # in every run name (or not at all)
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")  # it becomes part of file names
-STALE_BEATS, MAX_RETRY = 3, 3  # database: a trial silent for 3 heartbeats is failed and retried, 3 times at most
-SETTLE = 2.0        # journal: a trial this young may not hold its run folder yet
 START_GRACE = 60.0  # journal: a running trial without a run folder after this long lost its worker
+TRIAL_LOCK = ".trial"  # RUN/.trial: held by the trial's worker from before it names the run until it is told
+MAX_NAME = 120  # a longer run name is cut and ends in a digest of the whole name
 
 
 def parse_value(field: str, text: str) -> Any:
@@ -59,7 +57,8 @@ def split(settings: dict[str, Any]) -> tuple[ModelConfig, TrainConfig]:
 
 def run_name(settings: dict[str, Any]) -> str:
     """{model}-{likelihood}-z{latent_dim}-beta{beta:g}, then -seed{seed} and -{field}{value} for other settings
-    off their defaults (that the model uses). No epochs: a sweep to more epochs resumes the same folders."""
+    off their defaults (that the model uses); beyond MAX_NAME characters, cut and ended by a digest of the whole.
+    No epochs: a sweep to more epochs resumes the same folders."""
     model_config, config = split(settings)
     name = f"{model_config.model}-{model_config.likelihood}-z{model_config.latent_dim}-beta{config.beta:g}"
     name += f"-seed{config.seed}" if config.seed else ""
@@ -69,7 +68,8 @@ def run_name(settings: dict[str, Any]) -> str:
                                                             else config, field) != spec.default:
             value = settings[field]
             name += f"-{field}{value:g}" if isinstance(value, float) else f"-{field}{as_param(value)}"
-    return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    return name if len(name) <= MAX_NAME else f"{name[:MAX_NAME - 11]}-{digest}"
 
 
 def valid(settings: dict[str, Any]) -> bool:
@@ -213,77 +213,6 @@ def study_name(base: str, job: Job, evaluation: dict[str, Any]) -> str:
     return f"{base}-{hashlib.sha256(identity.encode()).hexdigest()[:10]}"
 
 
-class StorageError(Exception):
-    """The study's storage cannot be used; the message says why in one line."""
-
-
-def check_journal(path: Path) -> str | None:
-    """Drop a last line a crash cut short or garbled (after a backup copy; under the journal's lock): what was done.
-    StorageError when an earlier line is damaged."""
-    if not path.is_file() or path.stat().st_size == 0:
-        return None
-    journal_lock = JournalFileSymlinkLock(str(path))
-    journal_lock.acquire()
-    try:
-        data = path.read_bytes()
-        *lines, tail = data.split(b"\n")  # tail: after the last newline, b"" unless cut short
-        bad = [i for i, line in enumerate(lines) if not is_record(line)]
-        if bad and bad != [len(lines) - 1]:
-            raise StorageError(f"{path}: line {bad[0] + 1} is not an Optuna journal record (a damaged file); "
-                               f"restore a backup, or start a new study with another --storage file")
-        keep = len(data) - len(tail) - (len(lines[-1]) + 1 if bad else 0)
-        if keep == len(data):
-            return None
-        shutil.copy2(path, backup := path.with_name(f"{path.name}.bak-{datetime.now():%Y%m%d-%H%M%S}"))
-        os.truncate(path, keep)
-        return f"{path}: dropped its last line, cut short or garbled by a crash (the file as it was: {backup})"
-    finally:
-        journal_lock.release()
-
-
-def is_record(line: bytes) -> bool:
-    try:
-        return isinstance(entry := json.loads(line), dict) and "op_code" in entry
-    except ValueError:
-        return False
-
-
-def open_storage(storage: str, heartbeat: int) -> optuna.storages.BaseStorage:
-    """A database URL (RDBStorage with Optuna's heartbeat and retry callback) or a journal file."""
-    if "://" not in storage:
-        if not Path(storage).parent.is_dir():
-            raise StorageError(f"folder {Path(storage).parent} does not exist")
-        try:
-            return JournalStorage(JournalFileBackend(storage))
-        except OSError as error:
-            raise StorageError(f"cannot write {storage} ({error.strerror})") from None
-    url = sqlalchemy.engine.make_url(storage)
-    if url.get_backend_name() == "sqlite" and not Path(url.database or ":memory:").parent.is_dir():
-        raise StorageError(f"folder {Path(url.database).parent} does not exist")
-    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
-        raise StorageError("an in-memory database is not shared between workers: give a file, sqlite:///PATH")
-    try:
-        return RDBStorage(storage, heartbeat_interval=heartbeat, grace_period=STALE_BEATS * heartbeat,
-                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
-    except ImportError as error:
-        raise StorageError(f"its database driver is not installed ({error.__cause__ or error})") from None
-    except sqlalchemy.exc.NoSuchModuleError:
-        raise StorageError(f"unknown database kind {url.drivername!r} (postgresql, mysql, sqlite, ...)") from None
-    except (sqlalchemy.exc.SQLAlchemyError, OSError, ValueError) as error:
-        raise StorageError(one_line(error)) from None
-
-
-def one_line(error: BaseException) -> str:
-    """The first line of an error (a database error's own message, without SQLAlchemy's additions)."""
-    text = str(getattr(error, "orig", None) or error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def shown(storage: str) -> str:
-    """A --storage value for messages, a database password hidden."""
-    return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", storage)
-
-
 def retry(study: optuna.Study, trial: FrozenTrial, why: str) -> None:
     """Fail a running trial and enqueue it again (Optuna's retry callback); nothing if it finished meanwhile."""
     try:
@@ -296,7 +225,7 @@ def retry(study: optuna.Study, trial: FrozenTrial, why: str) -> None:
 
 def recover(study: optuna.Study, storage: Any, runs_dir: Path) -> list[FrozenTrial]:
     """Fail and retry the running trials whose worker is gone; the study's trials. Database: Optuna's heartbeat.
-    Journal: a trial whose run folder lock can be taken (while we hold it, no one else retries it)."""
+    Journal: a trial whose RUN/.trial lock can be taken (while we hold it, no one else retries it)."""
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     if isinstance(storage, RDBStorage):
         fail_stale_trials(study)
@@ -307,9 +236,9 @@ def recover(study: optuna.Study, storage: Any, runs_dir: Path) -> list[FrozenTri
         age, folder = (datetime.now() - t.datetime_start).total_seconds(), runs_dir / t.user_attrs.get("run", "")
         if "run" not in t.user_attrs or not folder.is_dir():
             retry(study, t, f"no run folder after {START_GRACE:.0f} s") if age > START_GRACE else None
-        elif age > SETTLE:
+        else:
             try:
-                fd = lock(folder)
+                fd = lock(folder, name=TRIAL_LOCK)
             except CheckpointError:
                 continue  # held: its worker is alive (or paused)
             retry(study, t, f"nobody holds {folder}: its worker is gone")

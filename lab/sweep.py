@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import multiprocessing
 import os
-import signal
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import asdict
@@ -36,14 +35,19 @@ from data import COUNTS, DataError, FashionMNISTData, load_fashion_mnist
 from evaluate import (EVAL_FILE, SAMPLER_NAMES, check_data_sizes, evaluate_run,
                       reference_features, summary, with_test_limit)
 from files import WriteError, read_table, sha256, unwritable, write_table
-from lab.records import RECORDS_DIR, RecordError, write_record
-from lab.search import (Job, Search, StorageError, check_journal, make_job, one_line, open_storage, recover,
-                        run_name, shown, split, study_name)
+from lab.records import RecordError, write_record
+from lab.machine import available_workers, cores, onednn_isa, supervise
+from lab.search import TRIAL_LOCK, Job, Search, make_job, recover, run_name, split, study_name
+from lab.storage import (LOST, StorageError, check_journal, lost_database, one_line, open_storage, quiet_heartbeat,
+                         shown)
 from models import build_model
 from train import TrainingError, fit
 
 OBJECTIVES = ("recon", "elbo", "loss", "iwae_nll", "iwae_elbo", "mse", "fd_prior", "fd_aggregate", "fd_class")
 HEARTBEAT = 30      # database storage: seconds between a running trial's heartbeats
+GONE = 3  # a worker's exit status when the database went away: the parent says so, once
+EXPECTED = (CheckpointError, ClassifierError, DataError, WriteError, RecordError, ValueError,
+            sqlalchemy.exc.SQLAlchemyError)  # one line each, exit status 1
 
 
 def train_run(run_dir: Path, model_config: ModelConfig, config: TrainConfig, data: FashionMNISTData,
@@ -103,17 +107,22 @@ dataset = functools.lru_cache(maxsize=1)(load_fashion_mnist)
 
 def run_trial(study: optuna.Study, job: Job, args: argparse.Namespace) -> None:
     """One trial through Study.optimize (with a database, Optuna's heartbeat runs meanwhile): train (or reuse),
-    evaluate (or reuse) and record its run, holding the run folder's OS lock (fit's, then ours) until the trial is
-    told; the kernel releases it when the process ends: search.recover. A worker whose trial was failed meanwhile
-    (taken for dead) says so and goes on."""
-    held, done = [], []  # the lock once trained; the folder and metrics once evaluated
+    evaluate (or reuse) and record its run, holding RUN/.trial from before it names the run until the trial is told
+    (and RUN/.lock: fit's, then ours); the kernel releases them when the process ends: search.recover. A worker
+    whose trial was failed meanwhile (taken for dead) says so and goes on."""
+    held, done = [], []  # the locks; the folder and metrics once evaluated
 
     def objective(trial: optuna.Trial) -> float:
         settings = job.settings(trial)
         (model_config, config), folder = split(settings), Path(args.runs_dir) / run_name(settings)
         full = dataset(model_config.likelihood)
         folder.mkdir(parents=True, exist_ok=True)
-        trial.set_user_attr("run", folder.name)  # from now on, its folder's lock says whether it lives
+        try:
+            held.append(lock(folder, name=TRIAL_LOCK))  # locked before it is named: recover sees it live
+        except CheckpointError:  # a worker taken for dead still has it: named now, its lock says we wait
+            trial.set_user_attr("run", folder.name)
+            held.append(lock(folder, wait=True, name=TRIAL_LOCK))
+        trial.set_user_attr("run", folder.name)
         try:
             action, epoch = train_run(folder, model_config, config, full, not args.no_progress)
         except TrainingError as error:
@@ -129,7 +138,10 @@ def run_trial(study: optuna.Study, job: Job, args: argparse.Namespace) -> None:
             print(note, flush=True)
         print(f"{folder}: {action}", flush=True)
         done.extend([folder, summary(result)])
-        trial.set_user_attr("row", {"settings": job.describe(settings), "run": folder.name, "action": action,
+        saved = load_checkpoint(folder)  # every column from the run itself (a reused run may have more epochs)
+        ran = {**saved["config"], **saved["train_config"], "epochs": result["epoch"]}
+        ran = {k: tuple(ran[k]) if isinstance(ran.get(k), list) else ran.get(k, v) for k, v in settings.items()}
+        trial.set_user_attr("row", {"settings": job.describe(ran), "run": folder.name, "action": action,
                                     "epochs": result["epoch"], "parameters": result["parameters"], "metrics": done[1]})
         return done[1][args.objective]
     try:
@@ -156,36 +168,11 @@ def work(study: optuna.Study, storage: Any, job: Job, args: argparse.Namespace) 
             return
 
 
-def worker(argv: list[str], number: int) -> None:
-    """A forked worker process: exits with main's status, skipping the exit handlers it shares with its parent."""
-    try:
-        code = main([*argv, "--worker", str(number)])
-    except SystemExit as error:
-        code = error.code if isinstance(error.code, int) else 1
-    sys.stdout.flush(), sys.stderr.flush()
-    os._exit(code)
-
-
-def supervise(argv: list[str], workers: int) -> int:
-    """Run worker processes (forked: the imports are done) to their end; report those killed by a signal (their
-    trials are retried by the others or by the caller); the largest exit status of the others, or 0."""
-    sys.stdout.flush(), sys.stderr.flush()
-    processes = [multiprocessing.get_context("fork").Process(target=worker, args=(argv, i)) for i in range(workers)]
-    for process in processes:
-        process.start()
-    for process in processes:  # Ctrl-C reaches them too: each saves, fails its trial and ends
-        process.join()
-    for process in (p for p in processes if p.exitcode < 0):
-        print(f"sweep: worker {process.pid} was killed by {signal.Signals(-process.exitcode).name}; its trial is "
-              f"retried", file=sys.stderr, flush=True)
-    return max(0, *(p.exitcode for p in processes))
-
-
 def report(job: Job, trials: list[FrozenTrial], args: argparse.Namespace) -> tuple[list[Path], str | None, list]:
     """Write the table and, for grids, the figures (one set per combination of the settings other than beta): the
     files, or why not (a table is not replaced by one with fewer rows unless --force), and the missing points."""
     attrs, missing = job.table(trials)
-    rows = [{c: a["settings"].get(c, a.get(c)) for c in job.columns} | a["metrics"] for a in attrs]
+    rows = [{c: a.get(c, a["settings"].get(c)) for c in job.columns} | a["metrics"] for a in attrs]
     stem = Path(args.results_dir) / job.stem(args.study)
     old = len(read_table(stem))
     if old > len(rows) and not args.force:
@@ -239,7 +226,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Job, OneLineParser]
     add("--runs-dir", default="runs/sweep", help="(default runs/sweep)")
     add("--results-dir", default="results", help="tables (default results)")
     add("--img-dir", default="img", help="figures (default img)")
-    add("--records-dir", default=str(RECORDS_DIR), help=f"run records (default {RECORDS_DIR})")
+    add("--records-dir", help="run records (default RESULTS_DIR/runs: they follow --results-dir)")
     add("--force", action="store_true", help="replace a table even by one with fewer rows")
     add("--no-progress", action="store_true", help="no progress bars")
     add("--worker", type=int, help=argparse.SUPPRESS)
@@ -257,6 +244,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Job, OneLineParser]
     except ValueError as error:
         p.error(str(error))
     args.storage = args.storage or str(Path(args.runs_dir) / "optuna.journal")
+    args.records_dir = args.records_dir or str(Path(args.results_dir) / "runs")
+    if isa_error := onednn_isa():
+        p.error(isa_error)
     for option in ("runs_dir", "results_dir", "img_dir", "records_dir") if args.worker is None else ():
         if writable(Path(getattr(args, option))):
             p.error(f"--{option.replace('_', '-')} {writable(Path(getattr(args, option)))}")
@@ -266,10 +256,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Job, OneLineParser]
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args, job, p = parse_args(argv)
-    # oneDNN's AVX-512 and AVX2 kernels give CNN runs other numbers: sweeps use AVX2 ones (=ALL: the CPU's fastest)
-    os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=ExperimentalWarning)
+    threading.excepthook = quiet_heartbeat
     try:
         note = check_journal(Path(args.storage)) if "://" not in args.storage and args.worker is None else None
         print(f"sweep: {note}", file=sys.stderr) if note else None
@@ -279,10 +268,10 @@ def main(argv: list[str] | None = None) -> int:
                                     direction="minimize", sampler=job.sampler(args.worker or 0), load_if_exists=True)
     except (StorageError, sqlalchemy.exc.SQLAlchemyError, OSError, ValueError) as error:
         p.error(f"--storage {shown(args.storage)}: {one_line(error)}")
-    cores, started = int(os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0))), time.perf_counter()
+    started = time.perf_counter()
     try:
         if args.worker is not None:
-            torch.set_num_threads(max(1, cores // args.workers))
+            torch.set_num_threads(max(1, cores() // args.workers))
             work(study, storage, job, args)
             return 0
         print(f"study {study.study_name} in {shown(args.storage)}", flush=True)
@@ -290,15 +279,19 @@ def main(argv: list[str] | None = None) -> int:
         retried = {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
         for t in (t for t in trials if t.state == TrialState.FAIL and t.number not in retried):
             RetryHeartbeatStaleTrialCallback()(study, t)
-        if args.workers > 1 and (code := supervise(argv, args.workers)):
-            return code
-        torch.set_num_threads(cores)
+        workers = available_workers(args.workers, getattr(job, "trials", len(job.points)) - len(job.table(trials)[0]))
+        if workers > 1 and (code := supervise(main, argv, workers)):
+            print(f"sweep: error: {LOST.format('')}", file=sys.stderr) if code == GONE else None
+            return 1 if code == GONE else code
+        torch.set_num_threads(cores())
         work(study, storage, job, args)  # --workers 1: everything; else what killed workers left
         files, refused, missing = report(job, study.get_trials(deepcopy=False), args)
-    except (CheckpointError, ClassifierError, DataError, WriteError, RecordError, ValueError,
-            sqlalchemy.exc.SQLAlchemyError) as error:
-        print(f"sweep: error: {one_line(error)}", file=sys.stderr)
-        return 1
+    except Exception as error:
+        if (lost := lost_database(error)) is None and not isinstance(error, EXPECTED):
+            raise
+        if lost is None or args.worker is None:
+            print(f"sweep: error: {LOST.format(f' ({one_line(lost)})') if lost else one_line(error)}", file=sys.stderr)
+        return GONE if lost is not None and args.worker is not None else 1
     except KeyboardInterrupt:
         print("\ninterrupted; finished epochs and evaluations are saved: run the same command again to continue",
               file=sys.stderr) if args.worker is None else None

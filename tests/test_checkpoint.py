@@ -15,10 +15,12 @@ import torch
 
 import classifier
 import files
-from checkpoint import CHECKPOINT, FORMAT, CheckpointError, load_checkpoint, load_tensors, lock, restore, run_folder
+from checkpoint import (CHECKPOINT, DIGEST, FORMAT, CheckpointError, load_checkpoint, load_tensors, lock, restore,
+                        run_folder)
 from config import TrainConfig
 from files import WriteError, atomic_write, unwritable, write_json, write_table
 from models import FCVAE
+from train import fit
 
 from conftest import TINY, run_main, tiny_fit  # noqa: E402
 
@@ -53,39 +55,44 @@ def test_a_run_failing_before_its_first_checkpoint_removes_only_its_own_empty_fo
 
 # ---------------------------------------------------------------------------------------------- optimizer state
 OPTIMIZER_EDITS = {  # issue 23, case 9: each was accepted, or crashed (a scalar exp_avg: a segfault on resume)
-    "scalar exp_avg": (lambda o: o["state"][0].update(exp_avg=torch.tensor(0.5)), r"state\[0\]\.exp_avg"),
-    "float64 exp_avg": (lambda o: o["state"][0].update(exp_avg=o["state"][0]["exp_avg"].double()),
-                        r"state\[0\]\.exp_avg"),
-    "nan exp_avg_sq": (lambda o: o["state"][0]["exp_avg_sq"].fill_(float("nan")), r"state\[0\]\.exp_avg_sq"),
-    "missing exp_avg_sq": (lambda o: o["state"][0].pop("exp_avg_sq"), r"state\[0\]: .*exp_avg_sq"),
-    "integer step": (lambda o: o["state"][0].update(step=3), r"state\[0\]\.step"),
-    "unknown parameter": (lambda o: o["state"].update({99: o["state"][0]}), r"state\[99\]"),
-    "betas='x'": (lambda o: o["param_groups"][0].update(betas="x"), r"param_groups: .*betas"),
-    "betas=(0.9, 1.5)": (lambda o: o["param_groups"][0].update(betas=(0.9, 1.5)), r"param_groups: .*betas"),
-    "amsgrad=True": (lambda o: o["param_groups"][0].update(amsgrad=True), r"param_groups: .*amsgrad"),
-    "eps=-1": (lambda o: o["param_groups"][0].update(eps=-1.0), r"param_groups: .*eps > 0"),
-    "weight_decay=-5": (lambda o: o["param_groups"][0].update(weight_decay=-5.0), r"param_groups: .*weight_decay"),
-    "lr=0": (lambda o: o["param_groups"][0].update(lr=0.0), r"param_groups: .*lr"),
-    "a missing group key": (lambda o: o["param_groups"][0].pop("eps"), r"param_groups: its keys are not Adam's"),
-    "another parameter list": (lambda o: o["param_groups"][0].update(params=[0, 1]), r"param_groups: its param"),
+    "scalar exp_avg": (lambda o: o["state"][0].update(exp_avg=torch.tensor(0.5)), r"\.state\[0\]"),
+    "float64 exp_avg": (lambda o: o["state"][0].update(exp_avg=o["state"][0]["exp_avg"].double()), r"\.state\[0\]"),
+    "nan exp_avg_sq": (lambda o: o["state"][0]["exp_avg_sq"].fill_(float("nan")), r"\.state\[0\]"),
+    "missing exp_avg_sq": (lambda o: o["state"][0].pop("exp_avg_sq"), r"\.state\[0\]: .*exp_avg_sq"),
+    "integer step": (lambda o: o["state"][0].update(step=3), r"\.state\[0\]"),
+    "unknown parameter": (lambda o: o["state"].update({99: o["state"][0]}), r"\.state\[99\]"),
+    "betas='x'": (lambda o: o["param_groups"][0].update(betas="x"), r"\.param_groups: not those of Adam"),
+    "betas=(0.9, 1.5)": (lambda o: o["param_groups"][0].update(betas=(0.9, 1.5)), r"\.param_groups"),
+    "amsgrad=True": (lambda o: o["param_groups"][0].update(amsgrad=True), r"\.param_groups"),
+    "eps=-1": (lambda o: o["param_groups"][0].update(eps=-1.0), r"\.param_groups"),
+    "weight_decay=-5": (lambda o: o["param_groups"][0].update(weight_decay=-5.0), r"\.param_groups"),
+    "lr=0": (lambda o: o["param_groups"][0].update(lr=0.0), r"\.param_groups: not those of Adam\(lr=0.001\)"),
+    "a missing group key": (lambda o: o["param_groups"][0].pop("eps"), r"\.param_groups"),
+    "another parameter list": (lambda o: o["param_groups"][0].update(params=[0, 1]), r": .*doesn't match the size"),
     "a tensor parameter list": (lambda o: o["param_groups"][0].update(params=torch.arange(len(o["state"]))),
-                                r"param_groups: its param"),
-    "a tensor state key": (lambda o: o["state"].update({torch.arange(3): o["state"][0]}), r"state\[tensor"),
+                                r"\.param_groups"),
+    "a tensor state key": (lambda o: o["state"].update({torch.arange(3): o["state"][0]}), r"\.state\[tensor"),
 }
 
 
 @pytest.mark.parametrize("name", OPTIMIZER_EDITS)
 def test_an_edited_optimizer_state_is_refused_naming_the_field(name, tmp_path, valid_checkpoint, capsys):
+    """Without a digest (as written before digests): the structure is checked; with the digest kept: it fails."""
     edit, field = OPTIMIZER_EDITS[name]
     optimizer_state = copy.deepcopy(valid_checkpoint["optimizer_state"])
     edit(optimizer_state)
     run = tmp_path / "run"
     run.mkdir()
-    torch.save({**valid_checkpoint, "optimizer_state": optimizer_state}, run / CHECKPOINT)
-    with pytest.raises(CheckpointError, match=f"{CHECKPOINT}: field optimizer_state\\.{field}"):
+    undigested = {k: v for k, v in valid_checkpoint.items() if k != DIGEST}
+    torch.save({**undigested, "optimizer_state": optimizer_state}, run / CHECKPOINT)
+    with pytest.raises(CheckpointError, match=f"{CHECKPOINT}: field optimizer_state{field}"):
         load_checkpoint(run)
     code, err = run_main(["--resume", str(run), "--epochs", "2", "--no-progress"], capsys)
-    assert code == 2 and err.count("\n") == 1 and "field optimizer_state." in err and "Traceback" not in err
+    assert code == 2 and err.count("\n") == 1 and "field optimizer_state" in err and "Traceback" not in err
+    if field.startswith(r"\.state"):  # the digest covers the tensors (the settings are checked as above)
+        torch.save({**valid_checkpoint, "optimizer_state": optimizer_state}, run / CHECKPOINT)
+        with pytest.raises(CheckpointError, match=f"{CHECKPOINT}: field {DIGEST}: its tensors do not match"):
+            load_checkpoint(run)
 
 
 def test_the_unedited_optimizer_state_passes_and_resumes(valid_checkpoint):
@@ -192,7 +199,7 @@ def test_checkpoints_store_the_plain_config_and_a_validated_train_config(tmp_pat
                               ({"gamma": 3.0}, "only apply with capacity"), ({"epochs": 0}, "epochs must be >= 1")):
         torch.save({**valid_checkpoint, "train_config": {**valid_checkpoint["train_config"], **train_config}},
                    tmp_path / "edited.pt")
-        with pytest.raises(CheckpointError, match=f"edited.pt: field train_config: not valid .*{why}"):
+        with pytest.raises(CheckpointError, match=f"edited.pt: field train_config: .*{why}"):
             load_checkpoint(tmp_path / "edited.pt")
 
 
@@ -265,3 +272,99 @@ def test_write_table_splits_mean_and_std_into_columns(tmp_path):
     markdown = md_path.read_text()
     assert markdown.startswith("# Frontier\n\n| model | mse | parameters | seeds |")
     assert "| fc | 0.0203 ± 0.0001 | 1,069,590 | 3 |" in markdown and "| cnn | 0.0222 | 49,575 | 1 |" in markdown
+
+
+# ---------------------------------------------------------------------------------------------- issue 34: trust
+def xor_inside_a_tensor(path, tensor):
+    """XOR 100 bytes in the middle of `tensor`'s bytes in the file: the zip and its pickle stay readable."""
+    data = bytearray(path.read_bytes())
+    start = data.index(tensor.contiguous().numpy().tobytes()) + 64
+    data[start:start + 100] = bytes(b ^ 0x5A for b in data[start:start + 100])
+    path.write_bytes(data)
+
+
+def test_a_checkpoint_whose_tensor_bytes_changed_is_refused_by_load_resume_and_evaluate(tmp_path, tiny_data, capsys,
+                                                                                        loaded_once):
+    """Case 1: torch.load does not check the zip's CRC, so 100 flipped bytes in a weight used to train and
+    evaluate on; the digest of the tensors refuses them in one line, and no eval.json is written."""
+    import evaluate
+    run = tmp_path / "run"
+    tiny_fit(tiny_data, run)
+    xor_inside_a_tensor(run / CHECKPOINT, load_checkpoint(run)["model_state"]["encoder.1.weight"])
+    torch.load(run / CHECKPOINT, weights_only=True)  # still loads: only the digest can tell
+    with pytest.raises(CheckpointError, match=f"{CHECKPOINT}: field {DIGEST}: its tensors do not match") as error:
+        load_checkpoint(run)
+    assert "\n" not in str(error.value)
+    code, err = run_main(["--resume", str(run), "--epochs", "2", "--no-progress"], capsys)
+    assert code == 2 and err.count("\n") == 1 and DIGEST in err
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main([str(run), "--train-limit", "200", "--iwae-images", "10"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and DIGEST in err
+    assert not (run / evaluate.EVAL_FILE).exists()
+
+
+def test_a_checkpoint_without_a_digest_still_loads_and_a_resumed_one_gains_it(tmp_path, tiny_data, valid_checkpoint):
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({k: v for k, v in valid_checkpoint.items() if k != DIGEST}, run / CHECKPOINT)  # written before digests
+    assert DIGEST not in load_checkpoint(run)
+    tiny_fit(tiny_data, run, epochs=2, checkpoint=load_checkpoint(run))
+    assert len(load_checkpoint(run)[DIGEST]) == 64
+
+
+def test_eval_json_names_the_checkpoint_file_and_tensor_digests(tmp_path, tiny_data):
+    import evaluate
+    from files import sha256
+    run = tmp_path / "run"
+    tiny_fit(tiny_data, run)
+    result = evaluate.evaluate_run(run, tiny_data, evaluate.EvalConfig(k=1, iwae_images=5, samples=20, eval_limit=50),
+                                   classifier.load_classifier())
+    saved = json.loads((run / evaluate.EVAL_FILE).read_text())
+    assert saved["checkpoint_tensor_sha256"] == load_checkpoint(run)[DIGEST] == result["checkpoint_tensor_sha256"]
+    assert saved["checkpoint_sha256"] == sha256(run / CHECKPOINT)
+
+
+def test_a_checkpoint_loads_onto_another_device_with_its_digest_intact(tmp_path, tiny_data):
+    """Saved from a run on each device present, loaded with each map_location (default: the CPU)."""
+    devices = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+    for saved_on in devices:
+        run = tmp_path / saved_on
+        torch.manual_seed(0)
+        fit(FCVAE(hidden=(16,)), tiny_data, TrainConfig(epochs=1, batch_size=100), device=saved_on, out_dir=run,
+            progress=False, log=lambda line: None)
+        reference = load_checkpoint(run)
+        assert reference["model_state"]["encoder.1.weight"].device.type == "cpu"
+        for location in [*devices, torch.device("cpu"), lambda storage, where: storage]:
+            moved = load_checkpoint(run, map_location=location)
+            weight, step = moved["model_state"]["encoder.1.weight"], moved["optimizer_state"]["state"][0]["exp_avg"]
+            if isinstance(location, str):
+                assert weight.device.type == step.device.type == location
+            assert torch.equal(weight.cpu(), reference["model_state"]["encoder.1.weight"])
+            assert moved[DIGEST] == reference[DIGEST]
+
+
+def test_a_writer_removes_only_its_own_temporary_files(tmp_path, tiny_data, capsys, loaded_once):
+    """Case 6: --out on a folder holding a user's .draft.tmp removed it (every .*.tmp went)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    theirs = [run / ".draft.tmp", run / ".notes.checkpoint.pt.tmp", run / ".eval.json.x.tmp"]
+    ours = [run / ".checkpoint.pt.abc123.tmp", run / ".metrics.json.k9_z1x2q.tmp"]
+    for path in theirs + ours:
+        path.write_text("draft")
+    code, _ = run_main([*TINY, "--epochs", "1", "--out", str(run)], capsys)
+    assert code == 0 and all(p.read_text() == "draft" for p in theirs) and not any(p.exists() for p in ours)
+
+
+def test_a_run_that_stops_in_its_first_epoch_leaves_a_folder_a_new_run_replaces(tmp_path, capsys, loaded_once):
+    """Case 9: a non-finite loss in epoch 1 left an epoch-0 folder that neither --out nor --resume accepted."""
+    run = tmp_path / "run"
+    code, err = run_main([*TINY, "--likelihood", "sigma", "--lr", "1e30", "--out", str(run)], capsys)
+    assert code == 1 and err.count("\n") == 1 and "non-finite" in err
+    assert f"nothing was trained: a new run may replace {run} (train.py --out {run})" in err
+    assert load_checkpoint(run)["epoch"] == 0
+    code, err = run_main([*TINY, "--likelihood", "sigma", "--epochs", "1", "--out", str(run)], capsys)
+    assert code == 0 and load_checkpoint(run)["epoch"] == 1 and load_checkpoint(run)["train_config"]["lr"] == 0.001
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # replaced, nothing moved aside
+    code, err = run_main([*TINY, "--out", str(run)], capsys)  # a trained run is still never replaced
+    assert code == 2 and "already holds a run" in err

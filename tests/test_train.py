@@ -286,7 +286,9 @@ def test_bad_output_and_resume_folders_are_one_line_errors(tmp_path, capsys):
     a_file.write_text("")
     existing = tmp_path / "existing"
     existing.mkdir()
-    save_checkpoint(existing / "checkpoint.pt", FCVAE(hidden=(16,)))
+    terms = {"recon": 1.0, "kl": 1.0, "total": 2.0}  # a trained epoch: a checkpoint at epoch 0 would be replaced
+    save_checkpoint(existing / "checkpoint.pt", FCVAE(hidden=(16,)), epoch=1,
+                    history=[{"epoch": 1, "train": terms, "test": terms, "seconds": 1.0}])
     cases = [(["--out", str(a_file)], "is a file"),
              (["--out", str(a_file / "sub")], "not writable"),
              (["--out", str(existing)], "already holds a run"),
@@ -294,14 +296,14 @@ def test_bad_output_and_resume_folders_are_one_line_errors(tmp_path, capsys):
              (["--resume", str(tmp_path / "empty")], "no checkpoint"),
              (["--resume", str(tmp_path / "empty" / "checkpoint.pt")], "no checkpoint"),
              (["--resume", str(existing), "--beta", "0.7"], "differs from the run's"),
-             (["--resume", str(existing / "checkpoint.pt"), "--epochs", "1", "--out", str(a_file)],
+             (["--resume", str(existing / "checkpoint.pt"), "--epochs", "2", "--out", str(a_file)],
               "--out and --resume name different folders")]
     for args, message in cases:
         with pytest.raises(SystemExit) as exit_info:
             main(args)
         err = capsys.readouterr().err
         assert exit_info.value.code == 2 and message in err and err.count("\n") == 1, (args, err)
-    assert load_checkpoint(existing)["epoch"] == 0  # nothing already saved was touched
+    assert load_checkpoint(existing)["epoch"] == 1  # nothing already saved was touched
 
 
 def test_missing_data_is_a_one_line_error_from_the_real_command(tmp_path):

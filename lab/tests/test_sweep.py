@@ -5,18 +5,20 @@ import importlib.util
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from checkpoint import load_checkpoint
+from checkpoint import DIGEST, CheckpointError, load_checkpoint, lock
 from classifier import WEIGHTS
 from files import read_table, sha256
-from lab import search, sweep
+from lab import machine, search, sweep
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = "results/sweep-fc-bernoulli-z3.csv"
@@ -38,8 +40,9 @@ def studies(folder, journal="runs/optuna.journal"):
 
 
 def stamps(folder):
-    """The modification times of the run folders' files (their .lock records who last looked)."""
-    return {p: p.stat().st_mtime_ns for p in (folder / "runs").glob("*/*") if p.name != ".lock"}
+    """The modification times of the run folders' files (their locks record who last looked)."""
+    locks = (".lock", search.TRIAL_LOCK)
+    return {p: p.stat().st_mtime_ns for p in (folder / "runs").glob("*/*") if p.name not in locks}
 
 
 def runs(folder):
@@ -231,3 +234,110 @@ def test_the_committed_sweep_table_holds_the_numbers_of_the_committed_records():
         metrics = {**sweep.summary(record["eval"]), "parameters": record["parameters"], "epochs": len(record["epochs"])}
         compared = [k for k in metrics if k in row and k != "eval_seconds"]  # a timing: not in records
         assert len(compared) == len(row) - 3 and all(same_cell(row[k], metrics[k]) for k in compared), name
+
+
+# ---------------------------------------------------------------------------------------------- issue 34: trust
+def test_records_name_the_checkpoint_digest_the_cpu_and_the_onednn_isa(swept):
+    for run in runs(swept):
+        record = json.loads((swept / "records" / f"{run.name}.json").read_text())
+        assert record["eval"]["checkpoint_tensor_sha256"] == load_checkpoint(run)[DIGEST]
+        assert record["machine"] == {"cpu": machine.cpu_model(), "onednn_max_cpu_isa": os.environ["ONEDNN_MAX_CPU_ISA"]}
+        assert record["machine"]["cpu"] and record["machine"]["onednn_max_cpu_isa"] in machine.ISAS
+
+
+def test_every_column_of_a_row_comes_from_the_run_not_the_request(copy, capsys):
+    """Case 5: a 2-epoch run reused by a 1-epoch sweep was a row saying epochs 1 with the 2-epoch numbers."""
+    assert sweep.main(sweep_args(copy, *GRID, epochs="2")) == 0
+    assert sweep.main(sweep_args(copy, *GRID, "--k", "3")) == 0  # --epochs 1: the runs are reused
+    assert capsys.readouterr().out.count(": reused, evaluated") == 2
+    rows = read_table(copy / TABLE.removesuffix(".csv"))
+    for row, run in zip(rows, runs(copy)):
+        result = json.loads((run / "eval.json").read_text())
+        saved = load_checkpoint(run)
+        assert row["epochs"] == "2" and result["epoch"] == saved["epoch"] == 2 and result["k"] == 3
+        trained = saved["train_config"]
+        assert row["seed"] == str(trained["seed"]) and same_cell(row["beta"], trained["beta"])
+        assert all(same_cell(row[k], v) for k, v in sweep.summary(result).items() if k in row and k != "eval_seconds")
+
+
+def test_records_follow_the_results_dir_unless_a_records_dir_is_given(copy, tmp_path, monkeypatch):
+    """Case 7: records landed in the committed results/runs from a sweep whose other folders were elsewhere."""
+    monkeypatch.chdir(tmp_path)  # where the default results/runs would be
+    args = sweep_args(copy, *GRID, "--storage", str(copy / "other.journal"))  # a new study: each run is recorded
+    del args[args.index("--records-dir"):args.index("--records-dir") + 2]
+    assert sweep.main(args) == 0
+    assert not (tmp_path / "results").exists()
+    assert sorted(p.stem for p in (copy / "results" / "runs").glob("*.json")) == [p.name for p in runs(copy)]
+
+
+def test_workers_are_at_most_the_points_left_and_twice_the_cores(copy, capsys, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert [machine.available_workers(*case) for case in ((100, 50), (3, 1), (2, 5), (8, 0))] == [4, 1, 2, 1]
+    assert capsys.readouterr().err.count("\n") == 3
+    assert sweep.main(sweep_args(copy, *GRID, "--workers", "64")) == 0  # nothing left: in this process
+    assert "sweep: --workers 64: starting 1 (0 points left, at most 2 per core on 2 cores)" in capsys.readouterr().err
+
+
+def test_a_trial_holds_its_run_folder_before_it_names_it(copy, monkeypatch):
+    """Case 8: a trial named its folder before fit locked it, so other workers took live trials for dead."""
+    named, real = [], optuna.trial.Trial.set_user_attr
+
+    def set_user_attr(trial, key, value):
+        if key == "run":
+            try:
+                os.close(lock(copy / "runs" / value, name=search.TRIAL_LOCK))
+                named.append("free")
+            except CheckpointError:
+                named.append("held")
+        real(trial, key, value)
+    monkeypatch.setattr(optuna.trial.Trial, "set_user_attr", set_user_attr)
+    assert sweep.main(sweep_args(copy, *GRID, "--storage", str(copy / "other.journal"))) == 0
+    assert named == ["held", "held"]
+
+
+def test_long_run_names_end_in_a_stable_digest():
+    settings = {"model": "fc", "beta": 1.0, "hidden": (1024,) * 40, "lr": 0.000123}
+    name = search.run_name(settings)
+    assert len(name) == search.MAX_NAME and name.startswith("fc-bernoulli-z3-beta1-hidden1024x1024")
+    assert name == search.run_name(dict(settings)) and name != search.run_name({**settings, "lr": 0.000124})
+    assert search.run_name({"model": "fc", "beta": 1.0}) == "fc-bernoulli-z3-beta1"  # short names unchanged
+
+
+@pytest.mark.parametrize("isa", ["AVX3", "avx2", "", "ALL;"])
+def test_an_unknown_onednn_isa_is_refused_in_one_line(tmp_path, capsys, monkeypatch, isa):
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa)
+    with pytest.raises(SystemExit) as exit_info:
+        sweep.main(sweep_args(tmp_path, *GRID))
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2 and error.count("\n") == 1 and "is not one of oneDNN's: ALL, DEFAULT" in error
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_database_gone_mid_sweep_is_one_line_and_the_same_command_continues(copy, capfd, monkeypatch):
+    """Case 10: PostgreSQL dying mid-sweep was 741 lines with 17 tracebacks ending in UnboundLocalError. Here the
+    server's death is SQLAlchemy's OperationalError on every statement, from the moment the first run trains."""
+    args = sweep_args(copy, *GRID, "--storage", f"sqlite:///{copy / 'study.db'}", "--heartbeat", "1", epochs="2")
+    gone, open_storage, train_run = [], sweep.open_storage, sweep.train_run
+
+    def dying(*given):
+        storage = open_storage(*given)
+
+        def execute(connection, cursor, statement, *rest):
+            if gone:
+                raise sqlalchemy.exc.OperationalError(statement, None, Exception("server closed the connection"))
+        sqlalchemy.event.listen(storage.engine, "before_cursor_execute", execute)
+        return storage
+
+    def training(*given, **kwargs):
+        gone.append(True)
+        time.sleep(1.5)  # a heartbeat or two fails meanwhile
+        return train_run(*given, **kwargs)
+    monkeypatch.setattr(sweep, "open_storage", dying)
+    monkeypatch.setattr(sweep, "train_run", training)
+    assert sweep.main(args) == 1
+    out, err = capfd.readouterr()
+    assert err.count("\n") == 1 and "Traceback" not in out + err, err
+    assert err.startswith("sweep: error: the database went away (server closed the connection)") and \
+        "run the same command again to continue" in err
+    monkeypatch.undo()
+    assert sweep.main(args) == 0 and all(load_checkpoint(run)["epoch"] == 2 for run in runs(copy))
