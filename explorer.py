@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     """`python explorer.py RUN --html OUT.html`: the explorer of a run as one self-contained web page (webpage.py)."""
     from cli import OneLineParser
     from webpage import ERRORS, POINTS, write_page
-    parser = OneLineParser(description="Write the latent explorer of a run as one self-contained HTML page.")
+    parser = OneLineParser(prog="explorer.py", description="Write a run's explorer as one self-contained web page.")
     parser.add_argument("run", help="run folder (or its checkpoint.pt)")
     parser.add_argument("--html", required=True, metavar="OUT.html", help="the page to write")
     parser.add_argument("--points", type=int, default=POINTS, help=f"test images in the scatter (default {POINTS})")

@@ -154,6 +154,7 @@ def write_page(run: str | Path, out: str | Path, points: int = POINTS, data_dir:
     images, labels = test_set(model.likelihood, data_dir)
     about = {"run": Path(run).name, "epoch": checkpoint["epoch"], **checkpoint["train_config"]}
     out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     write_text(out, page_html(model, images, labels, sha256(path), points, about))
     print(f"{out}: {out.stat().st_size / 1e6:.1f} MB, {min(points, len(images)):,} test images in the scatter")
     return out
