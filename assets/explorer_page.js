@@ -248,6 +248,6 @@ window.explorer = {
   z: () => state.z.slice(),
   pixels: () => Array.from(state.pixels),
   picked: () => state.picked && state.picked.slice(),
-  showPoint, pointCode, decode, timings, ready,
+  showPoint, pointCode, decode, timings, ready, start: DATA.start,
   latentDim: LATENT_DIM, points: POINTS,
 };
