@@ -44,5 +44,8 @@ run: notebooks
 NOTEBOOKS := Fully_Connected_VAE.ipynb CNN_VAE.ipynb
 notebooks: setup
 	for nb in $(NOTEBOOKS); do $(PYTHON) -m papermill -k python3 -p save_figures True -p progress False $$nb $$nb || exit 1; done
+	# the explorer as one self-contained web page per notebook run (docs/notebooks.md#the-explorer-as-a-web-page)
+	$(PYTHON) explorer.py runs/notebook-fc --html docs/explorer/fc.html
+	$(PYTHON) explorer.py runs/notebook-cnn --html docs/explorer/cnn.html
 	# drop the saved widget state (the explorer's plotly.js bundle, ~5 MB): widgets need a live kernel anyway
 	$(PYTHON) -c "import sys, nbformat; [nbformat.write(nb, f) for f in sys.argv[1:] if (nb := nbformat.read(f, 4)).metadata.pop('widgets', 1)]" $(NOTEBOOKS)

@@ -26,7 +26,7 @@ from samplers import central_range, posterior_means, top_dimensions
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 TEMPLATE, SCRIPT = ASSETS / "explorer_page.html", ASSETS / "explorer_page.js"
-POINTS = 3000  # test images in the scatter, each with its picture: about 0.55 MB of the page per 1,000
+POINTS = 3000  # test images in the scatter, each with its picture: about 0.6 MB of the page per 1,000
 MARGIN = 0.1   # of an axis's 1st-99th percentile span, added on each side (as in the notebook explorer)
 ACTIVATIONS = {nn.ReLU: "relu", nn.ELU: "elu", nn.SiLU: "silu"}
 RUNS = "Linear, Conv2d, ConvTranspose2d, BatchNorm, ReLU, ELU (alpha 1) and SiLU layers"
