@@ -241,7 +241,11 @@ setZ(state.z);
 const ready = Promise.all([
   gunzip(DATA.points.images_gzip).then(pictures => { state.pictures = pictures; }),
   loadPlotly().then(showScatter),
-]);
+]).catch(error => {  // e.g. a browser without DecompressionStream (before Chrome 80, Firefox 113, Safari 16.4)
+  document.getElementById("scatter-title").textContent = `the scatter cannot be drawn here (${error}); ` +
+    "the sliders and the decoder still work";
+  throw error;
+});
 
 window.explorer = {
   setZ,

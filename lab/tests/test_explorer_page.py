@@ -71,8 +71,9 @@ def rebuilt(data: dict) -> torch.nn.Module:
 
 def open_offline(browser, path: Path, width: int = 1280, height: int = 800):
     """The page opened from file://, every other request aborted and recorded; (page, attempts, errors) once its
-    scatter is drawn."""
-    page = browser.new_page(viewport={"width": width, "height": height})
+    scatter is drawn. Below 600 pixels wide, a phone: touch events and a mobile viewport."""
+    phone = {"has_touch": True, "is_mobile": True} if width < 600 else {}
+    page = browser.new_page(viewport={"width": width, "height": height}, **phone)
     attempts, errors = [], []
     page.on("request", lambda request: request.url.startswith("file://") or attempts.append(request.url))
     page.on("pageerror", lambda error: errors.append(str(error)))
@@ -137,7 +138,8 @@ def check_click_and_class_menu(page, data: dict, images: torch.Tensor, labels: t
 
 
 def check_layout(browser, path: Path) -> None:
-    """Side by side on a 1280x800 screen; on a phone everything fits the width, the controls first."""
+    """Side by side on a 1280x800 screen; on a phone everything fits the width, the controls come first and a tap
+    on a slider's track moves z there."""
     for width, height in ((1280, 800), (390, 844)):
         page, attempts, errors = open_offline(browser, path, width, height)
         boxes = {name: page.locator(name).bounding_box() for name in ("#scatter", "#controls", "#decoded", "#z0")}
@@ -149,6 +151,11 @@ def check_layout(browser, path: Path) -> None:
         else:
             assert boxes["#controls"]["y"] + boxes["#controls"]["height"] <= boxes["#scatter"]["y"]
             assert boxes["#z0"]["width"] >= 150 and boxes["#z0"]["height"] >= 30  # a thumb's room
+            before = page.evaluate("explorer.pixels()")
+            page.touchscreen.tap(boxes["#z0"]["x"] + 0.8 * boxes["#z0"]["width"], boxes["#z0"]["y"] + 15)
+            low, high = (float(page.get_attribute("#z0", bound)) for bound in ("min", "max"))
+            assert page.evaluate("explorer.z()[0]") == pytest.approx(low + 0.8 * (high - low), abs=0.03 * (high - low))
+            assert page.evaluate("explorer.pixels()") != before
         page.close()
 
 
