@@ -75,7 +75,8 @@ def layer_plan(decoder: nn.Module) -> list[dict[str, Any]]:
         elif isinstance(layer, nn.Unflatten):
             plan.append({"op": "reshape", "shape": list(layer.unflattened_size)})
         else:
-            raise PageError(f"the web page cannot run the decoder's layer {name} ({layer!r}): it runs {RUNS}")
+            kind = type(layer).__name__
+            raise PageError(f"the web page cannot run the decoder's layer {name} ({kind}): it runs {RUNS}")
     return plan
 
 

@@ -66,8 +66,9 @@ def test_the_layer_plan_names_every_weight_the_forward_pass_reads():
 
 @pytest.mark.parametrize("change, words", [
     (lambda model: build_model({"latent_dim": 2, "hidden": [8]}), "latent_dim must be >= 3"),
-    (lambda model: model.decoder.append(nn.Dropout()) and model, "cannot run the decoder's layer 4 (Dropout"),
-    (lambda model: model.decoder.insert(1, nn.ELU(alpha=0.5)) and model, "cannot run the decoder's layer 1 (ELU"),
+    (lambda model: model.decoder.append(nn.Dropout()) and model, "cannot run the decoder's layer 4 (Dropout)"),
+    (lambda model: model.decoder.insert(1, nn.ELU(alpha=0.5)) and model, "cannot run the decoder's layer 1 (ELU)"),
+    (lambda model: model.decoder.append(nn.Sequential(nn.ReLU())) and model, "decoder's layer 4 (Sequential)"),
 ])
 def test_a_model_the_page_cannot_run_is_refused_in_one_line(tmp_path, capsys, change, words):
     model = change(FCVAE(hidden=(8,)))
