@@ -45,4 +45,7 @@ run: notebooks
 NOTEBOOKS := Fully_Connected_VAE.ipynb CNN_VAE.ipynb
 notebooks: setup
 	for nb in $(NOTEBOOKS); do $(PYTHON) -m papermill -k python3 -p save_figures True -p progress False $$nb $$nb || exit 1; done
+	# the explorer as one self-contained web page per notebook run (docs/notebooks.md#the-explorer-as-a-web-page)
+	$(PYTHON) explorer.py runs/notebook-fc --html docs/explorer/fc.html
+	$(PYTHON) explorer.py runs/notebook-cnn --html docs/explorer/cnn.html
 	$(PYTHON) scripts/strip_notebooks.py $(NOTEBOOKS)

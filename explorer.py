@@ -200,3 +200,26 @@ class LatentExplorer(widgets.Box):
         bundle["image/png"] = static_png(self.means, self.labels, self.dims, self.z(), self.decoded())
         bundle["text/plain"] = PLAIN_TEXT
         return bundle
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python explorer.py RUN --html OUT.html`: the explorer of a run as one self-contained web page (webpage.py)."""
+    from cli import OneLineParser
+    from webpage import ERRORS, POINTS, write_page
+    parser = OneLineParser(prog="explorer.py", description="Write a run's explorer as one self-contained web page.")
+    parser.add_argument("run", help="run folder (or its checkpoint.pt)")
+    parser.add_argument("--html", required=True, metavar="OUT.html", help="the page to write")
+    parser.add_argument("--points", type=int, default=POINTS, help=f"test images in the scatter (default {POINTS})")
+    parser.add_argument("--data-dir", help="folder of the Fashion-MNIST files (default: found automatically)")
+    args = parser.parse_args(argv)
+    if args.points < 1:
+        parser.error(f"--points must be >= 1, got {args.points}")
+    try:
+        write_page(args.run, args.html, args.points, args.data_dir)
+    except ERRORS as error:  # each names its file or setting
+        parser.exit(1, f"{parser.prog}: error: {error}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -20,7 +20,8 @@ FLOORS = {
     "classifier": {"checkpoint", "cli", "data", "files", "models"},
     "evaluate": {"checkpoint", "classifier", "cli", "config", "data", "files", "metrics", "models", "samplers"},
     "plots": {"config", "data", "models", "samplers"},
-    "explorer": {"config", "data", "models", "plots", "samplers"},
+    "webpage": {"checkpoint", "config", "data", "files", "models", "samplers"},
+    "explorer": {"cli", "config", "data", "models", "plots", "samplers", "webpage"},
 }
 
 
@@ -60,7 +61,7 @@ def test_each_core_module_imports_only_the_floors_below_it_and_never_the_lab():
 def test_core_files_read_in_one_sitting_and_the_lab_files_stay_small():
     lines = {name: len(path.read_text().splitlines()) for name, path in MODULES.items()}
     assert all(lines[name] <= 300 for name in CORE), {n: lines[n] for n in CORE if lines[n] > 300}
-    assert sum(lines[name] for name in CORE) <= 2400, sum(lines[name] for name in CORE)
+    assert sum(lines[name] for name in CORE) <= 2500, sum(lines[name] for name in CORE)
     assert all(lines[name] <= 320 for name in LAB), {n: lines[n] for n in LAB if lines[n] > 320}
 
 
