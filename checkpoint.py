@@ -38,8 +38,7 @@ DIGEST = "tensor_sha256"  # of the tensors (tensor_digest); checkpoints written 
 
 
 class CheckpointError(Exception):
-    """A checkpoint or run folder is missing, unsafe, corrupt, busy or does not match the model; the message
-    names the file."""
+    """A checkpoint or run folder is missing, unsafe, corrupt, busy or unlike the model; the message names the file."""
 
 
 def save_checkpoint(path: str | Path, model: BetaVAE, optimizer: torch.optim.Optimizer | None = None,
@@ -91,8 +90,7 @@ def load_tensors(path: Path, error: type[Exception] = CheckpointError, map_locat
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
     """Load a checkpoint (a file, or a run folder's) safely, its tensors onto `map_location` (torch.load's), and
     validate it; CheckpointError for unsafe, corrupt, altered, foreign or inconsistent files."""
-    path = Path(path)
-    path = path / CHECKPOINT if path.is_dir() else path
+    path = Path(path) / CHECKPOINT if Path(path).is_dir() else Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint there")
     checkpoint = load_tensors(path, map_location=map_location)
@@ -198,8 +196,7 @@ def config_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[st
 
 def load_model_state(model: BetaVAE, checkpoint: dict[str, Any], path: str | Path = "checkpoint") -> None:
     """Load weights into `model`, naming any architecture, latent size or likelihood mismatch."""
-    differences = config_differences(checkpoint["config"], model.plain_config())
-    if differences:
+    if differences := config_differences(checkpoint["config"], model.plain_config()):
         raise CheckpointError(f"{path}: checkpoint does not match the model (checkpoint vs model: "
                               f"{'; '.join(differences)})")
     model.load_state_dict(checkpoint["model_state"])
@@ -260,8 +257,7 @@ def run_folder(folder: str | Path | None, checkpoint: dict[str, Any] | None = No
                log: Callable[[str], None] = print) -> Iterator[None]:
     """Hold `folder` for writing a run (nothing when None): created if missing, locked, our stale temporary files
     removed. A run already there (past epoch 0) is refused unless `checkpoint` continues it (at the same epoch) or
-    `overwrite` moves it aside to FOLDER.old-TIMESTAMP. If nothing was saved, the folders this call made go, if
-    empty."""
+    `overwrite` moves it aside to FOLDER.old-TIMESTAMP. If nothing was saved, the folders made here go, if empty."""
     if folder is None:
         yield
         return
@@ -278,12 +274,15 @@ def run_folder(folder: str | Path | None, checkpoint: dict[str, Any] | None = No
                 raise CheckpointError(f"{folder} holds epoch {saved}, the checkpoint given is at epoch "
                                       f"{checkpoint['epoch']}: load it again")
         elif (folder / CHECKPOINT).exists() and overwrite:
-            aside = folder.with_name(f"{folder.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+            stamp = f"{folder}.old-{time.strftime('%Y%m%d-%H%M%S')}"  # -2, -3, ... after a second one that second
+            aside = next(a for i in range(1, 10 ** 6) if not (a := Path(stamp + (f"-{i}" if i > 1 else ""))).exists())
             folder.rename(aside)  # our lock moves with it until the new folder is locked
             folder.mkdir()
             os.close(fd)
             fd = lock(folder)
-            log(f"moved the previous run in {folder} aside to {aside}")
+            kept = sum(p.name.startswith(f"{folder.name}.old-") for p in folder.parent.iterdir())
+            log(f"moved the previous run in {folder} aside to {aside} ({kept} .old-* cop{'y' if kept == 1 else 'ies'} "
+                f"of it now: delete those you do not need)")
         elif trained(folder):
             raise CheckpointError(f"{folder} already holds a run: pass checkpoint=load_checkpoint({str(folder)!r}) "
                                   f"to continue it, or overwrite=True to start over (the old run is moved aside)")

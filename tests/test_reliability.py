@@ -57,7 +57,12 @@ def test_fit_into_an_existing_run_refuses_or_moves_it_aside(tmp_path, tiny_data)
         progress=False, log=lines.append)
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("run.old-")]
     assert len(aside) == 1 and (aside[0] / CHECKPOINT).read_bytes() == before
-    assert any(str(aside[0]) in line for line in lines) and load_checkpoint(run)["epoch"] == 2
+    assert any(str(aside[0]) in line and "(1 .old-* copy of it now" in line for line in lines)
+    assert load_checkpoint(run)["epoch"] == 2
+    (tmp_path / "run.old-earlier").mkdir()  # copies pile up only in plain sight: the next move counts them
+    fit(FCVAE(hidden=(16,)), tiny_data, TrainConfig(epochs=1, batch_size=100), out_dir=run, overwrite=True,
+        progress=False, log=lines.append)
+    assert "(3 .old-* copies of it now: delete those you do not need)" in lines[-2], lines[-2]
 
 
 def test_a_stale_checkpoint_cannot_continue_over_a_newer_one(tmp_path, tiny_data):
