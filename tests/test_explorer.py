@@ -1,5 +1,6 @@
 """The latent explorer (driven from Python, no display) and the static latent figures, for 1, 2, 3 and 5 latent dims."""
 import io
+from pathlib import Path
 from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
@@ -11,7 +12,7 @@ from plotly.callbacks import Points
 
 import plots
 from data import CLASS_NAMES, to_unit_range
-from explorer import IMAGE_SIZE, PLAIN_TEXT, LatentExplorer, axis_ranges, png
+from explorer import IMAGE_SIZE, PLAIN_TEXT, LatentExplorer, axis_ranges, png, static_figure
 from config import ModelConfig, TrainConfig
 from models import build_model
 from samplers import central_range, posterior_means, top_dimensions
@@ -65,6 +66,22 @@ def test_the_class_button_moves_the_sliders_to_the_class_mean(trained):
     explorer.button.click()
     target = means[labels == 7].mean(0)
     assert explorer.z().tolist() == pytest.approx(torch.clamp(target, *central_range(means)).tolist(), abs=1e-5)
+    assert f"class mean of {CLASS_NAMES[7]}" in explorer.z_label.value
+
+
+def test_sliders_step_finely_and_take_a_typed_value(trained):
+    model, means, labels = trained
+    explorer = LatentExplorer(model, means, labels)
+    slider, box = explorer.sliders[0], explorer.boxes[0]
+    track = int(slider.layout.width.removesuffix("px")) - 30  # pixels, less the description
+    assert (slider.max - slider.min) / slider.step > track  # a step is finer than a pixel of the track
+    assert box.value == slider.value
+    before = explorer.image.value
+    box.value = (slider.min + 3 * slider.max) / 4  # typed into the box
+    assert slider.value == box.value and explorer.z()[0] == pytest.approx(box.value)
+    assert explorer.image.value != before
+    slider.value = slider.min
+    assert box.value == slider.min
 
 
 def test_the_scatter_fits_the_latent_size(trained):
@@ -114,7 +131,8 @@ def test_clicking_a_point_moves_the_sliders_to_its_image(untrained):
     assert explorer.image.value != decoded
     assert explorer.picked.value != picked
     assert explorer.picked.value == png(images[index])
-    assert explorer.picked_label.value == f"test image {index}: {CLASS_NAMES[7]}"
+    assert f"test image {index}<br>{CLASS_NAMES[7]}" in explorer.picked_label.value
+    assert f"test image {index}" in explorer.z_label.value
     marker = explorer.figure.data[-1]
     assert [marker.x[0], marker.y[0], marker.z[0]] == pytest.approx(expected.tolist(), abs=1e-5)
 
@@ -126,7 +144,43 @@ def test_clicks_without_images_move_the_sliders_only(untrained):
     index = int(explorer.figure.data[2].customdata[1])
     assert explorer.z().tolist() == pytest.approx(torch.clamp(means[index], *central_range(means)).tolist(),
                                                   abs=1e-5)
-    assert explorer.picked_label.value == "click a point"
+    assert "click a point" in explorer.picked_label.value
+
+
+def test_going_to_a_class_mean_after_a_click_no_longer_shows_the_clicked_image(untrained):
+    model, means, labels, images = untrained
+    explorer = LatentExplorer(model, means, labels, images)
+    blank = explorer.picked.value
+    explorer.go_to_image(4)
+    assert "test image 4" in explorer.picked_label.value and "test image 4" in explorer.z_label.value
+    explorer.go_to_class(int(labels[4]))
+    assert explorer.picked.value == blank
+    assert "test image" not in explorer.picked_label.value + explorer.z_label.value
+    assert f"class mean of {CLASS_NAMES[int(labels[4])]}" in explorer.z_label.value
+    explorer.sliders[0].value = explorer.sliders[0].min  # a slider moved by hand: z is no longer the class mean
+    assert "class mean" not in explorer.z_label.value
+
+
+def test_a_class_absent_from_the_data_is_a_clear_error(untrained):
+    model, means, labels, images = untrained
+    kept = labels != 3
+    explorer = LatentExplorer(model, means[kept], labels[kept], images[kept])
+    assert 3 not in [value for _, value in explorer.classes.options]  # the menu offers only the classes present
+    before = explorer.z().tolist()
+    with pytest.raises(ValueError, match=f"class 3 \\({CLASS_NAMES[3]}\\)") as error:
+        explorer.go_to_class(3)
+    assert "\n" not in str(error.value)
+    assert explorer.z().tolist() == before and not explorer.z().isnan().any()
+
+
+@pytest.mark.parametrize("offset", [-1, 1])
+def test_labels_or_images_of_another_length_are_a_clear_error(untrained, offset):
+    model, means, labels, images = untrained
+    n = len(means)
+    with pytest.raises(ValueError, match=f"^{n + offset} labels for {n} posterior means"):
+        LatentExplorer(model, means, torch.arange(n + offset) % 10)
+    with pytest.raises(ValueError, match=f"^{n + offset} images for {n} posterior means"):
+        LatentExplorer(model, means, labels, torch.rand(n + offset, 1, 28, 28))
 
 
 def test_axis_ranges_frame_the_cloud_in_a_cube(untrained):
@@ -152,11 +206,48 @@ def test_the_layout_wraps_and_marks_z_without_emoji(untrained):
     assert explorer.figure.data[-1].marker.symbol == "diamond"  # plotly's 3-d "x" is an emoji glyph
 
 
-def test_the_output_carries_a_static_picture(trained):
+def test_the_output_is_the_widget_then_a_static_picture(trained):
     model, means, labels = trained
-    bundle = LatentExplorer(model, means, labels)._repr_mimebundle_()
-    assert "application/vnd.jupyter.widget-view+json" in bundle  # a live kernel still shows the widget
-    assert bundle["text/plain"] == PLAIN_TEXT and len(PLAIN_TEXT) < 80
-    picture = Image.open(io.BytesIO(bundle["image/png"]))
+    widget, still = LatentExplorer(model, means, labels).outputs()
+    assert "application/vnd.jupyter.widget-view+json" in widget  # a live kernel shows the widget
+    assert "image/png" not in widget  # else an export without widget state would show the picture twice
+    assert widget["text/plain"] == PLAIN_TEXT and len(PLAIN_TEXT) < 80
+    picture = Image.open(io.BytesIO(still["image/png"]))
     assert 300 < picture.width <= 1000 and picture.height <= 300
-    assert len(bundle["image/png"]) < 150_000
+    assert len(still["image/png"]) < 150_000
+
+
+def test_the_static_picture_names_the_classes_in_readable_type(trained):
+    model, means, labels = trained
+    explorer = LatentExplorer(model, means, labels)
+    fig = static_figure(means, labels, explorer.dims, explorer.z(), explorer.decoded())
+    fig.draw_without_rendering()
+    assert [text.get_text() for text in fig.legends[0].get_texts()] == list(CLASS_NAMES)
+    texts = [label for ax in fig.axes for label in ax.get_xticklabels() + ax.get_yticklabels() if label.get_text()]
+    texts += fig.legends[0].get_texts() + [ax.xaxis.label for ax in fig.axes]
+    assert len(texts) > 10
+    assert min(text.get_fontsize() * fig.dpi / 72 for text in texts) >= 10  # pixels, at the saved size
+
+
+def test_an_html_export_shows_the_static_picture_with_or_without_widget_state(tmp_path):
+    """A notebook whose one cell displays an explorer, run by nbclient (which saves the widget state, as papermill
+    does) and exported by nbconvert: the widget's view (blank offline) and the picture as an image, once; the same
+    picture once when the state is dropped (as `make run` does)."""
+    import nbclient
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    source = ("import torch\nfrom config import ModelConfig\nfrom explorer import LatentExplorer\n"
+              "from models import build_model\nmodel = build_model(ModelConfig(hidden=(16,)), seed=0).eval()\n"
+              "LatentExplorer(model, torch.randn(100, 3), torch.arange(100) % 10)")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+    nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(Path(__file__).parents[1])}}).execute()
+    assert [output.output_type for output in notebook.cells[0].outputs] == ["display_data", "display_data"]
+    assert "application/vnd.jupyter.widget-state+json" in notebook.metadata.widgets
+    html = HTMLExporter().from_notebook_node(notebook)[0]
+    assert 'type="application/vnd.jupyter.widget-view+json"' in html  # with state, the widget is exported too
+    assert html.count('src="data:image/png;base64,') == 1
+    notebook.metadata.pop("widgets")
+    html = HTMLExporter().from_notebook_node(notebook)[0]
+    assert html.count('src="data:image/png;base64,') == 1 and PLAIN_TEXT in html
