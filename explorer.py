@@ -1,11 +1,11 @@
 """The latent space by hand, for the notebooks: a plotly scatter of the test images' posterior means (rotate, zoom,
-hover for class and image index, click a point to jump to it) beside one slider per latent coordinate that decodes
-z live, and a button that moves the sliders to a class's mean. The widgets need a live kernel (`jupyter lab`); the
-cell's next output, a static picture, is what GitHub or an HTML export shows. Only the notebooks import this."""
+hover, click a point to jump to it), a slider per latent coordinate decoding z live and a button to a class's mean.
+Widgets need a live kernel; the cell's next output, a static picture, is what GitHub or an HTML export shows."""
 from __future__ import annotations
 
 import io
 import itertools
+import math
 
 import ipywidgets as widgets
 import plotly.colors
@@ -24,9 +24,8 @@ from samplers import central_range, top_dimensions
 COLORS = plotly.colors.qualitative.D3  # matplotlib's tab10, as in plots.py
 IMAGE_SIZE = 140  # pixels of the decoded and the clicked image (28 x 5)
 FIGURE_SIZE = 480  # pixels of the scatter, width and height: leaves room for the controls beside it
-SLIDER_WIDTH = "330px"  # about 300 px of track, beside a box to type a value into
-STEPS = 500  # slider steps over the 1st-99th percentile: finer than a pixel of track
-STATIC_DPI = 90  # the static picture's 8-point labels are 10 px high
+SLIDER_WIDTH = "410px"  # about 300 px of track, beside its value (click it to type one)
+STEPS = 500  # at least as many slider steps over the 1st-99th percentile: finer than a pixel of track
 MARGIN = 0.1  # of an axis's 1st-99th percentile span, added on each side of it
 Z_MARKER = dict(symbol="diamond", color="white", line=dict(color="black", width=3))  # no emoji font needed
 PLAIN_TEXT = "LatentExplorer: needs a live kernel; its static picture is the next output"
@@ -41,10 +40,17 @@ def png(image: Tensor, size: int = IMAGE_SIZE) -> bytes:
     return buffer.getvalue()
 
 
+def slider_range(low: float, high: float) -> dict[str, float]:
+    """A slider's min, max, step and readout: a power of ten for the step, at most (high - low) / STEPS, the ends on
+    its multiples, and as many decimals in the value shown."""
+    step = 10.0 ** (power := math.floor(math.log10(max(high - low, 1e-6) / STEPS)))
+    return dict(min=round(math.floor(low / step) * step, -power), max=round(math.ceil(high / step) * step, -power),
+                step=step, readout_format=f".{max(0, -power)}f")
+
+
 def axis_ranges(means: Tensor, dims: list[int], margin: float = MARGIN) -> list[list[float]]:
-    """One [low, high] per plotted dimension: its 1st-99th percentile widened by `margin` of that span on each
-    side. Outliers do not stretch the view, and in a cube (aspectmode 'cube') each axis gets the same length on
-    screen, so a cloud three times longer along one axis still fills the box."""
+    """One [low, high] per plotted dimension: its 1st-99th percentile widened by `margin` of that span on each side.
+    Outliers do not stretch the view, and in a cube (aspectmode 'cube') the axes get the same length on screen."""
     low, high = (bound[dims] for bound in central_range(means))
     pad = (high - low).clamp(min=1e-6) * margin
     return [[a, b] for a, b in zip((low - pad).tolist(), (high + pad).tolist())]
@@ -88,7 +94,7 @@ def static_figure(means: Tensor, labels: Tensor, dims: list[int], z: Tensor, dec
     """The scatter's projections on each pair of dimensions (one strip plot for one dimension), z marked, the image
     decoded from z and a class legend: a small matplotlib Figure (no pyplot, so nothing else is shown)."""
     pairs = list(itertools.combinations(dims, 2)) or [(dims[0], None)]
-    fig = Figure(figsize=(2.5 * len(pairs) + 3.3, 3.1), dpi=STATIC_DPI, layout="constrained")
+    fig = Figure(figsize=(2.5 * len(pairs) + 3.3, 3.1), dpi=90, layout="constrained")  # 8 points: 10 px
     axes = fig.subplots(1, len(pairs) + 1, width_ratios=[1] * len(pairs) + [0.75], squeeze=False)[0]
     ranges = dict(zip(dims, axis_ranges(means, dims)))
     strip = labels.float() + torch.rand(len(labels), generator=torch.Generator().manual_seed(0)) * 0.6 - 0.3
@@ -118,16 +124,10 @@ def caption(*lines: str) -> str:
     return f'<div style="text-align: center; line-height: 1.3">{"<br>".join(lines)}</div>'
 
 
-def labelled(label: widgets.HTML, image: widgets.Image) -> widgets.VBox:
-    """The label above the image."""
-    return widgets.VBox([label, image], layout=widgets.Layout(align_items="center"))
-
-
 class LatentExplorer(widgets.Box):
     """The scatter and, beside it (under it when the notebook is narrow), the image decoded from the sliders' z next
-    to the last clicked test image, one slider and value box per latent coordinate (over the 1st-99th percentile of
-    the means), and a class menu with a button that moves the sliders to that class's mean. Clicking a point moves
-    the sliders to that test image's posterior mean (and shows the image, when `images` are given)."""
+    to the last clicked test image (when `images` are given), a slider per latent coordinate (1st-99th percentile of
+    the means; its value can be typed in), and a class menu with a button that moves the sliders to a class's mean."""
 
     def __init__(self, model: BetaVAE, means: Tensor, labels: Tensor, images: Tensor | None = None) -> None:
         for name, values in (("labels", labels), ("images", images)):
@@ -135,17 +135,13 @@ class LatentExplorer(widgets.Box):
                 raise ValueError(f"{len(values)} {name} for {len(means)} posterior means: give one per test image")
         self.model, self.means, self.labels, self.images = model, means.float(), labels, images
         self.dims = top_dimensions(self.means, 3)
-        low, high = (bound.tolist() for bound in central_range(self.means))
-        median = self.means.median(0).values.tolist()
-        look = dict(readout=False, style=dict(description_width="24px"), layout=dict(width=SLIDER_WIDTH))
-        self.sliders = [widgets.FloatSlider(median[d], min=low[d], max=high[d], step=(high[d] - low[d]) / STEPS,
-                                            description=f"z{d + 1}", **look) for d in range(model.latent_dim)]
-        self.boxes = [widgets.BoundedFloatText(min=s.min, max=s.max, step=s.step * 10, layout=dict(width="80px"))
-                      for s in self.sliders]  # a value typed in moves the slider
+        look = dict(style=dict(description_width="24px"), layout=dict(width=SLIDER_WIDTH),
+                    tooltip="drag, or click the value and type a number")
+        self.sliders = [widgets.FloatSlider(**slider_range(*span), description=f"z{d + 1}", **look)
+                        for d, span in enumerate(zip(*(bound.tolist() for bound in central_range(self.means))))]
         self.moving = False  # True while several sliders move at once: decode once, at the end
-        for slider, box in zip(self.sliders, self.boxes):
-            widgets.link((slider, "value"), (box, "value"))
-            slider.observe(lambda _: self.moving or self.update(), names="value")
+        for slider in self.sliders:
+            slider.observe(self.on_slide, names="value")
         framed = dict(format="png", width=IMAGE_SIZE, height=IMAGE_SIZE, layout=widgets.Layout(border="1px solid #999"))
         self.image, self.picked = widgets.Image(**framed), widgets.Image(value=png(PLACEHOLDER), **framed)
         captioned = dict(layout=widgets.Layout(width=f"{IMAGE_SIZE + 20}px"))
@@ -158,10 +154,10 @@ class LatentExplorer(widgets.Box):
         self.figure = scatter(self.means, labels, self.dims)
         for trace in self.figure.data[:-1]:
             trace.on_click(self.on_point_click)
-        self.update("the medians")
-        shown = [labelled(self.z_label, self.image)] + [labelled(self.picked_label, self.picked)] * (images is not None)
-        rows = [widgets.HBox([slider, box]) for slider, box in zip(self.sliders, self.boxes)]
-        controls = widgets.VBox([widgets.HBox(shown), *rows, widgets.HBox([self.classes, self.button])],
+        self.move_to(self.means.median(0).values.tolist(), "the medians")
+        pairs = [(self.z_label, self.image), (self.picked_label, self.picked)][:1 if images is None else 2]
+        shown = [widgets.VBox(pair, layout=dict(align_items="center")) for pair in pairs]
+        controls = widgets.VBox([widgets.HBox(shown), *self.sliders, widgets.HBox([self.classes, self.button])],
                                 layout=widgets.Layout(margin="0 0 0 8px"))
         super().__init__([self.figure, controls],
                          layout=dict(flex_flow="row wrap", align_items="flex-start", width="100%"))
@@ -186,12 +182,17 @@ class LatentExplorer(widgets.Box):
             else:
                 marker.x, marker.y = [z[self.dims[0]].item()], [z[self.dims[1]].item() if len(self.dims) == 2 else -1]
 
+    def on_slide(self, change) -> None:
+        """A slider moved: decode, unless several move at once or the browser echoes a value less than a step off."""
+        if not self.moving and abs(change.new - change.old) > change.owner.step / 2:
+            self.update("the sliders")
+
     def move_to(self, z: list[float], source: str) -> None:
-        """Set every slider (each keeps to its range), then decode once."""
+        """Set every slider (each keeps to its range and steps), then decode once."""
         self.moving = True
         try:
             for slider, value in zip(self.sliders, z):
-                slider.value = value
+                slider.value = round(value, -round(math.log10(slider.step)))
         finally:
             self.moving = False
         self.update(source)
@@ -216,8 +217,7 @@ class LatentExplorer(widgets.Box):
             self.go_to_image(int(trace.customdata[points.point_inds[0]]))
 
     def outputs(self) -> list[dict]:
-        """The cell's outputs as mime bundles: the widget view (for a live kernel), then its static picture (PNG),
-        all that an export without a widget manager can show."""
+        """The cell's outputs: the widget view (for a live kernel), then its static picture (what exports show)."""
         still = static_png(self.means, self.labels, self.dims, self.z(), self.decoded())
         return [{**super()._repr_mimebundle_(), "text/plain": PLAIN_TEXT}, {"image/png": still, "text/plain": PICTURE}]
 

@@ -119,7 +119,7 @@ def click_a_point(page: Page, figure) -> bool:
     box = figure.bounding_box()
     middle_x, middle_y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     grid = [(dx, dy) for dx in range(-160, 161, 12) for dy in range(-160, 161, 12)]
-    label = page.locator(".widget-box .widget-label").nth(1)
+    label = page.locator(".widget-box .widget-html").nth(1)
     for dx, dy in sorted(grid, key=lambda d: d[0] ** 2 + d[1] ** 2)[:200]:
         page.mouse.move(middle_x + dx, middle_y + dy)
         page.wait_for_timeout(250)
