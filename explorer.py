@@ -24,7 +24,7 @@ from samplers import central_range, top_dimensions
 COLORS = plotly.colors.qualitative.D3  # matplotlib's tab10, as in plots.py
 IMAGE_SIZE = 140  # pixels of the decoded and the clicked image (28 x 5)
 FIGURE_SIZE = 480  # pixels of the scatter, width and height: leaves room for the controls beside it
-SLIDER_WIDTH = "410px"  # about 300 px of track, beside its value (click it to type one)
+CONTROLS = (330, 600)  # pixels of the column beside the scatter: at least (fits a notebook 820 px wide), at most
 STEPS = 500  # at least as many slider steps over the 1st-99th percentile: finer than a pixel of track
 MARGIN = 0.1  # of an axis's 1st-99th percentile span, added on each side of it
 Z_MARKER = dict(symbol="diamond", color="white", line=dict(color="black", width=3))  # no emoji font needed
@@ -135,7 +135,7 @@ class LatentExplorer(widgets.Box):
                 raise ValueError(f"{len(values)} {name} for {len(means)} posterior means: give one per test image")
         self.model, self.means, self.labels, self.images = model, means.float(), labels, images
         self.dims = top_dimensions(self.means, 3)
-        look = dict(style=dict(description_width="24px"), layout=dict(width=SLIDER_WIDTH),
+        look = dict(style=dict(description_width="24px"), layout=dict(width="100%"),
                     tooltip="drag, or click the value and type a number")
         self.sliders = [widgets.FloatSlider(**slider_range(*span), description=f"z{d + 1}", **look)
                         for d, span in enumerate(zip(*(bound.tolist() for bound in central_range(self.means))))]
@@ -157,10 +157,10 @@ class LatentExplorer(widgets.Box):
         self.move_to(self.means.median(0).values.tolist(), "the medians")
         pairs = [(self.z_label, self.image), (self.picked_label, self.picked)][:1 if images is None else 2]
         shown = [widgets.VBox(pair, layout=dict(align_items="center")) for pair in pairs]
+        least, most = CONTROLS
         controls = widgets.VBox([widgets.HBox(shown), *self.sliders, widgets.HBox([self.classes, self.button])],
-                                layout=widgets.Layout(margin="0 0 0 8px"))
-        super().__init__([self.figure, controls],
-                         layout=dict(flex_flow="row wrap", align_items="flex-start", width="100%"))
+                                layout=dict(margin="0 0 0 8px", flex=f"1 1 {least}px", max_width=f"{most}px"))
+        super().__init__([self.figure, controls], layout=dict(flex_flow="row wrap", align_items="flex-start"))
 
     def z(self) -> Tensor:
         """The latent code the sliders show, (latent_dim,)."""

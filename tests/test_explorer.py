@@ -12,7 +12,7 @@ from plotly.callbacks import Points
 
 import plots
 from data import CLASS_NAMES, to_unit_range
-from explorer import IMAGE_SIZE, PLAIN_TEXT, LatentExplorer, axis_ranges, png, static_figure
+from explorer import CONTROLS, IMAGE_SIZE, PLAIN_TEXT, LatentExplorer, axis_ranges, png, static_figure
 from config import ModelConfig, TrainConfig
 from models import build_model
 from samplers import central_range, posterior_means, top_dimensions
@@ -79,7 +79,7 @@ def test_sliders_step_finely_and_show_their_steps(trained):
     model, means, labels = trained
     explorer = LatentExplorer(model, means, labels)
     for slider in explorer.sliders:
-        track = int(slider.layout.width.removesuffix("px")) - 110  # pixels, less the description and the value
+        track = CONTROLS[1] - 110  # pixels at most, less the description and the value
         assert (slider.max - slider.min) / slider.step > track  # a step is finer than a pixel of the track
         assert slider.readout and float(format(slider.min + slider.step, slider.readout_format)) == pytest.approx(
             slider.min + slider.step)  # the value shown tells one step from the next
@@ -208,7 +208,8 @@ def test_the_layout_wraps_and_marks_z_without_emoji(untrained):
     model, means, labels, images = untrained
     explorer = LatentExplorer(model, means, labels, images)
     assert explorer.layout.flex_flow == "row wrap"
-    assert all(int(slider.layout.width.removesuffix("px")) >= 300 for slider in explorer.sliders)
+    controls = explorer.children[1]
+    assert int(controls.layout.flex.split()[-1].removesuffix("px")) >= 300  # px: the sliders fill it
     assert explorer.figure.layout.width <= 520
     assert explorer.figure.data[-1].marker.symbol == "diamond"  # plotly's 3-d "x" is an emoji glyph
 
