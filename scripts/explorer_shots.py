@@ -10,6 +10,7 @@ Python and a system Chromium; it downloads no browser, and the export's page may
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -135,6 +136,7 @@ def main() -> int:
         checks = export_shot(page, args.notebook, folder, args.out)
         checks |= lab_shots(page, folder, args.run, args.out)
         browser.close()
+    shutil.rmtree(folder, ignore_errors=True)
     for check, passed in checks.items():
         print(f"{'ok  ' if passed else 'FAIL'} {check}")
     return 0 if all(checks.values()) else 1
