@@ -19,7 +19,7 @@ import nbformat
 from nbconvert import HTMLExporter
 from playwright.sync_api import Page, sync_playwright
 
-from screenshots import ROOT, click_a_point, drag_slider, free_port, shot, start_lab
+from screenshots import ROOT, click_a_point, drag_slider, free_port, report, shot, start_lab
 
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
          "--disable-sync", "--no-first-run", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]  # WebGL on CPU
@@ -137,9 +137,7 @@ def main() -> int:
         checks |= lab_shots(page, folder, args.run, args.out)
         browser.close()
     shutil.rmtree(folder, ignore_errors=True)
-    for check, passed in checks.items():
-        print(f"{'ok  ' if passed else 'FAIL'} {check}")
-    return 0 if all(checks.values()) else 1
+    return report(checks)
 
 
 if __name__ == "__main__":
