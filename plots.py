@@ -84,6 +84,12 @@ def class_scatter(ax, x, y, labels: Tensor, seed: int = 0) -> None:
     ax.scatter(x[order], y[order], c=plt.cm.tab10(labels[order].numpy()), s=2, alpha=0.5, lw=0, rasterized=True)
 
 
+def class_legend(fig: Figure, **options) -> None:
+    """A legend of the classes' colours to the right of the figure."""
+    handles = [Line2D([], [], ls="", marker="o", color=plt.get_cmap("tab10")(c)) for c in range(len(CLASS_NAMES))]
+    fig.legend(handles, CLASS_NAMES, loc="outside right center", frameon=False, **options)
+
+
 def plot_latent_projections(means: Tensor, labels: Tensor, name: str | None = None) -> Figure:
     """Posterior means coloured by class: 2-d projections of the three most varying dimensions (1-d: strips)."""
     dims, n, z = top_dimensions(means, 3), len(means), means.numpy()
@@ -96,8 +102,7 @@ def plot_latent_projections(means: Tensor, labels: Tensor, name: str | None = No
     if pairs[0][1] is None:
         ax.set(yticks=range(len(CLASS_NAMES)), yticklabels=CLASS_NAMES, ylim=(len(CLASS_NAMES) - 0.5, -0.5))
     else:
-        handles = [Line2D([], [], ls="", marker="o", color=plt.get_cmap("tab10")(c)) for c in range(len(CLASS_NAMES))]
-        fig.legend(handles, CLASS_NAMES, loc="outside right center", frameon=False)
+        class_legend(fig)
     most = f" (the 3 of {means.shape[1]} dimensions that vary most)" if means.shape[1] > 3 else ""
     fig.suptitle(f"{name + ': ' if name else ''}posterior means of {n:,} test images{most}")
     return fig

@@ -119,7 +119,7 @@ def click_a_point(page: Page, figure) -> bool:
     box = figure.bounding_box()
     middle_x, middle_y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     grid = [(dx, dy) for dx in range(-160, 161, 12) for dy in range(-160, 161, 12)]
-    label = page.locator(".widget-box .widget-label").nth(1)
+    label = page.locator(".widget-box .widget-html").nth(1)
     for dx, dy in sorted(grid, key=lambda d: d[0] ** 2 + d[1] ** 2)[:200]:
         page.mouse.move(middle_x + dx, middle_y + dy)
         page.wait_for_timeout(250)
@@ -195,6 +195,13 @@ def lab_shots(page: Page, notebook: Path, port: int, out: Path, prefix: str) -> 
     return checks
 
 
+def report(checks: dict[str, bool]) -> int:
+    """Print each check, ok or FAIL; the exit status: 0 if all passed."""
+    for check, passed in checks.items():
+        print(f"{'ok  ' if passed else 'FAIL'} {check}")
+    return 0 if all(checks.values()) else 1
+
+
 def committed_shots(page: Page, folder: Path, out: Path) -> None:
     """The HTML exports of both committed notebooks: their explorer and training cells."""
     for name in ("Fully_Connected_VAE.ipynb", "CNN_VAE.ipynb"):
@@ -244,9 +251,7 @@ def main() -> int:
         lab.terminate()
         lab.wait(timeout=30)
     shutil.rmtree(folder, ignore_errors=True)
-    for check, passed in checks.items():
-        print(f"{'ok  ' if passed else 'FAIL'} {check}")
-    return 0 if all(checks.values()) else 1
+    return report(checks)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The latent explorer (driven from Python, no display) and the static latent figures, for 1, 2, 3 and 5 latent dims."""
 import io
+from pathlib import Path
 from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
@@ -11,7 +12,7 @@ from plotly.callbacks import Points
 
 import plots
 from data import CLASS_NAMES, to_unit_range
-from explorer import IMAGE_SIZE, PLAIN_TEXT, LatentExplorer, axis_ranges, png
+from explorer import CONTROLS, IMAGE_SIZE, PLAIN_TEXT, LatentExplorer, axis_ranges, png, static_figure
 from config import ModelConfig, TrainConfig
 from models import build_model
 from samplers import central_range, posterior_means, top_dimensions
@@ -31,6 +32,12 @@ def pixels(png: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)))
 
 
+def on_sliders(explorer: LatentExplorer, z: torch.Tensor):
+    """z as the sliders can hold it: each coordinate kept to its slider's range, to within half a step."""
+    held = [min(max(value, slider.min), slider.max) for value, slider in zip(z.tolist(), explorer.sliders)]
+    return pytest.approx(held, abs=max(slider.step for slider in explorer.sliders) / 2 + 1e-6)
+
+
 def test_top_dimensions_are_the_ones_that_vary_most():
     means = torch.randn(1000, 5, generator=torch.Generator().manual_seed(0)) * torch.tensor([1.0, 0.1, 3.0, 0.2, 2.0])
     assert top_dimensions(means) == [0, 2, 4]
@@ -42,8 +49,8 @@ def test_moving_a_slider_decodes_its_z_into_the_image(trained):
     explorer = LatentExplorer(model, means, labels)
     assert len(explorer.sliders) == model.latent_dim
     low, high = central_range(means)
-    assert [s.min for s in explorer.sliders] == pytest.approx(low.tolist())
-    assert [s.max for s in explorer.sliders] == pytest.approx(high.tolist())
+    for slider, lo, hi in zip(explorer.sliders, low.tolist(), high.tolist()):  # the 1st-99th percentile, in steps
+        assert slider.min <= lo < slider.min + slider.step and slider.max - slider.step < hi <= slider.max
     before = explorer.image.value
     slider = explorer.sliders[-1]
     slider.value = slider.max
@@ -64,7 +71,26 @@ def test_the_class_button_moves_the_sliders_to_the_class_mean(trained):
     explorer.classes.value = 7
     explorer.button.click()
     target = means[labels == 7].mean(0)
-    assert explorer.z().tolist() == pytest.approx(torch.clamp(target, *central_range(means)).tolist(), abs=1e-5)
+    assert explorer.z().tolist() == on_sliders(explorer, target)
+    assert f"class mean of {CLASS_NAMES[7]}" in explorer.z_label.value
+
+
+def test_sliders_step_finely_and_show_their_steps(trained):
+    model, means, labels = trained
+    explorer = LatentExplorer(model, means, labels)
+    for slider in explorer.sliders:
+        track = CONTROLS[1] - 110  # pixels at most, less the description and the value
+        assert (slider.max - slider.min) / slider.step > track  # a step is finer than a pixel of the track
+        assert slider.readout and float(format(slider.min + slider.step, slider.readout_format)) == pytest.approx(
+            slider.min + slider.step)  # the value shown tells one step from the next
+    explorer.go_to_class(int(labels[0]))  # on the steps' grid: a short decimal, which the browser keeps as it is
+    assert all(s.value == round(s.value, 6) and (s.value - s.min) / s.step == pytest.approx(round((s.value - s.min)
+               / s.step)) for s in explorer.sliders)
+    slider, before = explorer.sliders[0], explorer.image.value
+    slider.value += 1e-12  # the browser echoes the value with a rounding error: still the class mean
+    assert explorer.image.value == before and "class mean" in explorer.z_label.value
+    slider.value = slider.min  # dragged, or typed into its value
+    assert explorer.image.value != before and "the sliders" in explorer.z_label.value
 
 
 def test_the_scatter_fits_the_latent_size(trained):
@@ -109,14 +135,14 @@ def test_clicking_a_point_moves_the_sliders_to_its_image(untrained):
     for c, other in enumerate(explorer.figure.data):  # as FigureWidget dispatches a plotly_click: to every trace
         other._dispatch_on_click(Points(point_inds=[point] if c == 7 else [], xs=[], ys=[], trace_name=other.name,
                                         trace_index=c), state)
-    expected = torch.max(torch.min(means[index], central_range(means)[1]), central_range(means)[0])
-    assert explorer.z().tolist() == pytest.approx(expected.tolist(), abs=1e-5)
+    assert explorer.z().tolist() == on_sliders(explorer, means[index])
     assert explorer.image.value != decoded
     assert explorer.picked.value != picked
     assert explorer.picked.value == png(images[index])
-    assert explorer.picked_label.value == f"test image {index}: {CLASS_NAMES[7]}"
+    assert f"test image {index}<br>{CLASS_NAMES[7]}" in explorer.picked_label.value
+    assert f"test image {index}" in explorer.z_label.value
     marker = explorer.figure.data[-1]
-    assert [marker.x[0], marker.y[0], marker.z[0]] == pytest.approx(expected.tolist(), abs=1e-5)
+    assert [marker.x[0], marker.y[0], marker.z[0]] == pytest.approx(explorer.z().tolist(), abs=1e-6)
 
 
 def test_clicks_without_images_move_the_sliders_only(untrained):
@@ -124,9 +150,44 @@ def test_clicks_without_images_move_the_sliders_only(untrained):
     explorer = LatentExplorer(model, means, labels)
     explorer.on_point_click(explorer.figure.data[2], SimpleNamespace(point_inds=[1]), None)
     index = int(explorer.figure.data[2].customdata[1])
-    assert explorer.z().tolist() == pytest.approx(torch.clamp(means[index], *central_range(means)).tolist(),
-                                                  abs=1e-5)
-    assert explorer.picked_label.value == "click a point"
+    assert explorer.z().tolist() == on_sliders(explorer, means[index])
+    assert "click a point" in explorer.picked_label.value
+
+
+def test_going_to_a_class_mean_after_a_click_no_longer_shows_the_clicked_image(untrained):
+    model, means, labels, images = untrained
+    explorer = LatentExplorer(model, means, labels, images)
+    blank = explorer.picked.value
+    explorer.go_to_image(4)
+    assert "test image 4" in explorer.picked_label.value and "test image 4" in explorer.z_label.value
+    explorer.go_to_class(int(labels[4]))
+    assert explorer.picked.value == blank
+    assert "test image" not in explorer.picked_label.value + explorer.z_label.value
+    assert f"class mean of {CLASS_NAMES[int(labels[4])]}" in explorer.z_label.value
+    explorer.sliders[0].value = explorer.sliders[0].min  # a slider moved by hand: z is no longer the class mean
+    assert "class mean" not in explorer.z_label.value
+
+
+def test_a_class_absent_from_the_data_is_a_clear_error(untrained):
+    model, means, labels, images = untrained
+    kept = labels != 3
+    explorer = LatentExplorer(model, means[kept], labels[kept], images[kept])
+    assert 3 not in [value for _, value in explorer.classes.options]  # the menu offers only the classes present
+    before = explorer.z().tolist()
+    with pytest.raises(ValueError, match=f"class 3 \\({CLASS_NAMES[3]}\\)") as error:
+        explorer.go_to_class(3)
+    assert "\n" not in str(error.value)
+    assert explorer.z().tolist() == before and not explorer.z().isnan().any()
+
+
+@pytest.mark.parametrize("offset", [-1, 1])
+def test_labels_or_images_of_another_length_are_a_clear_error(untrained, offset):
+    model, means, labels, images = untrained
+    n = len(means)
+    with pytest.raises(ValueError, match=f"^{n + offset} labels for {n} posterior means"):
+        LatentExplorer(model, means, torch.arange(n + offset) % 10)
+    with pytest.raises(ValueError, match=f"^{n + offset} images for {n} posterior means"):
+        LatentExplorer(model, means, labels, torch.rand(n + offset, 1, 28, 28))
 
 
 def test_axis_ranges_frame_the_cloud_in_a_cube(untrained):
@@ -147,16 +208,54 @@ def test_the_layout_wraps_and_marks_z_without_emoji(untrained):
     model, means, labels, images = untrained
     explorer = LatentExplorer(model, means, labels, images)
     assert explorer.layout.flex_flow == "row wrap"
-    assert all(int(slider.layout.width.removesuffix("px")) >= 300 for slider in explorer.sliders)
+    controls = explorer.children[1]
+    assert int(controls.layout.flex.split()[-1].removesuffix("px")) >= 300  # px: the sliders fill it
     assert explorer.figure.layout.width <= 520
     assert explorer.figure.data[-1].marker.symbol == "diamond"  # plotly's 3-d "x" is an emoji glyph
 
 
-def test_the_output_carries_a_static_picture(trained):
+def test_the_output_is_the_widget_then_a_static_picture(trained):
     model, means, labels = trained
-    bundle = LatentExplorer(model, means, labels)._repr_mimebundle_()
-    assert "application/vnd.jupyter.widget-view+json" in bundle  # a live kernel still shows the widget
-    assert bundle["text/plain"] == PLAIN_TEXT and len(PLAIN_TEXT) < 80
-    picture = Image.open(io.BytesIO(bundle["image/png"]))
+    widget, still = LatentExplorer(model, means, labels).outputs()
+    assert "application/vnd.jupyter.widget-view+json" in widget  # a live kernel shows the widget
+    assert "image/png" not in widget  # else an export without widget state would show the picture twice
+    assert widget["text/plain"] == PLAIN_TEXT and len(PLAIN_TEXT) < 80
+    picture = Image.open(io.BytesIO(still["image/png"]))
     assert 300 < picture.width <= 1000 and picture.height <= 300
-    assert len(bundle["image/png"]) < 150_000
+    assert len(still["image/png"]) < 150_000
+
+
+def test_the_static_picture_names_the_classes_in_readable_type(trained):
+    model, means, labels = trained
+    explorer = LatentExplorer(model, means, labels)
+    fig = static_figure(means, labels, explorer.dims, explorer.z(), explorer.decoded())
+    fig.draw_without_rendering()
+    assert [text.get_text() for text in fig.legends[0].get_texts()] == list(CLASS_NAMES)
+    texts = [label for ax in fig.axes for label in ax.get_xticklabels() + ax.get_yticklabels() if label.get_text()]
+    texts += fig.legends[0].get_texts() + [ax.xaxis.label for ax in fig.axes]
+    assert len(texts) > 10
+    assert min(text.get_fontsize() * fig.dpi / 72 for text in texts) >= 10  # pixels, at the saved size
+
+
+def test_an_html_export_shows_the_static_picture_with_or_without_widget_state(tmp_path):
+    """A notebook whose one cell displays an explorer, run by nbclient (which saves the widget state, as papermill
+    does) and exported by nbconvert: the widget's view (blank offline) and the picture as an image, once; the same
+    picture once when the state is dropped (as `make run` does)."""
+    import nbclient
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    source = ("import torch\nfrom config import ModelConfig\nfrom explorer import LatentExplorer\n"
+              "from models import build_model\nmodel = build_model(ModelConfig(hidden=(16,)), seed=0).eval()\n"
+              "LatentExplorer(model, torch.randn(100, 3), torch.arange(100) % 10)")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+    nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(Path(__file__).parents[1])}}).execute()
+    assert [output.output_type for output in notebook.cells[0].outputs] == ["display_data", "display_data"]
+    assert "application/vnd.jupyter.widget-state+json" in notebook.metadata.widgets
+    html = HTMLExporter().from_notebook_node(notebook)[0]
+    assert 'type="application/vnd.jupyter.widget-view+json"' in html  # with state, the widget is exported too
+    assert html.count('src="data:image/png;base64,') == 1
+    notebook.metadata.pop("widgets")
+    html = HTMLExporter().from_notebook_node(notebook)[0]
+    assert html.count('src="data:image/png;base64,') == 1 and PLAIN_TEXT in html
