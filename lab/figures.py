@@ -1,5 +1,5 @@
-"""The study's and the sweeps' figures, from their table rows (cells as (mean, std) or plain numbers); colours as in
-plots.py: FAMILY_COLORS the model family, LIKELIHOOD_COLORS (and LIKELIHOOD_STYLES here) the likelihood."""
+"""The study's and the sweeps' figures, from their table rows (cells as (mean, std) or plain numbers). A colour means
+one thing in every figure: FAMILY_COLORS the model family, LIKELIHOOD_COLORS (and LIKELIHOOD_STYLES) the likelihood."""
 from __future__ import annotations
 
 import itertools
@@ -10,8 +10,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.transforms import Bbox
 
-from plots import FAMILY_COLORS, LIKELIHOOD_COLORS
-
+FAMILY_COLORS = {"fc": "#0072B2", "cnn": "#D55E00"}  # blue, vermillion: hues no likelihood uses
+LIKELIHOOD_COLORS = {"bernoulli": "#009E73", "gaussian": "#CC79A7", "continuous_bernoulli": "#E6AB02",
+                     "sigma": "#666666"}  # green, pink, gold, grey
 LIKELIHOOD_STYLES = {"bernoulli": "o-", "gaussian": "s--", "continuous_bernoulli": "^:", "sigma": "D-."}
 OFFSETS = [(5, 5), (5, -5), (-5, 5), (-5, -5), (5, 14), (5, -14), (-5, 14), (-5, -14), (0, 24), (0, -24)]  # points
 
