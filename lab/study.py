@@ -14,6 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 import plots
 from cli import OneLineParser
 from config import ModelConfig
@@ -24,9 +27,11 @@ from lab import figures
 from lab.parts import (BUDGET_SHARE, COMPARISONS, DEFAULT, DESIGN_PARTS, DIVERSITY, DIVERSITY_SANITY, PARTS,
                        SEEDS, WIDTHS)
 from lab.records import RECORDS_DIR, load_records, load_run_folders
-from lab.tables import committed_rows, write_part
+from lab.tables import write_part
 
 RESULTS_DIR, IMG_DIR = Path("results"), Path("img")
+PLOTTED = {"latent-dims": figures.plot_latent_dims, "capacity-gamma": figures.plot_rate_distortion,
+           "betas": figures.plot_betas, "likelihoods": figures.plot_likelihoods, "frontier": figures.plot_frontier}
 
 
 def architecture(config: dict[str, Any]) -> str:
@@ -40,148 +45,159 @@ def architecture(config: dict[str, Any]) -> str:
 def run_row(record: dict[str, Any]) -> dict[str, Any] | None:
     """A record's settings and summary row, its architecture and whether that is the family's default; None for
     runs on part of the training set or not trained to their epochs."""
-    config, epochs = record["config"], record["epochs"]
+    config, epochs, evaluation = record["config"], record["epochs"], record["eval"]
     if config.get("train_limit") or len(epochs) < config["epochs"]:
         return None
     name = architecture(config)
     default = name == architecture({"model": config["model"]}) and config.get("latent_dim") == ModelConfig.latent_dim
     unused = {"gamma": None, "capacity_epochs": None} if config.get("capacity") is None else {}  # only B uses them
-    return {**config, **unused, **summary(record["eval"]), "architecture": name, "default_architecture": default,
-            "per_class": record["eval"]["mse_per_class"], "run": record["name"],
+    return {**config, **unused, **summary(evaluation), "architecture": name, "default_architecture": default,
+            **{f"class {c}": v for c, v in evaluation["mse_per_class"].items()}, "run": record["name"],
             "recon_epoch10": epochs[9]["test"]["recon"] if len(epochs) >= 10 else None}
 
 
-def selected(rows: list[dict[str, Any]], part: dict[str, Any]) -> list[dict[str, Any]]:
-    """The rows a part uses: its `where` settings (a tuple: any of) and, if given, its architectures."""
-    def keep(row: dict[str, Any]) -> bool:
-        return all(row.get(k) in v if isinstance(v, tuple) else row.get(k) == v for k, v in part["where"].items()) \
-            and row["architecture"] in part.get("architectures", [row["architecture"]])
-    return [row for row in rows if keep(row)]
+def selected(runs: pd.DataFrame, part: dict[str, Any]) -> pd.DataFrame:
+    """The runs a part uses: its `where` settings (a tuple: any of) and, if given, its architectures."""
+    where = {**part["where"], "architecture": tuple(part.get("architectures", runs.architecture))}.items()
+    return runs[np.logical_and.reduce([runs[k].isin(v) | runs[k].isna() & (None in v) for k, v in (
+        (k, v if isinstance(v, tuple) else (v,)) for k, v in where)] + [np.ones(len(runs), bool)])]
 
 
-def mean_std(values: list[float]) -> tuple[float, float | None]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None  # std None: one value
+def grouped(runs: pd.DataFrame, keys: list[str], columns: list[str]) -> pd.DataFrame:
+    """One row per setting of `keys`: seeds, and each column's mean and std over them (statistics' exact ones)."""
+    stats = {f"{c}_{s}": (c, f) for c in columns for s, f in (("mean", lambda v: statistics.fmean(v.dropna())
+             if v.count() else np.nan), ("std", lambda v: statistics.stdev(v.dropna()) if v.count() > 1 else np.nan))}
+    return runs.reindex(columns=[*{*keys, *columns}]).groupby(keys, dropna=False).agg(
+        seeds=(keys[0], "size"), **stats).reset_index()
 
 
-def grouped(rows: list[dict[str, Any]], keys: list[str], columns: list[str]) -> list[dict[str, Any]]:
-    """One row per setting of `keys`: n (seeds) and mean ± std of every column."""
-    groups: dict[tuple, list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(tuple(row.get(k) for k in keys), []).append(row)
-    out = []
-    for key in sorted(groups, key=lambda k: tuple((v is None, v if not isinstance(v, str) else 0, str(v)) for v in k)):
-        members = groups[key]
-        out.append({**dict(zip(keys, key)), "seeds": len(members)})
-        for column in columns:
-            values = [m[column] for m in members if isinstance(m.get(column), (int, float))]
-            out[-1][column] = mean_std(values) if values else (float("nan"), None)
-    return out
+def verdict(a: tuple, b: tuple, a_lower: str, b_lower: str) -> Any:
+    """The study's rule on (mean, std) of numbers or columns: a call only when both have a std (>= 2 seeds) and the
+    means differ by more than twice the larger."""
+    called = np.abs(a[0] - b[0]) > 2 * np.maximum(a[1], b[1])
+    return np.where(called, np.where(a[0] < b[0], a_lower, b_lower), "no difference called").tolist()
 
 
-def verdict(a: tuple[float, float | None], b: tuple[float, float | None], a_lower: str, b_lower: str) -> str:
-    """The study's rule: a call only when both have >= 2 seeds and the means differ by > 2x the larger std."""
-    if a[1] is None or b[1] is None or not abs(a[0] - b[0]) > 2 * max(a[1], b[1]):
-        return "no difference called"
-    return a_lower if a[0] < b[0] else b_lower
+def stat(table: pd.DataFrame, name: str, suffix: str = "") -> tuple[pd.Series, pd.Series]:
+    return table[f"{name}_mean{suffix}"], table[f"{name}_std{suffix}"]
 
 
-def comparison_rows(rows: list[dict[str, Any]], field: str, a: Any, b: Any, columns: list[str]) -> list[dict]:
+def comparison_rows(table: pd.DataFrame, field: str, a: Any, b: Any, columns: list[str]) -> pd.DataFrame:
     """A vs B (rows that differ only in `field`) on every column, with the study's verdict."""
-    out = []
-    for row_a in (r for r in rows if r[field] == a):
-        same = {k: v for k, v in row_a.items() if not isinstance(v, tuple) and k not in (field, "seeds")}
-        for row_b in (r for r in rows if r[field] == b and all(r.get(k) == v for k, v in same.items())):
-            out += [{**same, "metric": column, str(a): row_a[column], str(b): row_b[column],
-                     "seeds": f"{row_a['seeds']}/{row_b['seeds']}",
-                     "verdict": verdict(row_a[column], row_b[column], f"{b} higher", f"{a} higher")}
-                    for column in columns]
-    return out
+    same = [k for k in table.columns[:list(table.columns).index("seeds")] if k != field]
+    pairs = table[table[field] == a].merge(table[table[field] == b], on=same, suffixes=("_a", "_b"))
+    return pd.concat([pairs[same].assign(metric=c, **{f"{v}_{s}": pairs[f"{c}_{s}_{x}"] for v, x in ((a, "a"), (b, "b"))
+        for s in ("mean", "std")}, seeds=pairs.seeds_a.astype(str) + "/" + pairs.seeds_b.astype(str),
+        verdict=verdict(stat(pairs, c, "_a"), stat(pairs, c, "_b"), f"{b} higher", f"{a} higher")) for c in columns
+    ]).sort_index(kind="stable")
 
 
-def sanity_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def sanity_rows(runs: pd.DataFrame) -> pd.DataFrame:
     """Per diversity measure, its value for the sanity sets (the same for every run; the model's own for the
     measures against reconstructions, averaged) and whether it passes the blur test: blurred test images (or, against
     reconstructions, reconstructions of training images) above one-class images."""
-    out = []
-    for measure in DIVERSITY:
-        against_recon, base = measure.endswith("_recon"), measure.removesuffix("_recon")
-        key = (lambda name: f"{base}_recon_{name}") if against_recon else (lambda name: f"{measure}_{name}")
-        cells = {name: mean_std([r[key(name)] for r in rows]) for name in DIVERSITY_SANITY
-                 if all(isinstance(r.get(key(name)), float) for r in rows)}
-        diverse = cells.get("real" if against_recon else "blurred")
-        lower_is_diverse = measure == "unsure"  # not a diversity measure: reported for the "not garments" half
-        passes = diverse is not None and (diverse[0] > cells["one_class"][0]) != lower_is_diverse
-        out.append({"measure": measure, **{name: cells.get(name, "-") for name in DIVERSITY_SANITY},
-                    "blur test": "-" if lower_is_diverse else ("passes" if passes else "fails")})
-    return out
+    names = {m: [f"{m.removesuffix('_recon')}_recon_{n}" if m.endswith("_recon") else f"{m}_{n}"
+                 for n in DIVERSITY_SANITY] for m in DIVERSITY}
+    means = grouped(runs.assign(all=0), ["all"], sum(names.values(), [])).iloc[0]
+    table = pd.DataFrame({"measure": DIVERSITY, **{f"{n}_{s}": [means[f"{names[m][i]}_{s}"] for m in DIVERSITY]
+                                                   for i, n in enumerate(DIVERSITY_SANITY) for s in ("mean", "std")}})
+    diverse = table.real_mean.where(table.measure.str.endswith("_recon"), table.blurred_mean)
+    passes = (diverse > table.one_class_mean) != (table.measure == "unsure")  # unsure: lower is more diverse
+    return table.assign(**{"blur test": np.where(table.measure == "unsure", "-", np.where(passes, "passes", "fails"))})
 
 
-def family_gaps(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def family_gaps(table: pd.DataFrame) -> pd.DataFrame:
     """Latent width: per size (about 50 k, about 200 k) and latent_dim, CNN minus FC on recon and MSE, with verdicts."""
-    out = []
-    for size, (fc_name, cnn_name) in enumerate(zip(*WIDTHS.values())):
-        for dim in sorted({r["latent_dim"] for r in rows}):
-            fc, cnn = (next((r for r in rows if r["architecture"] == n and r["latent_dim"] == dim), None)
-                       for n in (fc_name, cnn_name))
-            if fc and cnn:
-                out.append({"size": ("about 50 k", "about 200 k")[size], "latent_dim": dim,
-                            "fc": fc_name, "cnn": cnn_name, "seeds": f"{fc['seeds']}/{cnn['seeds']}",
-                            **{f"{m}_cnn_minus_fc": cnn[m][0] - fc[m][0] for m in ("recon", "mse")},
-                            **{f"{m}_verdict": verdict(cnn[m], fc[m], "CNN lower", "FC lower") for m in ("recon", "mse")}})
-    return out
+    sizes = pd.DataFrame({"size": ["about 50 k", "about 200 k"], "fc": WIDTHS["fc"], "cnn": WIDTHS["cnn"]})
+    pairs = sizes.merge(table.add_suffix("_fc"), left_on="fc", right_on="architecture_fc").merge(
+        table.add_suffix("_cnn"), left_on=["cnn", "latent_dim_fc"], right_on=["architecture_cnn", "latent_dim_cnn"])
+    return pairs[["size", "latent_dim_fc", "fc", "cnn"]].rename(columns={"latent_dim_fc": "latent_dim"}).assign(
+        seeds=pairs.seeds_fc.astype(str) + "/" + pairs.seeds_cnn.astype(str),
+        **{f"{m}_cnn_minus_fc": pairs[f"{m}_mean_cnn"] - pairs[f"{m}_mean_fc"] for m in ("recon", "mse")},
+        **{f"{m}_verdict": verdict(stat(pairs, m, "_cnn"), stat(pairs, m, "_fc"), "CNN lower", "FC lower")
+           for m in ("recon", "mse")})
 
 
-def rate_matched(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def rate_matched(table: pd.DataFrame) -> pd.DataFrame:
     """Capacity: each B run (per gamma) beside beta-VAE H at the same test KL, H's recon interpolated linearly in KL
     between the two H runs (betas) whose KL brackets B's (its std: the larger of theirs), with the study's verdict;
     "-" where no H pair brackets it."""
-    out = []
-    for model in sorted({r["model"] for r in rows}):
-        h = sorted(((r["kl"][0], *r["recon"]) for r in rows if r["model"] == model and r["capacity"] is None),
-                   key=lambda point: point[0])
-        for b in (r for r in rows if r["model"] == model and r["capacity"] is not None):
-            kl = b["kl"][0]
-            lo, hi = next(((lo, hi) for lo, hi in zip(h, h[1:]) if lo[0] <= kl <= hi[0]), (None, None))
-            h_recon = None if lo is None else (lo[1] + (hi[1] - lo[1]) * (kl - lo[0]) / (hi[0] - lo[0]),
-                                               None if None in (lo[2], hi[2]) else max(lo[2], hi[2]))
-            out.append({"model": model, "gamma": b["gamma"], "seeds": b["seeds"], "kl": b["kl"], "recon": b["recon"],
-                        "h_recon_same_kl": "-" if h_recon is None else h_recon,
-                        "b_minus_h": "-" if h_recon is None else (b["recon"][0] - h_recon[0], None),
-                        "verdict": "-" if h_recon is None else verdict(b["recon"], h_recon, "B lower", "H lower")})
-    return out
+    b = table[table.capacity.notna()].reset_index(drop=True)
+    h = table[table.capacity.isna()].sort_values("kl_mean")[["model", "kl_mean", "recon_mean", "recon_std"]]
+    lo, hi = (pd.merge_asof(b[["model", "kl_mean"]].reset_index().sort_values("kl_mean"), h.assign(h_kl=h.kl_mean),
+                            on="kl_mean", by="model", direction=way).set_index("index").sort_index()
+              for way in ("backward", "forward"))
+    recon = lo.recon_mean + (hi.recon_mean - lo.recon_mean) * (b.kl_mean - lo.h_kl) / (hi.h_kl - lo.h_kl)
+    recon = recon.where(lo.h_kl != hi.h_kl, lo.recon_mean)  # B's KL on an H run's
+    matched = b[["model", "gamma", "seeds", "kl_mean", "kl_std", "recon_mean", "recon_std"]].assign(
+        h_recon_same_kl_mean=recon, h_recon_same_kl_std=np.maximum(lo.recon_std, hi.recon_std).where(recon.notna()),
+        b_minus_h_mean=b.recon_mean - recon, b_minus_h_std=np.nan)
+    return matched.assign(verdict=np.where(recon.isna(), "-", verdict(stat(matched, "recon"), stat(
+        matched, "h_recon_same_kl"), "B lower", "H lower")))
 
 
-def per_class_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def per_class_rows(runs: pd.DataFrame) -> pd.DataFrame:
     """Per-class reconstruction MSE of FC vs CNN (default settings, over seeds), with the study's verdict."""
-    by_model = {m: [r for r in selected(rows, {"where": DEFAULT}) if r["model"] == m] for m in ("fc", "cnn")}
-    out = []
-    for name in CLASS_NAMES:
-        fc, cnn = (mean_std([r["per_class"][name] for r in by_model[m]]) if by_model[m] else (float("nan"), None)
-                   for m in ("fc", "cnn"))
-        out.append({"class": name, "fc_mse": fc, "cnn_mse": cnn,
-                    "seeds": f"{len(by_model['fc'])}/{len(by_model['cnn'])}",
-                    "verdict": verdict(cnn, fc, "CNN lower", "FC lower")})
-    return out
+    stats = grouped(selected(runs, {"where": DEFAULT}), ["model"], [f"class {c}" for c in CLASS_NAMES]).set_index(
+        "model").reindex(["fc", "cnn"]).fillna({"seeds": 0})
+    table = pd.DataFrame({"class": CLASS_NAMES, **{f"{m}_mse_{s}": [stats.at[m, f"class {c}_{s}"] for c in CLASS_NAMES]
+                                                   for m in ("fc", "cnn") for s in ("mean", "std")}})
+    return table.assign(seeds=f"{stats.seeds.fc:.0f}/{stats.seeds.cnn:.0f}", verdict=verdict(
+        stat(table, "cnn_mse"), stat(table, "fc_mse"), "CNN lower", "FC lower"))
 
 
-def design_tables(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def design_tables(runs: pd.DataFrame) -> dict[str, Any]:
     """The CNN design screen (seed 0, within the budget, best first) and its two best designs over seeds beside the
     two defaults, smallest first, each with the study's verdicts on recon and MSE against both defaults; and the
     budget (a share of the default FC's parameters)."""
     screen, finals = DESIGN_PARTS["cnn-designs"], DESIGN_PARTS["cnn-best"]
-    fc = [r["parameters"] for r in rows if r["model"] == "fc" and r["default_architecture"]]
-    budget = int(BUDGET_SHARE * fc[0]) if fc else 0
-    screened = [r for r in selected(rows, screen) if r["parameters"] <= budget and r["recon_epoch10"] is not None]
-    designs = sorted(grouped(screened, screen["group"], screen["columns"]), key=lambda row: row["recon_epoch10"][0])
+    fc = runs.parameters[(runs.model == "fc") & runs.default_architecture]
+    budget = int(BUDGET_SHARE * fc.iloc[0]) if len(fc) else 0
+    screened = selected(runs, screen)
+    screened = screened[(screened.parameters <= budget) & screened.recon_epoch10.notna()]
+    designs = grouped(screened, screen["group"], screen["columns"]).sort_values("recon_epoch10_mean", kind="stable")
     names = {model: architecture({"model": model}) for model in ("fc", "cnn")}
-    chosen = [row["architecture"] for row in designs[:2]] + list(names.values())
-    best = sorted(grouped([r for r in selected(rows, finals) if r["architecture"] in chosen], finals["group"],
-                          finals["columns"]), key=lambda row: (row["model"], row["parameters"][0]))
-    defaults = {model: next((r for r in best if r["architecture"] == name), None) for model, name in names.items()}
-    best = [{**row, **{f"{column}_vs_default_{model}": "-" if default is None or default is row else
-                       verdict(row[column], default[column], "lower", "higher")
-                       for model, default in defaults.items() for column in ("recon", "mse")}} for row in best]
+    finalists = selected(runs, finals)
+    best = grouped(finalists[finalists.architecture.isin([*designs.architecture[:2], *names.values()])],
+                   finals["group"], finals["columns"]).sort_values(["model", "parameters_mean"], kind="stable")
+    for model, name in names.items():
+        default = best[best.architecture == name]
+        for column in ("recon", "mse"):
+            vs = verdict(stat(best, column), [v.iloc[0] for v in stat(default, column)], "lower", "higher") if len(
+                default) else "-"
+            best[f"{column}_vs_default_{model}"] = np.where(best.architecture == name, "-", vs)
     return {"cnn-designs": designs, "cnn-best": best, "budget": budget}
+
+
+def study_tables(runs: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, str, list[str]]]:
+    """Every table of the study from the runs: name -> (table, title, the sweep commands of its runs)."""
+    tables = {name: (grouped(selected(runs, part), part["group"], part["columns"]), part["title"], part["commands"])
+              for name, part in PARTS.items()}
+    for name, source, field, a, b, columns in COMPARISONS:
+        tables[name] = (comparison_rows(tables[source][0], field, a, b, columns), f"{a} vs {b}: "
+                        f"{PARTS[source]['title']}, each metric with the study's verdict", PARTS[source]["commands"])
+    diversity = selected(runs, PARTS["diversity"])
+    tables["diversity-sanity"] = (sanity_rows(diversity) if len(diversity) else pd.DataFrame(), "the diversity "
+                                  "measures on the sanity sets, and whether each passes the blur test (blurred test "
+                                  "images above one-class images)", [SEEDS])
+    for name, make, source, title in (("latent-dims-verdicts", family_gaps, "latent-dims", "CNN minus FC at equal "
+                                       "parameters, per latent_dim (negative: the CNN reconstructs better)"),
+                                      ("capacity-vs-h", rate_matched, "capacity-gamma", "beta-VAE B against H at the "
+                                       "same test KL (H's recon interpolated between the bracketing betas)")):
+        tables[name] = (make(tables[source][0]), title, PARTS[source]["commands"])
+    designs = design_tables(runs)
+    tables.update({name: (designs[name], part["title"].format(budget=designs["budget"]), part["commands"])
+                   for name, part in DESIGN_PARTS.items()})
+    tables["per-class"] = (per_class_rows(runs) if len(selected(runs, {"where": DEFAULT})) else pd.DataFrame(),
+                           "per-class reconstruction MSE in [0, 1] pixels, FC vs CNN (bernoulli, beta 0.1)", [SEEDS])
+    return tables
+
+
+def figure_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """A table's rows as the figures take them: settings (None where empty) and (mean, std or None) per metric."""
+    none = lambda value: None if pd.isna(value) else value  # noqa: E731
+    return [{k.removesuffix("_mean"): (v, none(row[f"{k[:-5]}_std"])) if k.endswith("_mean") else none(v)
+             for k, v in row.items() if not k.endswith("_std")} for row in table.to_dict("records")]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,49 +209,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="replace committed tables even by smaller ones")
     p.add_argument("--no-figures", action="store_true", help="the tables only (seconds)")
     args = p.parse_args(argv)
-    source = Path(args.runs_dir or args.records_dir)
+    source, results_dir, img_dir = Path(args.runs_dir or args.records_dir), Path(args.results_dir), Path(args.img_dir)
     if not source.is_dir():
         p.error(f"{source} is not a folder")
     records, skipped = load_run_folders(source) if args.runs_dir else load_records(source)
     print("".join(f"skipped {line}\n" for line in skipped), end="", file=sys.stderr)
-    rows = [row for row in map(run_row, records) if row is not None]
-    results_dir, img_dir = Path(args.results_dir), Path(args.img_dir)
-    tables: dict[str, list[dict[str, Any]]] = {}
-    written: dict[str, bool] = {}  # whether each part's table was (re)written from the records
+    runs = pd.DataFrame([row for row in map(run_row, records) if row is not None])
+    tables = study_tables(runs) if len(runs) else {}
+    if not tables:
+        print(f"{source}: no finished run: every committed table kept")
+    written = {}  # whether each table was (re)written from the records
     try:
-        for name, part in PARTS.items():
-            tables[name] = grouped(selected(rows, part), part["group"], part["columns"])
-            line = write_part(name, tables[name], part["title"], part["commands"], results_dir, args.force)
+        for name, (table, title, commands) in tables.items():
+            print(line := write_part(name, table, title, commands, results_dir, args.force))
             written[name] = "kept" not in line
-            print(line)
-        for name, source_part, field, a, b, columns in COMPARISONS:
-            title = f"{a} vs {b}: {PARTS[source_part]['title']}, each metric with the study's verdict"
-            print(write_part(name, comparison_rows(tables[source_part], field, a, b, columns), title,
-                             PARTS[source_part]["commands"], results_dir, args.force))
-        diversity = selected(rows, PARTS["diversity"])
-        print(write_part("diversity-sanity", sanity_rows(diversity) if diversity else [], "the diversity measures on "
-                         "the sanity sets, and whether each passes the blur test (blurred test images above one-class "
-                         "images)", [SEEDS], results_dir, args.force))
-        derived = (("latent-dims-verdicts", family_gaps, "latent-dims", "CNN minus FC at equal parameters, per latent_dim "
-                    "(negative: the CNN reconstructs better)"), ("capacity-vs-h", rate_matched, "capacity-gamma",
-                    "beta-VAE B against H at the same test KL (H's recon interpolated between the bracketing betas)"))
-        for name, make, source_part, title in derived:
-            print(write_part(name, make(tables[source_part]), title, PARTS[source_part]["commands"], results_dir,
-                             args.force))
-        designs = design_tables(rows)
-        for name, part in DESIGN_PARTS.items():
-            print(write_part(name, designs[name], part["title"].format(budget=designs["budget"]), part["commands"],
-                             results_dir, args.force))
-        print(write_part("per-class", per_class_rows(rows) if selected(rows, {"where": DEFAULT}) else [],
-                         "per-class reconstruction MSE in [0, 1] pixels, FC vs CNN (bernoulli, beta 0.1)", [SEEDS],
-                         results_dir, args.force))
-        plotted = (("latent-dims", figures.plot_latent_dims), ("capacity-gamma", figures.plot_rate_distortion),
-                   ("betas", figures.plot_betas), ("likelihoods", figures.plot_likelihoods),
-                   ("frontier", figures.plot_frontier))
-        for name, plot in plotted * (not args.no_figures):  # from the records, or the committed table they kept
-            rows_of = tables[name] if written.get(name) else committed_rows(results_dir / f"study-{name}")
-            if rows_of:
-                plots.save(plot(rows_of), f"{name.replace('-', '_')}.png", folder=img_dir)
+        for name, plot in PLOTTED.items() if tables and not args.no_figures else ():
+            table = tables[name][0] if written[name] else pd.read_csv(results_dir / f"study-{name}.csv", dtype={
+                "architecture": str}) if (results_dir / f"study-{name}.csv").exists() else pd.DataFrame()
+            if len(table):
+                plots.save(plot(figure_rows(table)), f"{name.replace('-', '_')}.png", folder=img_dir)
                 print(img_dir / f"{name.replace('-', '_')}.png")
     except WriteError as error:
         p.error(str(error))

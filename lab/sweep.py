@@ -35,10 +35,11 @@ from config import LIKELIHOODS, MODEL_KINDS, EvalConfig, ModelConfig, TrainConfi
 from data import COUNTS, DataError, FashionMNISTData, load_fashion_mnist
 from evaluate import (EVAL_FILE, SAMPLER_NAMES, check_data_sizes, evaluate_run,
                       reference_features, summary, with_test_limit)
-from files import WriteError, read_table, sha256, unwritable, write_table
+from files import WriteError, sha256, unwritable
 from lab.records import RECORDS_DIR, RecordError, write_record
 from lab.search import (Job, Search, StorageError, check_journal, make_job, one_line, open_storage, recover,
                         run_name, shown, split, study_name)
+from lab.tables import read_table, write_table
 from models import build_model
 from train import TrainingError, fit
 

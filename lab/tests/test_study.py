@@ -5,6 +5,7 @@ import shlex
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from lab import records, study, sweep, tables
@@ -15,15 +16,19 @@ ROOT = Path(__file__).resolve().parents[2]
 def run(model="fc", seed=0, mse=0.02, **config):
     return {"model": model, "likelihood": "bernoulli", "beta": 0.1, "seed": seed, "capacity": None, "mse": mse,
             "architecture": "512x256" if model == "fc" else "32x32 k4", "latent_dim": 3,
-            "default_architecture": True, **config}
+            "default_architecture": True, "classifier": "weights", "run": f"{model}-{seed}", **config}
+
+
+def runs(*rows):
+    return pd.DataFrame(rows)
 
 
 def test_grouped_gives_mean_and_sample_std_over_seeds():
-    rows = study.grouped([run(seed=0, mse=1.0), run(seed=1, mse=2.0), run(seed=2, mse=3.0), run("cnn", mse=5.0)],
-                         ["model"], ["mse"])
-    by_model = {row["model"]: row for row in rows}
-    assert by_model["fc"]["seeds"] == 3 and by_model["fc"]["mse"] == (2.0, 1.0)
-    assert by_model["cnn"]["mse"] == (5.0, None)
+    table = study.grouped(runs(run(seed=0, mse=1.0), run(seed=1, mse=2.0), run(seed=2, mse=3.0), run("cnn", mse=5.0)),
+                          ["model"], ["mse"]).set_index("model")
+    assert table.seeds.fc == 3 and (table.mse_mean.fc, table.mse_std.fc) == (2.0, 1.0)
+    assert table.mse_mean.cnn == 5.0 and pd.isna(table.mse_std.cnn)
+    assert list(table.index) == ["cnn", "fc"] and list(table.columns) == ["seeds", "mse_mean", "mse_std"]
 
 
 def test_a_difference_is_called_only_beyond_twice_the_larger_std_with_two_seeds_each():
@@ -31,14 +36,15 @@ def test_a_difference_is_called_only_beyond_twice_the_larger_std_with_two_seeds_
     assert call((1.0, 0.1), (1.3, 0.1)) == "a lower" and call((1.3, 0.1), (1.0, 0.1)) == "b lower"
     assert call((1.0, 0.1), (1.15, 0.1)) == "no difference called"
     assert call((1.0, 0.01), (1.3, 0.2)) == "no difference called"  # the larger std decides
-    assert call((1.0, None), (5.0, 0.1)) == "no difference called"  # one seed: no call
+    assert call((1.0, float("nan")), (5.0, 0.1)) == "no difference called"  # one seed: no std, no call
 
 
 def test_comparison_rows_pair_settings_that_differ_in_one_field():
-    rows = study.grouped([run(seed=s, mse=1.0 + 0.01 * s) for s in range(3)]
-                         + [run("cnn", seed=s, mse=2.0 + 0.01 * s) for s in range(3)], ["model", "beta"], ["mse"])
-    [row] = study.comparison_rows(rows, "model", "fc", "cnn", ["mse"])
+    table = study.grouped(runs(*[run(seed=s, mse=1.0 + 0.01 * s) for s in range(3)],
+                               *[run("cnn", seed=s, mse=2.0 + 0.01 * s) for s in range(3)]), ["model", "beta"], ["mse"])
+    [row] = study.comparison_rows(table, "model", "fc", "cnn", ["mse"]).to_dict("records")
     assert row["verdict"] == "cnn higher" and row["seeds"] == "3/3" and row["beta"] == 0.1
+    assert (row["fc_mean"], row["cnn_mean"]) == pytest.approx((1.01, 2.01))
 
 
 def test_architecture_names_come_from_the_config_defaults():
@@ -75,30 +81,38 @@ def test_the_blur_test_passes_measures_that_rank_blurred_above_one_class():
               for s, v in zip(study.DIVERSITY_SANITY, values)}
     sanity.update({"coverage_recon_real": 0.97, "coverage_recon_one_class": 0.2, "coverage_recon_noise": 0.0,
                    "recall_recon_real": 0.96, "recall_recon_one_class": 0.6, "recall_recon_noise": 0.0})
-    rows = {r["measure"]: r["blur test"] for r in study.sanity_rows([sanity, sanity])}
-    assert rows["coverage"] == "fails" and rows["recall"] == "fails" and rows["class_entropy"] == "passes"
-    assert rows["coverage_recon"] == "passes" and rows["recall_recon"] == "passes" and rows["unsure"] == "-"
+    table = study.sanity_rows(runs(run(**sanity), run("cnn", **sanity))).set_index("measure")
+    assert table.loc["coverage", "blur test"] == "fails" and table.loc["class_entropy", "blur test"] == "passes"
+    assert list(table.loc[["recall", "coverage_recon", "recall_recon", "unsure"], "blur test"]) == [
+        "fails", "passes", "passes", "-"]
+    assert (table.loc["coverage", "blurred_mean"], table.loc["coverage", "blurred_std"]) == (0.03, 0.0)
+    assert table.loc["coverage_recon", ["noise_mean", "blurred_mean"]].isna().tolist() == [False, True]
 
 
 def test_family_gaps_compare_cnn_with_fc_of_the_same_size_per_latent_dim():
-    rows = study.grouped([run(architecture="32x16", latent_dim=d, recon=250.0 - d + 0.1 * s, mse=0.03, seed=s)
-                          for d in (2, 8) for s in range(2)]
-                         + [run("cnn", architecture="32x32 k4", latent_dim=d, recon=245.0 - 2 * d + 0.1 * s,
-                                mse=0.03, seed=s) for d in (2, 8) for s in range(2)],
-                         ["model", "architecture", "latent_dim"], ["recon", "mse"])
-    gaps = {row["latent_dim"]: row for row in study.family_gaps(rows)}
-    assert gaps[2]["recon_cnn_minus_fc"] == pytest.approx(-7.0) and gaps[8]["recon_cnn_minus_fc"] == pytest.approx(-13.0)
-    assert gaps[2]["recon_verdict"] == "CNN lower" and gaps[2]["mse_verdict"] == "no difference called"
+    table = study.grouped(runs(*[run(architecture="32x16", latent_dim=d, recon=250.0 - d + 0.1 * s, mse=0.03, seed=s)
+                                 for d in (2, 8) for s in range(2)],
+                               *[run("cnn", architecture="32x32 k4", latent_dim=d, recon=245.0 - 2 * d + 0.1 * s,
+                                     mse=0.03, seed=s) for d in (2, 8) for s in range(2)]),
+                          ["model", "architecture", "latent_dim"], ["recon", "mse"])
+    gaps = study.family_gaps(table).set_index("latent_dim")
+    assert gaps.recon_cnn_minus_fc.tolist() == pytest.approx([-7.0, -13.0]) and gaps.seeds.tolist() == ["2/2"] * 2
+    assert gaps.recon_verdict[2] == "CNN lower" and gaps.mse_verdict[2] == "no difference called"
 
 
 def test_capacity_runs_meet_h_at_the_same_kl_by_interpolation():
-    rows = [{"model": "fc", "capacity": None, "gamma": 100.0, "beta": b, "seeds": 1, "kl": (kl, None),
-             "recon": (recon, None)} for b, kl, recon in ((0.1, 13.0, 237.0), (0.5, 10.0, 238.0), (1.0, 8.0, 240.0))]
-    rows += [{"model": "fc", "capacity": 10.0, "gamma": g, "beta": 0.1, "seeds": 1, "kl": (kl, None),
-              "recon": (recon, None)} for g, kl, recon in ((3.0, 9.0, 239.5), (100.0, 20.0, 254.0))]
-    matched = {row["gamma"]: row for row in study.rate_matched(rows)}
-    assert matched[3.0]["h_recon_same_kl"][0] == pytest.approx(239.0) and matched[3.0]["b_minus_h"][0] == pytest.approx(0.5)
-    assert matched[100.0]["h_recon_same_kl"] == "-"  # no pair of H runs brackets a KL of 20
+    nan = float("nan")
+    rows = [{"model": "fc", "capacity": nan, "gamma": nan, "beta": b, "seeds": 2, "kl_mean": kl, "kl_std": 0.1,
+             "recon_mean": recon, "recon_std": std} for b, kl, recon, std in ((0.1, 13.0, 237.0, 0.2),
+                                                                            (0.5, 10.0, 238.0, 0.3), (1.0, 8.0, 240.0, 0.1))]
+    rows += [{"model": "fc", "capacity": 10.0, "gamma": g, "beta": 0.1, "seeds": 2, "kl_mean": kl, "kl_std": 0.1,
+              "recon_mean": recon, "recon_std": 0.1} for g, kl, recon in ((3.0, 9.0, 239.5), (100.0, 20.0, 254.0),
+                                                                          (30.0, 10.0, 237.0))]
+    matched = study.rate_matched(pd.DataFrame(rows)).set_index("gamma")
+    assert matched.h_recon_same_kl_mean[3.0] == pytest.approx(239.0) and matched.b_minus_h_mean[3.0] == pytest.approx(0.5)
+    assert matched.h_recon_same_kl_std[3.0] == 0.3 and matched.verdict[3.0] == "no difference called"
+    assert matched.h_recon_same_kl_mean[30.0] == 238.0 and matched.verdict[30.0] == "B lower"  # on an H run's KL
+    assert pd.isna(matched.h_recon_same_kl_mean[100.0]) and matched.verdict[100.0] == "-"  # no H pair brackets 20
 
 
 def test_the_design_screen_keeps_runs_in_the_budget_and_sets_its_two_best_against_both_defaults():
@@ -110,34 +124,43 @@ def test_the_design_screen_keeps_runs_in_the_budget_and_sets_its_two_best_agains
              for s in range(3)]
     rows += design("a", 45, 112.0, seeds=(0, 1, 2)) + design("b", 48, 113.0, epochs=10) + design("big", 60, 100.0)
     rows += design("short", 30, None, epochs=5)  # fewer than 10 epochs: no epoch-10 reconstruction
-    tables = study.design_tables(rows)
-    assert tables["budget"] == 50
-    assert [(r["architecture"], r["seeds"]) for r in tables["cnn-designs"]] == [("a", 1), ("b", 1), ("32x32 k4", 1)]
-    best = {r["architecture"]: r for r in tables["cnn-best"]}
-    assert list(best) == ["32x32 k4", "a", "512x256"]  # b ran 10 epochs only; smallest first within each family
-    assert (best["a"]["recon_vs_default_fc"], best["a"]["recon_vs_default_cnn"]) == ("higher", "lower")
-    assert best["512x256"]["recon_vs_default_fc"] == "-" and best["512x256"]["mse_vs_default_cnn"] == "lower"
+    made = study.design_tables(runs(*rows))
+    assert made["budget"] == 50
+    assert made["cnn-designs"][["architecture", "seeds"]].values.tolist() == [["a", 1], ["b", 1], ["32x32 k4", 1]]
+    best = made["cnn-best"].set_index("architecture")
+    assert list(best.index) == ["32x32 k4", "a", "512x256"]  # b ran 10 epochs only; smallest first within each family
+    assert (best.recon_vs_default_fc["a"], best.recon_vs_default_cnn["a"]) == ("higher", "lower")
+    assert best.recon_vs_default_fc["512x256"] == "-" and best.mse_vs_default_cnn["512x256"] == "lower"
 
 
 def test_a_committed_table_is_not_replaced_by_a_smaller_one_unless_forced(tmp_path):
-    rows = [{"model": "fc", "seeds": 3, "mse": (0.02, 0.001)}, {"model": "cnn", "seeds": 3, "mse": (0.03, 0.001)}]
-    assert "2 rows" in tables.write_part("x", rows, "t", ["cmd"], tmp_path, force=False)
+    table = pd.DataFrame({"model": ["fc", "cnn"], "seeds": [3, 3], "mse_mean": [0.02, 0.03], "mse_std": [0.001] * 2})
+    assert "2 rows" in tables.write_part("x", table, "t", ["cmd"], tmp_path, force=False)
     before = (tmp_path / "study-x.md").read_bytes()
     assert "kept (2 rows, 6 seeds committed; the records give 1 rows, 3 seeds" in tables.write_part(
-        "x", rows[:1], "t", ["cmd"], tmp_path, force=False)
-    assert "kept" in tables.write_part("x", [{**rows[0], "seeds": 1}, {**rows[1], "seeds": 1}], "t", ["c"], tmp_path,
-                                      force=False)
-    assert "kept" in tables.write_part("x", [], "t", ["cmd"], tmp_path, force=True)  # nothing never replaces
+        "x", table[:1], "t", ["cmd"], tmp_path, force=False)
+    assert "kept" in tables.write_part("x", table.assign(seeds=["1/1", "1"]), "t", ["c"], tmp_path, force=False)
+    assert "kept" in tables.write_part("x", table[:0], "t", ["cmd"], tmp_path, force=True)  # nothing never replaces
     assert (tmp_path / "study-x.md").read_bytes() == before
-    assert "1 rows" in tables.write_part("x", rows[:1], "t", ["cmd"], tmp_path, force=True)
+    assert "1 rows" in tables.write_part("x", table[:1], "t", ["cmd"], tmp_path, force=True)
 
 
-def test_a_committed_table_reads_back_as_the_rows_it_was_written_from(tmp_path):
-    rows = [{"model": "fc", "architecture": "8", "beta": 0.1, "seeds": 3, "mse": (0.02, 0.001)},
-            {"model": "cnn", "architecture": "32x32 k4", "beta": 1.0, "seeds": 1, "mse": (0.03, None)}]
-    tables.write_part("x", rows, "t", ["cmd"], tmp_path, force=False)
-    assert tables.committed_rows(tmp_path / "study-x") == rows
-    assert tables.committed_size(tmp_path / "study-x") == (2, 4)
+def test_a_table_splits_mean_and_std_into_columns_and_reads_back_as_the_rows_it_was_written_from(tmp_path):
+    rows = [{"model": "fc", "architecture": "8", "beta": 0.1, "capacity": None, "seeds": 3, "mse": (0.02031, 0.00012),
+             "parameters": (1069590.0, 0.0)},
+            {"model": "cnn", "architecture": "32x32 k4", "beta": 1.0, "capacity": 10.0, "seeds": 1,
+             "mse": (0.0222, None), "parameters": (49575.0, None)}]
+    table = pd.DataFrame([{k: v for key, value in row.items() for k, v in (
+        zip((f"{key}_mean", f"{key}_std"), value) if isinstance(value, tuple) else [(key, value)])} for row in rows])
+    csv_path, md_path = tables.write_table(table, tmp_path / "tables" / "frontier", header="# Frontier\n\n")
+    assert csv_path.read_text().splitlines() == [
+        "model,architecture,beta,capacity,seeds,mse_mean,mse_std,parameters_mean,parameters_std",
+        "fc,8,0.1,,3,0.02031,0.00012,1069590.0,0.0", "cnn,32x32 k4,1.0,10.0,1,0.0222,,49575.0,"]
+    assert md_path.read_text().splitlines()[2:] == [
+        "| model | architecture | beta | capacity | seeds | mse | parameters |", "|---|---|---|---|---|---|---|",
+        "| fc | 8 | 0.1 | None | 3 | 0.0203 ± 0.0001 | 1,069,590 |", "| cnn | 32x32 k4 | 1 | 10 | 1 | 0.0222 | 49,575 |"]
+    assert study.figure_rows(pd.read_csv(csv_path, dtype={"architecture": str})) == rows
+    assert tables.read_table(csv_path.with_suffix(""))[1]["mse_std"] == "" and tables.read_table(tmp_path / "no") == []
 
 
 def test_a_record_that_replaces_other_numbers_says_so(tmp_path):
@@ -190,12 +213,12 @@ def test_each_table_names_the_sweep_commands_that_train_every_run_it_takes(tmp_p
     from lab.parts import PARTS
     from lab.search import run_name
 
-    rows = [row for row in map(study.run_row, records.load_records(ROOT / "results" / "runs")[0]) if row]
+    rows = pd.DataFrame([row for row in map(study.run_row, records.load_records(ROOT / "results" / "runs")[0]) if row])
     for name, part in PARTS.items():
         folders = [f"--{kind}-dir={tmp_path}" for kind in ("runs", "results", "img", "records")]  # (parsing tries them)
         grids = [sweep.parse_args(shlex.split(command)[3:] + folders)[1] for command in part["commands"]]
         trained = {run_name(point) for job in grids for point in job.points}
-        assert not {row["run"] for row in study.selected(rows, part)} - trained, name
+        assert not set(study.selected(rows, part).run) - trained, name
 
 
 def test_a_missing_records_folder_is_a_one_line_error(tmp_path, capsys):
