@@ -26,7 +26,7 @@ from files import WriteError
 from lab import figures
 from lab.parts import (BUDGET_SHARE, COMPARISONS, DEFAULT, DESIGN_PARTS, DIVERSITY, DIVERSITY_SANITY, PARTS,
                        SEEDS, WIDTHS)
-from lab.records import RECORDS_DIR, load_records, load_run_folders
+from lab.records import CLASSIFIER_SHA256, RECORDS_DIR, RecordError, load_records, load_run_folders
 from lab.tables import write_part
 
 RESULTS_DIR, IMG_DIR = Path("results"), Path("img")
@@ -53,6 +53,7 @@ def run_row(record: dict[str, Any]) -> dict[str, Any] | None:
     unused = {"gamma": None, "capacity_epochs": None} if config.get("capacity") is None else {}  # only B uses them
     return {**config, **unused, **summary(evaluation), "architecture": name, "default_architecture": default,
             **{f"class {c}": v for c, v in evaluation["mse_per_class"].items()}, "run": record["name"],
+            "classifier": evaluation.get("classifier_sha256", CLASSIFIER_SHA256),
             "recon_epoch10": epochs[9]["test"]["recon"] if len(epochs) >= 10 else None}
 
 
@@ -64,7 +65,11 @@ def selected(runs: pd.DataFrame, part: dict[str, Any]) -> pd.DataFrame:
 
 
 def grouped(runs: pd.DataFrame, keys: list[str], columns: list[str]) -> pd.DataFrame:
-    """One row per setting of `keys`: seeds, and each column's mean and std over them (statistics' exact ones)."""
+    """One row per setting of `keys`: seeds, and each column's mean and std over them (statistics' exact ones); a
+    RecordError if the runs were evaluated with different classifier weights."""
+    if runs.classifier.nunique() > 1:
+        raise RecordError("one table takes runs evaluated with different classifier weights: " + "; ".join(
+            f"{sha[:12]}: {', '.join(group.run)}" for sha, group in runs.groupby("classifier")))
     stats = {f"{c}_{s}": (c, f) for c in columns for s, f in (("mean", lambda v: statistics.fmean(v.dropna())
              if v.count() else np.nan), ("std", lambda v: statistics.stdev(v.dropna()) if v.count() > 1 else np.nan))}
     return runs.reindex(columns=[*{*keys, *columns}]).groupby(keys, dropna=False).agg(
@@ -212,10 +217,16 @@ def main(argv: list[str] | None = None) -> int:
     source, results_dir, img_dir = Path(args.runs_dir or args.records_dir), Path(args.results_dir), Path(args.img_dir)
     if not source.is_dir():
         p.error(f"{source} is not a folder")
-    records, skipped = load_run_folders(source) if args.runs_dir else load_records(source)
-    print("".join(f"skipped {line}\n" for line in skipped), end="", file=sys.stderr)
+    records, problems = load_run_folders(source) if args.runs_dir else load_records(source)
     runs = pd.DataFrame([row for row in map(run_row, records) if row is not None])
-    tables = study_tables(runs) if len(runs) else {}
+    try:
+        tables = study_tables(runs) if len(runs) and not problems else {}
+    except RecordError as error:
+        problems.append(str(error))
+    if problems:
+        print(*problems, f"lab.study: no table or figure written ({len(problems)} problems above)", sep="\n",
+              file=sys.stderr)
+        return 1
     if not tables:
         print(f"{source}: no finished run: every committed table kept")
     written = {}  # whether each table was (re)written from the records

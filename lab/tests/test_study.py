@@ -1,6 +1,7 @@
 """lab.study: grouping over seeds, the difference rule, which records count, the new parts (diversity with its blur
 test, latent width, capacity against H at the same rate), and that no committed table is replaced by less."""
 import json
+import math
 import shlex
 import shutil
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lab import records, study, sweep, tables
+from lab import records, search, study, sweep, tables
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,6 +30,15 @@ def test_grouped_gives_mean_and_sample_std_over_seeds():
     assert table.seeds.fc == 3 and (table.mse_mean.fc, table.mse_std.fc) == (2.0, 1.0)
     assert table.mse_mean.cnn == 5.0 and pd.isna(table.mse_std.cnn)
     assert list(table.index) == ["cnn", "fc"] and list(table.columns) == ["seeds", "mse_mean", "mse_std"]
+
+
+def test_one_table_takes_runs_of_one_classifier_only_and_a_record_without_its_digest_is_the_committed_one():
+    mixed = runs(run(seed=0), run(seed=1, classifier="retrained"))
+    with pytest.raises(records.RecordError, match="different classifier weights.*retrained: fc-1"):
+        study.grouped(mixed, ["model"], ["mse"])
+    [record] = records.load_records(ROOT / "results" / "runs")[0][:1]
+    evaluation = {k: v for k, v in record["eval"].items() if k != "classifier_sha256"}
+    assert study.run_row({**record, "eval": evaluation})["classifier"] == records.CLASSIFIER_SHA256
 
 
 def test_a_difference_is_called_only_beyond_twice_the_larger_std_with_two_seeds_each():
@@ -54,24 +64,83 @@ def test_architecture_names_come_from_the_config_defaults():
                                "norm": "batch"}) == "24x24 k4 decoder 40x40 batch"
 
 
-def record(name, epochs=2, evaluated=2, **config):
-    evaluation = {"epoch": evaluated, "mse": 0.5}
-    return {"name": name, "config": {"model": "fc", "latent_dim": 3, "epochs": epochs, "train_limit": None, **config},
-            "parameters": 10, "epochs": [{"test": {"recon": 1.0}}] * epochs, "eval": evaluation}
+def record(epochs=2, evaluated=2, **config):
+    config = {"model": "fc", "likelihood": "bernoulli", "latent_dim": 3, "beta": 0.1, "seed": 0, "epochs": epochs,
+              "train_limit": None, **config}
+    return {"name": search.run_name(config), "config": config, "parameters": 10, "epochs": [{"test": {"recon": 1.0}}]
+            * epochs, "eval": {"epoch": evaluated, "mse": 0.5, "beta": config["beta"], "parameters": 10}}
 
 
-def test_only_complete_finite_records_load_and_short_runs_are_left_out(tmp_path, monkeypatch):
-    for name, content in {"done": record("done"), "stale": record("stale", evaluated=1),
-                          "nan": {**record("nan"), "eval": {"epoch": 2, "mse": float("nan")}}}.items():
-        (tmp_path / f"{name}.json").write_text(json.dumps(content))
-    (tmp_path / "garbage.json").write_text("[]")
-    (tmp_path / "broken.json").write_text('{"name": ')
-    loaded, skipped = records.load_records(tmp_path)
-    assert [r["name"] for r in loaded] == ["done"] and len(skipped) == 4
+def save(folder, content, name=None):
+    path = folder / f"{name or content['name']}.json"
+    path.write_text(json.dumps(content) if isinstance(content, dict) else content)
+    return path
+
+
+def test_only_complete_finite_records_load_and_each_other_file_is_a_line(tmp_path, monkeypatch):
+    done = save(tmp_path, record())
+    stale, nan = save(tmp_path, record(seed=1, evaluated=1)), save(tmp_path, {**record(seed=2), "eval": {"epoch": 2,
+                                                                                                      "mse": math.nan}})
+    garbage, broken = save(tmp_path, "[]", "garbage"), save(tmp_path, '{"name": ', "broken")
+    loaded, problems = records.load_records(tmp_path)
+    assert [r["name"] for r in loaded] == [done.stem]
+    assert sorted(line.split(":")[0] for line in problems) == sorted(map(str, (broken, garbage, nan, stale)))
     monkeypatch.setattr(study, "summary", lambda result: {"mse": result["mse"]})
     monkeypatch.setitem(loaded[0]["eval"], "mse_per_class", {})
     assert study.run_row(loaded[0])["default_architecture"]
     assert study.run_row({**loaded[0], "config": {**loaded[0]["config"], "train_limit": 500}}) is None
+
+
+COMMITTED = ROOT / "results" / "runs"
+
+
+def test_a_record_copied_under_another_seed_is_named_and_not_counted(tmp_path):
+    """Issue 34, case 1: a copy of seed 1 as seed 7 counted seed 1 twice."""
+    original = COMMITTED / "fc-bernoulli-z3-beta0.1-seed1.json"
+    kept = shutil.copy(original, tmp_path / original.name)
+    copy = shutil.copy(original, tmp_path / "fc-bernoulli-z3-beta0.1-seed7.json")
+    loaded, [problem] = records.load_records(tmp_path)
+    assert [r["name"] for r in loaded] == [original.stem] and problem.startswith(f"{copy}: named {Path(copy).stem}")
+    assert f"settings are those of {original.stem}" in problem and f"the same run (settings and seed) as {kept}" in problem
+    (tmp_path / original.name).unlink()
+    assert not records.load_records(tmp_path)[0] and "the same run" not in records.load_records(tmp_path)[1][0]
+
+
+def test_a_record_whose_settings_were_edited_disagrees_with_its_name_and_its_evaluation(tmp_path):
+    """Issue 34, case 2: beta set to 3 inside the beta-2 record made a "beta 3" row of the beta-2 numbers."""
+    edited = json.loads((COMMITTED / "fc-bernoulli-z3-beta2.json").read_text())
+    edited["config"]["beta"] = 3.0
+    loaded, [problem] = records.load_records(save(tmp_path, edited).parent)
+    assert not loaded and "named fc-bernoulli-z3-beta2, but its settings are those of fc-bernoulli-z3-beta3" in problem
+    (tmp_path / "renamed").mkdir()
+    renamed = {**edited, "name": "fc-bernoulli-z3-beta3"}  # name, file name and settings agree: the evaluation not
+    [problem] = records.load_records(save(tmp_path / "renamed", renamed).parent)[1]
+    assert problem.endswith("its evaluation's beta disagree with its settings")
+
+
+def test_a_truncated_record_is_named_and_not_read(tmp_path):
+    """Issue 34, case 3 (a NaN record: above)."""
+    text = (COMMITTED / "fc-bernoulli-z3-beta2.json").read_text()
+    loaded, [problem] = records.load_records(save(tmp_path, text[:len(text) // 2], "fc-bernoulli-z3-beta2").parent)
+    assert not loaded and problem.startswith(f"{tmp_path / 'fc-bernoulli-z3-beta2.json'}: unreadable")
+
+
+def test_records_that_are_not_evidence_change_no_table_and_are_named_a_line_each(tmp_path, capsys):
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "results", results)
+    runs_dir, before = results / "runs", {p.name: p.read_bytes() for p in results.glob("study-*")}
+    copy = shutil.copy(runs_dir / "fc-bernoulli-z3-beta0.1-seed1.json", runs_dir / "fc-bernoulli-z3-beta0.1-seed7.json")
+    edited = json.loads((runs_dir / "fc-bernoulli-z3-beta2.json").read_text())
+    save(runs_dir, {**edited, "config": {**edited["config"], "beta": 3.0}})
+    truncated = runs_dir / "cnn-gaussian-z3-beta1.json"
+    truncated.write_text(truncated.read_text()[:1000])
+    assert study.main(["--records-dir", str(runs_dir), "--results-dir", str(results), "--img-dir",
+                       str(tmp_path / "img")]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 4 and "no table or figure written (3 problems" in lines[-1]
+    assert sorted(line.split(": ")[0] for line in lines[:3]) == sorted(map(str, (copy, runs_dir / "fc-bernoulli-z3-"
+                                                                                   "beta2.json", truncated)))
+    assert {p.name: p.read_bytes() for p in results.glob("study-*")} == before and not (tmp_path / "img").exists()
 
 
 def test_the_blur_test_passes_measures_that_rank_blurred_above_one_class():
@@ -101,7 +170,7 @@ def test_family_gaps_compare_cnn_with_fc_of_the_same_size_per_latent_dim():
 
 
 def test_capacity_runs_meet_h_at_the_same_kl_by_interpolation():
-    nan = float("nan")
+    nan = math.nan
     rows = [{"model": "fc", "capacity": nan, "gamma": nan, "beta": b, "seeds": 2, "kl_mean": kl, "kl_std": 0.1,
              "recon_mean": recon, "recon_std": std} for b, kl, recon, std in ((0.1, 13.0, 237.0, 0.2),
                                                                             (0.5, 10.0, 238.0, 0.3), (1.0, 8.0, 240.0, 0.1))]
@@ -213,7 +282,7 @@ def test_each_table_names_the_sweep_commands_that_train_every_run_it_takes(tmp_p
     from lab.parts import PARTS
     from lab.search import run_name
 
-    rows = pd.DataFrame([row for row in map(study.run_row, records.load_records(ROOT / "results" / "runs")[0]) if row])
+    rows = pd.DataFrame([row for row in map(study.run_row, records.load_records(COMMITTED)[0]) if row])
     for name, part in PARTS.items():
         folders = [f"--{kind}-dir={tmp_path}" for kind in ("runs", "results", "img", "records")]  # (parsing tries them)
         grids = [sweep.parse_args(shlex.split(command)[3:] + folders)[1] for command in part["commands"]]
