@@ -37,9 +37,11 @@ PLOTTED = {"latent-dims": figures.plot_latent_dims, "capacity-gamma": figures.pl
 def architecture(config: dict[str, Any]) -> str:
     """A run's architecture in a few words: "512x256", "32x32 k4", "24x24 k4 decoder 40x40 batch elu"."""
     c = ModelConfig.from_dict({k: v for k, v in config.items() if k in ModelConfig.__dataclass_fields__})
-    words = ["x".join(map(str, c.hidden if c.model == "fc" else c.channels))] + [f"k{c.kernel_size}"] * (c.model == "cnn")
+    words = ["x".join(map(str, c.hidden if c.model == "fc" else c.channels))]
+    words += [f"k{c.kernel_size}"] * (c.model == "cnn")
     words += ["decoder " + "x".join(map(str, c.decoder_channels))] if c.decoder_channels else []
-    return " ".join(words + [v for v, d in ((c.norm, ModelConfig.norm), (c.activation, ModelConfig.activation)) if v != d])
+    off_default = ((c.norm, ModelConfig.norm), (c.activation, ModelConfig.activation))
+    return " ".join(words + [v for v, d in off_default if v != d])
 
 
 def run_row(record: dict[str, Any]) -> dict[str, Any] | None:

@@ -72,7 +72,8 @@ def test_latent_dims_draws_a_panel_per_metric_present_and_a_line_per_family_and_
         assert {label: line.get_linestyle() for label, line in lines.items()} == {
             "CNN 32x32 k4 (50k)": "--", "CNN 64x80 k4 (205k)": "-", "FC 128x64 (219k)": "-", "FC 32x16 (52k)": "--"}
         assert ax.get_xscale() == "log" and [t.get_text() for t in ax.get_xticklabels()] == ["2", "3", "5", "8", "16"]
-    single = figures.plot_latent_dims([{"model": "fc", "architecture": "512x256", "latent_dim": 3, "mse": (0.02, None)}])
+    single = figures.plot_latent_dims([{"model": "fc", "architecture": "512x256", "latent_dim": 3,
+                                        "mse": (0.02, None)}])
     assert len(single.axes) == 1 and list(lines_by_label(single.axes[0])) == ["FC 512x256"]
     growing = [{"model": "cnn", "architecture": "32x32 k4", "latent_dim": dim, "parameters": (size, 0.0),
                 "mse": (0.02, None)} for dim, size in ((8, 73105), (2, 44869), (3, 49575))]  # the linear layers grow
@@ -138,7 +139,8 @@ def test_the_frontier_labels_do_not_overlap_and_k_is_explained(frontier):
     frontier.draw_without_rendering()  # the layout as saved
     for ax in frontier.axes:
         boxes = [text.get_window_extent() for text in ax.texts]
-        assert sorted(text.get_text() for text in ax.texts) == sorted(row["architecture"] for row in read_rows("frontier"))
+        assert sorted(text.get_text() for text in ax.texts) == sorted(row["architecture"]
+                                                                      for row in read_rows("frontier"))
         assert not [(a, b) for a, b in itertools.combinations(boxes, 2) if a.overlaps(b)]
         assert all(ax.get_window_extent().count_contains([box.p0, box.p1]) == 2 for box in boxes)
         assert {to_hex(text.get_color()).upper() for text in ax.texts} == set(figures.FAMILY_COLORS.values())

@@ -101,7 +101,8 @@ def test_a_record_copied_under_another_seed_is_named_and_not_counted(tmp_path):
     copy = shutil.copy(original, tmp_path / "fc-bernoulli-z3-beta0.1-seed7.json")
     loaded, [problem] = records.load_records(tmp_path)
     assert [r["name"] for r in loaded] == [original.stem] and problem.startswith(f"{copy}: named {Path(copy).stem}")
-    assert f"settings are those of {original.stem}" in problem and f"the same run (settings and seed) as {kept}" in problem
+    assert f"settings are those of {original.stem}" in problem
+    assert f"the same run (settings and seed) as {kept}" in problem
     (tmp_path / original.name).unlink()
     assert not records.load_records(tmp_path)[0] and "the same run" not in records.load_records(tmp_path)[1][0]
 
@@ -144,10 +145,9 @@ def test_records_that_are_not_evidence_change_no_table_and_are_named_a_line_each
 
 
 def test_the_blur_test_passes_measures_that_rank_blurred_above_one_class():
-    sanity = {f"{m}_{s}": v for m, values in {"coverage": (0.97, 0.11, 0.03, 0.0), "class_entropy": (2.3, 0.07, 2.0, 0.6),
-                                               "density": (1.0, 1.0, 0.3, 0.1), "recall": (0.9, 0.1, 0.001, 0.0),
-                                               "unsure": (0.02, 0.01, 0.1, 0.01)}.items()
-              for s, v in zip(study.DIVERSITY_SANITY, values)}
+    values = {"coverage": (0.97, 0.11, 0.03, 0.0), "class_entropy": (2.3, 0.07, 2.0, 0.6),
+              "density": (1.0, 1.0, 0.3, 0.1), "recall": (0.9, 0.1, 0.001, 0.0), "unsure": (0.02, 0.01, 0.1, 0.01)}
+    sanity = {f"{m}_{s}": v for m, row in values.items() for s, v in zip(study.DIVERSITY_SANITY, row)}
     sanity.update({"coverage_recon_real": 0.97, "coverage_recon_one_class": 0.2, "coverage_recon_noise": 0.0,
                    "recall_recon_real": 0.96, "recall_recon_one_class": 0.6, "recall_recon_noise": 0.0})
     table = study.sanity_rows(runs(run(**sanity), run("cnn", **sanity))).set_index("measure")
@@ -171,14 +171,15 @@ def test_family_gaps_compare_cnn_with_fc_of_the_same_size_per_latent_dim():
 
 def test_capacity_runs_meet_h_at_the_same_kl_by_interpolation():
     nan = math.nan
+    h = ((0.1, 13.0, 237.0, 0.2), (0.5, 10.0, 238.0, 0.3), (1.0, 8.0, 240.0, 0.1))
     rows = [{"model": "fc", "capacity": nan, "gamma": nan, "beta": b, "seeds": 2, "kl_mean": kl, "kl_std": 0.1,
-             "recon_mean": recon, "recon_std": std} for b, kl, recon, std in ((0.1, 13.0, 237.0, 0.2),
-                                                                            (0.5, 10.0, 238.0, 0.3), (1.0, 8.0, 240.0, 0.1))]
+             "recon_mean": recon, "recon_std": std} for b, kl, recon, std in h]
     rows += [{"model": "fc", "capacity": 10.0, "gamma": g, "beta": 0.1, "seeds": 2, "kl_mean": kl, "kl_std": 0.1,
               "recon_mean": recon, "recon_std": 0.1} for g, kl, recon in ((3.0, 9.0, 239.5), (100.0, 20.0, 254.0),
                                                                           (30.0, 10.0, 237.0))]
     matched = study.rate_matched(pd.DataFrame(rows)).set_index("gamma")
-    assert matched.h_recon_same_kl_mean[3.0] == pytest.approx(239.0) and matched.b_minus_h_mean[3.0] == pytest.approx(0.5)
+    assert matched.h_recon_same_kl_mean[3.0] == pytest.approx(239.0)
+    assert matched.b_minus_h_mean[3.0] == pytest.approx(0.5)
     assert matched.h_recon_same_kl_std[3.0] == 0.3 and matched.verdict[3.0] == "no difference called"
     assert matched.h_recon_same_kl_mean[30.0] == 238.0 and matched.verdict[30.0] == "B lower"  # on an H run's KL
     assert pd.isna(matched.h_recon_same_kl_mean[100.0]) and matched.verdict[100.0] == "-"  # no H pair brackets 20
@@ -227,7 +228,8 @@ def test_a_table_splits_mean_and_std_into_columns_and_reads_back_as_the_rows_it_
         "fc,8,0.1,,3,0.02031,0.00012,1069590.0,0.0", "cnn,32x32 k4,1.0,10.0,1,0.0222,,49575.0,"]
     assert md_path.read_text().splitlines()[2:] == [
         "| model | architecture | beta | capacity | seeds | mse | parameters |", "|---|---|---|---|---|---|---|",
-        "| fc | 8 | 0.1 | None | 3 | 0.0203 ± 0.0001 | 1,069,590 |", "| cnn | 32x32 k4 | 1 | 10 | 1 | 0.0222 | 49,575 |"]
+        "| fc | 8 | 0.1 | None | 3 | 0.0203 ± 0.0001 | 1,069,590 |",
+        "| cnn | 32x32 k4 | 1 | 10 | 1 | 0.0222 | 49,575 |"]
     assert study.figure_rows(pd.read_csv(csv_path, dtype={"architecture": str})) == rows
     assert tables.read_table(csv_path.with_suffix(""))[1]["mse_std"] == "" and tables.read_table(tmp_path / "no") == []
 
