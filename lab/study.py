@@ -5,7 +5,9 @@
 
 Each table names at its top the sweep commands that train and evaluate its runs (finished runs are reused). A
 difference is called only when two means differ by more than twice the larger standard deviation, with at least
-two seeds on each side. A committed table is never replaced by one with fewer rows or seeds (--force does).
+two seeds on each side. A committed table is never replaced by one with fewer rows or seeds (--force does). A
+record that is not evidence (lab/records.py), or a table of runs evaluated with other classifier weights, is named and
+nothing is written (exit 1).
 """
 from __future__ import annotations
 

@@ -126,6 +126,21 @@ def test_a_truncated_record_is_named_and_not_read(tmp_path):
     assert not loaded and problem.startswith(f"{tmp_path / 'fc-bernoulli-z3-beta2.json'}: unreadable")
 
 
+def test_run_folders_are_read_when_evaluated_and_checked_like_records(tmp_path):
+    def folder(name, content):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps({k: content[k] for k in ("config", "parameters",
+                                                                                         "epochs")}))
+        (tmp_path / name / "eval.json").write_text(json.dumps(content["eval"]))
+    folder(record()["name"], record())  # fc-bernoulli-z3-beta0.1: a dot in a folder's name
+    folder("fc-bernoulli-z3-beta0.5", record(seed=1))
+    (tmp_path / "training").mkdir()
+    (tmp_path / "training" / "metrics.json").write_text("{}")  # not evaluated yet: not read
+    loaded, [problem] = records.load_run_folders(tmp_path)
+    assert [r["name"] for r in loaded] == [record()["name"]]
+    assert problem.startswith(f"{tmp_path / 'fc-bernoulli-z3-beta0.5'}: named fc-bernoulli-z3-beta0.5, but its")
+
+
 def test_records_that_are_not_evidence_change_no_table_and_are_named_a_line_each(tmp_path, capsys):
     results = tmp_path / "results"
     shutil.copytree(ROOT / "results", results)
