@@ -32,6 +32,8 @@ from lab.records import CLASSIFIER_SHA256, RECORDS_DIR, RecordError, load_record
 from lab.tables import write_part
 
 RESULTS_DIR, IMG_DIR = Path("results"), Path("img")
+EXACT = {"mean": lambda v: statistics.fmean(v.dropna()) if v.count() else np.nan,  # pandas' own mean and std
+         "std": lambda v: statistics.stdev(v.dropna()) if v.count() > 1 else np.nan}  # differ in the last digit
 PLOTTED = {"latent-dims": figures.plot_latent_dims, "capacity-gamma": figures.plot_rate_distortion,
            "betas": figures.plot_betas, "likelihoods": figures.plot_likelihoods, "frontier": figures.plot_frontier}
 
@@ -63,9 +65,9 @@ def run_row(record: dict[str, Any]) -> dict[str, Any] | None:
 
 def selected(runs: pd.DataFrame, part: dict[str, Any]) -> pd.DataFrame:
     """The runs a part uses: its `where` settings (a tuple: any of) and, if given, its architectures."""
-    where = {**part["where"], "architecture": tuple(part.get("architectures", runs.architecture))}.items()
-    return runs[np.logical_and.reduce([runs[k].isin(v) | runs[k].isna() & (None in v) for k, v in (
-        (k, v if isinstance(v, tuple) else (v,)) for k, v in where)] + [np.ones(len(runs), bool)])]
+    where = {**part["where"], "architecture": tuple(part.get("architectures", runs.architecture))}
+    anyof = {k: v if isinstance(v, tuple) else (v,) for k, v in where.items()}
+    return runs[np.logical_and.reduce([runs[k].isin(v) | runs[k].isna() & (None in v) for k, v in anyof.items()])]
 
 
 def grouped(runs: pd.DataFrame, keys: list[str], columns: list[str]) -> pd.DataFrame:
@@ -74,8 +76,7 @@ def grouped(runs: pd.DataFrame, keys: list[str], columns: list[str]) -> pd.DataF
     if runs.classifier.nunique() > 1:
         raise RecordError("one table takes runs evaluated with different classifier weights: " + "; ".join(
             f"{sha[:12]}: {', '.join(group.run)}" for sha, group in runs.groupby("classifier")))
-    stats = {f"{c}_{s}": (c, f) for c in columns for s, f in (("mean", lambda v: statistics.fmean(v.dropna())
-             if v.count() else np.nan), ("std", lambda v: statistics.stdev(v.dropna()) if v.count() > 1 else np.nan))}
+    stats = {f"{c}_{s}": (c, f) for c in columns for s, f in EXACT.items()}
     return runs.reindex(columns=[*{*keys, *columns}]).groupby(keys, dropna=False).agg(
         seeds=(keys[0], "size"), **stats).reset_index()
 
@@ -91,14 +92,18 @@ def stat(table: pd.DataFrame, name: str, suffix: str = "") -> tuple[pd.Series, p
     return table[f"{name}_mean{suffix}"], table[f"{name}_std{suffix}"]
 
 
+def seeds(table: pd.DataFrame, a: str, b: str) -> pd.Series:  # "3/2": the seeds of A and of B
+    return table[f"seeds{a}"].astype(str) + "/" + table[f"seeds{b}"].astype(str)
+
+
 def comparison_rows(table: pd.DataFrame, field: str, a: Any, b: Any, columns: list[str]) -> pd.DataFrame:
     """A vs B (rows that differ only in `field`) on every column, with the study's verdict."""
     same = [k for k in table.columns[:list(table.columns).index("seeds")] if k != field]
     pairs = table[table[field] == a].merge(table[table[field] == b], on=same, suffixes=("_a", "_b"))
-    return pd.concat([pairs[same].assign(metric=c, **{f"{v}_{s}": pairs[f"{c}_{s}_{x}"] for v, x in ((a, "a"), (b, "b"))
-        for s in ("mean", "std")}, seeds=pairs.seeds_a.astype(str) + "/" + pairs.seeds_b.astype(str),
-        verdict=verdict(stat(pairs, c, "_a"), stat(pairs, c, "_b"), f"{b} higher", f"{a} higher")) for c in columns
-    ]).sort_index(kind="stable")
+    rows = [pairs[same].assign(metric=c, **{f"{v}_{s}": pairs[f"{c}_{s}_{x}"] for v, x in ((a, "a"), (b, "b"))
+                                            for s in ("mean", "std")}, seeds=seeds(pairs, "_a", "_b"), verdict=verdict(
+        stat(pairs, c, "_a"), stat(pairs, c, "_b"), f"{b} higher", f"{a} higher")) for c in columns]
+    return pd.concat(rows).sort_index(kind="stable")  # each pair's metrics together
 
 
 def sanity_rows(runs: pd.DataFrame) -> pd.DataFrame:
@@ -121,7 +126,7 @@ def family_gaps(table: pd.DataFrame) -> pd.DataFrame:
     pairs = sizes.merge(table.add_suffix("_fc"), left_on="fc", right_on="architecture_fc").merge(
         table.add_suffix("_cnn"), left_on=["cnn", "latent_dim_fc"], right_on=["architecture_cnn", "latent_dim_cnn"])
     return pairs[["size", "latent_dim_fc", "fc", "cnn"]].rename(columns={"latent_dim_fc": "latent_dim"}).assign(
-        seeds=pairs.seeds_fc.astype(str) + "/" + pairs.seeds_cnn.astype(str),
+        seeds=seeds(pairs, "_fc", "_cnn"),
         **{f"{m}_cnn_minus_fc": pairs[f"{m}_mean_cnn"] - pairs[f"{m}_mean_fc"] for m in ("recon", "mse")},
         **{f"{m}_verdict": verdict(stat(pairs, m, "_cnn"), stat(pairs, m, "_fc"), "CNN lower", "FC lower")
            for m in ("recon", "mse")})
