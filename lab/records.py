@@ -100,7 +100,7 @@ def disagreements(record: dict[str, Any], name: str) -> list[str]:
     claims = {**evaluation.get("config", {}), **{k: evaluation[k] for k in ("beta", "train_images") if k in evaluation}}
     differ = [k for k, v in claims.items() if config.get(k) != v]
     differ += ["parameters"] * (evaluation.get("parameters", record["parameters"]) != record["parameters"])
-    return why + [f"its evaluation's {', '.join(differ)} disagree with its settings"] * bool(differ)
+    return why + [f"its evaluation's settings differ: {', '.join(differ)}"] * bool(differ)
 
 
 def evidence(sources: list[tuple[Path, Callable[[], dict[str, Any]]]]) -> tuple[list[dict[str, Any]], list[str]]:

@@ -75,7 +75,8 @@ def grouped(runs: pd.DataFrame, keys: list[str], columns: list[str]) -> pd.DataF
     RecordError if the runs were evaluated with different classifier weights."""
     if runs.classifier.nunique() > 1:
         raise RecordError("one table takes runs evaluated with different classifier weights: " + "; ".join(
-            f"{sha[:12]}: {', '.join(group.run)}" for sha, group in runs.groupby("classifier")))
+            f"{sha[:12]} ({len(group)}: {', '.join(group.run[:3])}{', ...' * (len(group) > 3)})"
+            for sha, group in runs.groupby("classifier")))
     stats = {f"{c}_{s}": (c, f) for c in columns for s, f in EXACT.items()}
     return runs.reindex(columns=[*{*keys, *columns}]).groupby(keys, dropna=False).agg(
         seeds=(keys[0], "size"), **stats).reset_index()
