@@ -117,7 +117,10 @@ def evidence(sources: list[tuple[Path, Callable[[], dict[str, Any]]]]) -> tuple[
         identity = json.dumps({k: v for k, v in record["config"].items() if k != "epochs"}, sort_keys=True)
         why += [f"the same run (settings and seed) as {seen[identity]}"] if identity in seen else []
         seen.setdefault(identity, where)
-        (problems.append(f"{where}: {'; '.join(why)}") if why else records.append(record))
+        if why:
+            problems.append(f"{where}: {'; '.join(why)}")
+        else:
+            records.append(record)
     return records, problems
 
 

@@ -66,8 +66,10 @@ def run_row(record: dict[str, Any]) -> dict[str, Any] | None:
 def selected(runs: pd.DataFrame, part: dict[str, Any]) -> pd.DataFrame:
     """The runs a part uses: its `where` settings (a tuple: any of) and, if given, its architectures."""
     where = {**part["where"], "architecture": tuple(part.get("architectures", runs.architecture))}
-    anyof = {k: v if isinstance(v, tuple) else (v,) for k, v in where.items()}
-    return runs[np.logical_and.reduce([runs[k].isin(v) | runs[k].isna() & (None in v) for k, v in anyof.items()])]
+    settings = runs.reindex(columns=[*where])  # a setting no run has: None
+    keep = [settings[k].isin(v) | settings[k].isna() & (None in v)
+            for k, v in ((k, v if isinstance(v, tuple) else (v,)) for k, v in where.items())]
+    return runs[np.logical_and.reduce(keep)]
 
 
 def grouped(runs: pd.DataFrame, keys: list[str], columns: list[str]) -> pd.DataFrame:

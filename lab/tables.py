@@ -41,7 +41,8 @@ def markdown(table: pd.DataFrame) -> str:
 
 def write_table(rows: pd.DataFrame | list[dict[str, Any]], stem: Path, header: str = "") -> list[Path]:
     """rows -> STEM.csv and STEM.md (`header`, then the table); the two paths."""
-    table, stem = pd.DataFrame(rows, dtype=None if isinstance(rows, pd.DataFrame) else object), Path(stem)
+    table = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows, dtype=object)  # dicts: 3 stays 3 beside None
+    stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     write_text(stem.with_suffix(".csv"), table.to_csv(index=False, lineterminator="\r\n"))
     write_text(stem.with_suffix(".md"), header + markdown(table))
