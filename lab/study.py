@@ -80,7 +80,7 @@ def grouped(runs: pd.DataFrame, keys: list[str], columns: list[str]) -> pd.DataF
             f"{sha[:12]} ({len(group)}: {', '.join(group.run[:3])}{', ...' * (len(group) > 3)})"
             for sha, group in runs.groupby("classifier")))
     stats = {f"{c}_{s}": (c, f) for c in columns for s, f in EXACT.items()}
-    return runs.reindex(columns=[*{*keys, *columns}]).groupby(keys, dropna=False).agg(
+    return runs.reindex(columns=[*dict.fromkeys(keys + columns)]).groupby(keys, dropna=False).agg(
         seeds=(keys[0], "size"), **stats).reset_index()
 
 
