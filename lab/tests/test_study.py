@@ -311,3 +311,14 @@ def test_a_missing_records_folder_is_a_one_line_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         study.main(["--records-dir", str(tmp_path / "missing"), "--results-dir", str(tmp_path)])
     assert exit_info.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+
+
+def test_the_figures_of_kept_tables_are_drawn_from_their_committed_csv(tmp_path, capsys):
+    results, one = tmp_path / "results", tmp_path / "one"
+    shutil.copytree(ROOT / "results", results, ignore=shutil.ignore_patterns("runs"))
+    one.mkdir()
+    shutil.copy(COMMITTED / "fc-bernoulli-z3-beta2.json", one)  # too few runs to replace any table
+    assert study.main(["--records-dir", str(one), "--results-dir", str(results), "--img-dir", str(tmp_path)]) == 0
+    assert " rows\n" not in capsys.readouterr().out
+    drawn = sorted(tmp_path.glob("*.png"))
+    assert drawn and all(figure.read_bytes() == (ROOT / "img" / figure.name).read_bytes() for figure in drawn)
