@@ -10,6 +10,7 @@ SWEEP, SHARED = "python -m lab.sweep", f"--epochs {TrainConfig.epochs} --no-prog
 HEADLINE = ["recon", "kl", "mse", "knn_accuracy", "fd_prior", "fd_aggregate", "precision_prior", "recall_prior",
             "precision_aggregate", "recall_aggregate"]
 SCALED_BETA = 0.0021  # 128 / 60,000: the original's KL scaled by dataset size
+BETAS = (4, 2, 1, 0.5, 0.1, 0.01, SCALED_BETA)  # the beta sweep, from the highest
 DEFAULT = {"beta": TrainConfig.beta, "likelihood": ModelConfig.likelihood, "capacity": None,
            "latent_dim": ModelConfig.latent_dim, "default_architecture": True}
 ANY_ARCHITECTURE = {k: v for k, v in DEFAULT.items() if k != "default_architecture"}  # a part lists its own

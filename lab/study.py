@@ -26,7 +26,7 @@ from data import CLASS_NAMES
 from evaluate import summary
 from files import WriteError
 from lab import figures
-from lab.parts import (BUDGET_SHARE, COMPARISONS, DEFAULT, DESIGN_PARTS, DIVERSITY, DIVERSITY_SANITY, PARTS,
+from lab.parts import (BETAS, BUDGET_SHARE, COMPARISONS, DEFAULT, DESIGN_PARTS, DIVERSITY, DIVERSITY_SANITY, PARTS,
                        SEEDS, WIDTHS)
 from lab.records import CLASSIFIER_SHA256, RECORDS_DIR, RecordError, load_records, load_run_folders
 from lab.tables import write_part
@@ -99,14 +99,29 @@ def seeds(table: pd.DataFrame, a: str, b: str) -> pd.Series:  # "3/2": the seeds
     return table[f"seeds{a}"].astype(str) + "/" + table[f"seeds{b}"].astype(str)
 
 
-def comparison_rows(table: pd.DataFrame, field: str, a: Any, b: Any, columns: list[str]) -> pd.DataFrame:
-    """A vs B (rows that differ only in `field`) on every column, with the study's verdict."""
+def comparison_rows(table: pd.DataFrame, field: str, a: Any, b: Any, columns: list[str],
+                    sides: tuple[str, str] | None = None) -> pd.DataFrame:
+    """A vs B (rows that differ only in `field`) on every column, with the study's verdict; each side's columns
+    named after its value (or `sides`)."""
     same = [k for k in table.columns[:list(table.columns).index("seeds")] if k != field]
     pairs = table[table[field] == a].merge(table[table[field] == b], on=same, suffixes=("_a", "_b"))
-    rows = [pairs[same].assign(metric=c, **{f"{v}_{s}": pairs[f"{c}_{s}_{x}"] for v, x in ((a, "a"), (b, "b"))
+    rows = [pairs[same].assign(metric=c, **{f"{v}_{s}": pairs[f"{c}_{s}_{x}"] for v, x in zip(sides or (a, b), "ab")
                                             for s in ("mean", "std")}, seeds=seeds(pairs, "_a", "_b"), verdict=verdict(
         stat(pairs, c, "_a"), stat(pairs, c, "_b"), f"{b} higher", f"{a} higher")) for c in columns]
     return pd.concat(rows).sort_index(kind="stable")  # each pair's metrics together
+
+
+def beta_steps(table: pd.DataFrame) -> pd.DataFrame:
+    """The beta sweep (bernoulli), each step to the next lower beta on recon, MSE, kNN accuracy and KL: both sides,
+    the difference (to minus from) and the study's verdict, "not called (one seed)" where a side has no std."""
+    bernoulli = table[table.likelihood == "bernoulli"]
+    steps = pd.concat([comparison_rows(bernoulli, "beta", a, b, ["recon", "mse", "knn_accuracy", "kl"], ("from", "to"))
+                       .assign(step=f"{a:g} → {b:g}") for a, b in zip(BETAS, BETAS[1:])])
+    steps = steps.sort_values("model", kind="stable")  # each family's steps together, from the highest beta
+    one_seed = steps.from_std.isna() | steps.to_std.isna()
+    return steps.assign(to_minus_from=steps.to_mean - steps.from_mean, verdict=steps.verdict.mask(
+        one_seed, "not called (one seed)"))[["model", "likelihood", "step", "metric", "from_mean", "from_std",
+                                             "to_mean", "to_std", "to_minus_from", "seeds", "verdict"]]
 
 
 def sanity_rows(runs: pd.DataFrame) -> pd.DataFrame:
@@ -200,7 +215,11 @@ def study_tables(runs: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, str, list[
     for name, make, source, title in (("latent-dims-verdicts", family_gaps, "latent-dims", "CNN minus FC at equal "
                                        "parameters, per latent_dim (negative: the CNN reconstructs better)"),
                                       ("capacity-vs-h", rate_matched, "capacity-gamma", "beta-VAE B against H at the "
-                                       "same test KL (H's recon interpolated between the bracketing betas)")):
+                                       "same test KL (H's recon interpolated between the bracketing betas)"),
+                                      ("betas-verdicts", beta_steps, "betas", "each step down the beta sweep "
+                                       "(bernoulli) on recon, MSE, kNN accuracy and KL: the higher beta (from), the "
+                                       "next lower (to), their difference and the study's verdict (not called where "
+                                       "a side has one seed)")):
         tables[name] = (make(tables[source][0]), title, PARTS[source]["commands"])
     designs = design_tables(runs)
     tables.update({name: (designs[name], part["title"].format(budget=designs["budget"]), part["commands"])

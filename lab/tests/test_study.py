@@ -57,6 +57,20 @@ def test_comparison_rows_pair_settings_that_differ_in_one_field():
     assert (row["fc_mean"], row["cnn_mean"]) == pytest.approx((1.01, 2.01))
 
 
+def test_beta_steps_call_each_step_down_the_bernoulli_sweep_and_not_a_step_with_one_seed():
+    def metrics(beta, seed):
+        return {"recon": 240.0 + beta + 0.1 * seed, "mse": 0.02, "knn_accuracy": 0.75, "kl": 10 / beta}
+    rows = [run(beta=b, seed=s, **metrics(b, s)) for b, seeds in ((4.0, 3), (2.0, 3), (1.0, 1)) for s in range(seeds)]
+    table = study.grouped(runs(*rows, run(beta=4.0, likelihood="gaussian", **metrics(4.0, 0))),
+                          ["model", "likelihood", "beta"], ["recon", "mse", "knn_accuracy", "kl"])
+    steps = study.beta_steps(table).set_index(["step", "metric"])
+    assert list(steps.index.unique("step")) == ["4 → 2", "2 → 1"] and set(steps.likelihood) == {"bernoulli"}
+    assert steps.to_minus_from["4 → 2", "recon"] == pytest.approx(-2.0) and steps.seeds["4 → 2", "recon"] == "3/3"
+    assert (steps.verdict["4 → 2", "recon"], steps.verdict["4 → 2", "kl"]) == ("4 higher", "2 higher")
+    assert steps.verdict["4 → 2", "mse"] == "no difference called"
+    assert set(steps.verdict["2 → 1"]) == {"not called (one seed)"}
+
+
 def test_architecture_names_come_from_the_config_defaults():
     assert study.architecture({"model": "fc"}) == "512x256"
     assert study.architecture({"model": "cnn", "channels": [64, 80]}) == "64x80 k4"
