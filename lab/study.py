@@ -128,11 +128,9 @@ def sanity_rows(runs: pd.DataFrame) -> pd.DataFrame:
     """Per diversity measure, its value for the sanity sets (the same for every run; the model's own for the
     measures against reconstructions, averaged) and whether it passes the blur test: blurred test images (or, against
     reconstructions, reconstructions of training images) above one-class images."""
-    names = {m: [f"{m.removesuffix('_recon')}_recon_{n}" if m.endswith("_recon") else f"{m}_{n}"
-                 for n in DIVERSITY_SANITY] for m in DIVERSITY}
-    means = grouped(runs.assign(all=0), ["all"], sum(names.values(), [])).iloc[0]
-    table = pd.DataFrame({"measure": DIVERSITY, **{f"{n}_{s}": [means[f"{names[m][i]}_{s}"] for m in DIVERSITY]
-                                                   for i, n in enumerate(DIVERSITY_SANITY) for s in ("mean", "std")}})
+    means = grouped(runs.assign(all=0), ["all"], [f"{m}_{n}" for m in DIVERSITY for n in DIVERSITY_SANITY]).iloc[0]
+    table = pd.DataFrame({"measure": DIVERSITY, **{f"{n}_{s}": [means[f"{m}_{n}_{s}"] for m in DIVERSITY]
+                                                   for n in DIVERSITY_SANITY for s in ("mean", "std")}})
     diverse = table.real_mean.where(table.measure.str.endswith("_recon"), table.blurred_mean)
     passes = (diverse > table.one_class_mean) != (table.measure == "unsure")  # unsure: lower is more diverse
     return table.assign(**{"blur test": np.where(table.measure == "unsure", "-", np.where(passes, "passes", "fails"))})
@@ -238,14 +236,14 @@ def figure_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(prog="lab.study", description="The study's tables and figures from the runs' records.")
-    p.add_argument("--records-dir", default=str(RECORDS_DIR), help=f"(default {RECORDS_DIR})")
-    p.add_argument("--runs-dir", help="read run folders here instead of the records")
-    p.add_argument("--results-dir", default=str(RESULTS_DIR), help=f"(default {RESULTS_DIR})")
-    p.add_argument("--img-dir", default=str(IMG_DIR), help=f"(default {IMG_DIR})")
+    p.add_argument("--records-dir", type=Path, default=RECORDS_DIR, help=f"(default {RECORDS_DIR})")
+    p.add_argument("--runs-dir", type=Path, help="read run folders here instead of the records")
+    p.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help=f"(default {RESULTS_DIR})")
+    p.add_argument("--img-dir", type=Path, default=IMG_DIR, help=f"(default {IMG_DIR})")
     p.add_argument("--force", action="store_true", help="replace committed tables even by smaller ones")
     p.add_argument("--no-figures", action="store_true", help="the tables only (seconds)")
     args = p.parse_args(argv)
-    source, results_dir, img_dir = Path(args.runs_dir or args.records_dir), Path(args.results_dir), Path(args.img_dir)
+    source = args.runs_dir or args.records_dir
     if not source.is_dir():
         p.error(f"{source} is not a folder")
     records, problems = load_run_folders(source) if args.runs_dir else load_records(source)
@@ -260,17 +258,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if not tables:
         print(f"{source}: no finished run: every committed table kept")
-    written = {}  # whether each table was (re)written from the records
     try:
         for name, (table, title, commands) in tables.items():
-            print(line := write_part(name, table, title, commands, results_dir, args.force))
-            written[name] = "kept" not in line
+            print(write_part(name, table, title, commands, args.results_dir, args.force))
         for name, plot in PLOTTED.items() if tables and not args.no_figures else ():
-            table = tables[name][0] if written[name] else pd.read_csv(results_dir / f"study-{name}.csv", dtype={
-                "architecture": str}) if (results_dir / f"study-{name}.csv").exists() else pd.DataFrame()
-            if len(table):
-                plots.save(plot(figure_rows(table)), f"{name.replace('-', '_')}.png", folder=img_dir)
-                print(img_dir / f"{name.replace('-', '_')}.png")
+            csv, png = args.results_dir / f"study-{name}.csv", f"{name.replace('-', '_')}.png"
+            if csv.exists():  # written from the records or kept: the figure draws the table on disk
+                plots.save(plot(figure_rows(pd.read_csv(csv, dtype={"architecture": str}))), png, folder=args.img_dir)
+                print(args.img_dir / png)
     except WriteError as error:
         p.error(str(error))
     return 0
