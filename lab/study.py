@@ -80,8 +80,8 @@ def grouped(runs: pd.DataFrame, keys: list[str], columns: list[str]) -> pd.DataF
             f"{sha[:12]} ({len(group)}: {', '.join(group.run[:3])}{', ...' * (len(group) > 3)})"
             for sha, group in runs.groupby("classifier")))
     stats = {f"{c}_{s}": (c, f) for c in columns for s, f in EXACT.items()}
-    return runs.reindex(columns=[*dict.fromkeys(keys + columns)]).groupby(keys, dropna=False).agg(
-        seeds=(keys[0], "size"), **stats).reset_index()
+    return runs.reindex(columns=keys + columns).groupby(keys, dropna=False).agg(seeds=(keys[0], "size"),
+                                                                                **stats).reset_index()
 
 
 def verdict(a: tuple, b: tuple, a_lower: str, b_lower: str) -> Any:
@@ -167,9 +167,9 @@ def rate_matched(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def per_class_rows(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per-class reconstruction MSE of FC vs CNN (default settings, over seeds), with the study's verdict."""
-    stats = grouped(selected(runs, {"where": DEFAULT}), ["model"], [f"class {c}" for c in CLASS_NAMES]).set_index(
-        "model").reindex(["fc", "cnn"]).fillna({"seeds": 0})
+    """Per-class reconstruction MSE of FC vs CNN (over seeds), with the study's verdict."""
+    stats = grouped(runs, ["model"], [f"class {c}" for c in CLASS_NAMES]).set_index("model").reindex(
+        ["fc", "cnn"]).fillna({"seeds": 0})
     table = pd.DataFrame({"class": CLASS_NAMES, **{f"{m}_mse_{s}": [stats.at[m, f"class {c}_{s}"] for c in CLASS_NAMES]
                                                    for m in ("fc", "cnn") for s in ("mean", "std")}})
     return table.assign(seeds=f"{stats.seeds.fc:.0f}/{stats.seeds.cnn:.0f}", verdict=verdict(
@@ -206,10 +206,6 @@ def study_tables(runs: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, str, list[
     for name, source, field, a, b, columns in COMPARISONS:
         tables[name] = (comparison_rows(tables[source][0], field, a, b, columns), f"{a} vs {b}: "
                         f"{PARTS[source]['title']}, each metric with the study's verdict", PARTS[source]["commands"])
-    diversity = selected(runs, PARTS["diversity"])
-    tables["diversity-sanity"] = (sanity_rows(diversity) if len(diversity) else pd.DataFrame(), "the diversity "
-                                  "measures on the sanity sets, and whether each passes the blur test (blurred test "
-                                  "images above one-class images)", [SEEDS])
     for name, make, source, title in (("latent-dims-verdicts", family_gaps, "latent-dims", "CNN minus FC at equal "
                                        "parameters, per latent_dim (negative: the CNN reconstructs better)"),
                                       ("capacity-vs-h", rate_matched, "capacity-gamma", "beta-VAE B against H at the "
@@ -222,8 +218,12 @@ def study_tables(runs: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, str, list[
     designs = design_tables(runs)
     tables.update({name: (designs[name], part["title"].format(budget=designs["budget"]), part["commands"])
                    for name, part in DESIGN_PARTS.items()})
-    tables["per-class"] = (per_class_rows(runs) if len(selected(runs, {"where": DEFAULT})) else pd.DataFrame(),
-                           "per-class reconstruction MSE in [0, 1] pixels, FC vs CNN (bernoulli, beta 0.1)", [SEEDS])
+    default = selected(runs, {"where": DEFAULT})
+    for name, make, title in (("diversity-sanity", sanity_rows, "the diversity measures on the sanity sets, and "
+                               "whether each passes the blur test (blurred test images above one-class images)"),
+                              ("per-class", per_class_rows, "per-class reconstruction MSE in [0, 1] pixels, FC vs CNN "
+                               "(bernoulli, beta 0.1)")):
+        tables[name] = (make(default) if len(default) else pd.DataFrame(), title, [SEEDS])
     return tables
 
 

@@ -60,12 +60,12 @@ def read_table(stem: Path) -> list[dict[str, str]]:
 def write_part(name: str, table: pd.DataFrame, title: str, commands: list[str], results_dir: Path, force: bool) -> str:
     """results/study-NAME.md and .csv, unless that would replace a committed table with fewer rows or seeds."""
     stem = results_dir / f"study-{name}"
-    sizes = [(len(t), t.get("seeds", pd.Series(1, t.index)).astype(str).str.split("/").explode().astype(int).sum())
-             for t in (table, pd.DataFrame(read_table(stem)))]
-    if table.empty or (not force and (sizes[0][0] < sizes[1][0] or sizes[0][1] < sizes[1][1])):
-        return (f"{stem}.md: kept ({sizes[1][0]} rows, {sizes[1][1]} seeds committed; the records give {sizes[0][0]} "
-                f"rows, {sizes[0][1]} seeds: --force replaces it)")
-    write_table(table, stem, "\n".join([f"# Study: {title}", "", "Made by `python -m lab.study` from the run records "
-                                        "of:", "", *[f"    {c}" for c in commands], "", "mean ± standard deviation "
-                                        "over seeds", "", ""]))
+    (rows, seeds), (kept_rows, kept_seeds) = [(len(t), t.get("seeds", pd.Series(1, t.index)).astype(str).str.split(
+        "/").explode().astype(int).sum()) for t in (table, pd.DataFrame(read_table(stem)))]  # seeds: "3" or "3/2"
+    if table.empty or not force and (rows < kept_rows or seeds < kept_seeds):
+        return (f"{stem}.md: kept ({kept_rows} rows, {kept_seeds} seeds committed; the records give {rows} rows, "
+                f"{seeds} seeds: --force replaces it)")
+    listed = "".join(f"    {command}\n" for command in commands)
+    write_table(table, stem, f"# Study: {title}\n\nMade by `python -m lab.study` from the run records of:\n\n{listed}"
+                             "\nmean ± standard deviation over seeds\n\n")
     return f"{stem}.md: {len(table)} rows"
