@@ -187,8 +187,7 @@ def design_tables(runs: pd.DataFrame) -> dict[str, Any]:
     screened = screened[(screened.parameters <= budget) & screened.recon_epoch10.notna()]
     designs = grouped(screened, screen["group"], screen["columns"]).sort_values("recon_epoch10_mean", kind="stable")
     names = {model: architecture({"model": model}) for model in ("fc", "cnn")}
-    finalists = selected(runs, finals)
-    best = grouped(finalists[finalists.architecture.isin([*designs.architecture[:2], *names.values()])],
+    best = grouped(selected(runs, {**finals, "architectures": [*designs.architecture[:2], *names.values()]}),
                    finals["group"], finals["columns"]).sort_values(["model", "parameters_mean"], kind="stable")
     for model, name in names.items():
         default = best[best.architecture == name]

@@ -42,7 +42,6 @@ def markdown(table: pd.DataFrame) -> str:
 def write_table(rows: pd.DataFrame | list[dict[str, Any]], stem: Path, header: str = "") -> list[Path]:
     """rows -> STEM.csv and STEM.md (`header`, then the table); the two paths."""
     table = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows, dtype=object)  # dicts: 3 stays 3 beside None
-    stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     write_text(stem.with_suffix(".csv"), table.to_csv(index=False, lineterminator="\r\n"))
     write_text(stem.with_suffix(".md"), header + markdown(table))
@@ -52,7 +51,7 @@ def write_table(rows: pd.DataFrame | list[dict[str, Any]], stem: Path, header: s
 def read_table(stem: Path) -> list[dict[str, str]]:
     """The rows of STEM.csv as written by write_table, as text ([] if none)."""
     try:
-        return pd.read_csv(Path(stem).with_suffix(".csv"), dtype=str, keep_default_na=False).to_dict("records")
+        return pd.read_csv(stem.with_suffix(".csv"), dtype=str, keep_default_na=False).to_dict("records")
     except (OSError, ValueError):
         return []
 
