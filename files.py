@@ -1,10 +1,8 @@
-"""Writing files safely: atomic writes, JSON, and tables (CSV and markdown). Imports nothing of the project."""
+"""Writing files safely: atomic writes and JSON. Imports nothing of the project."""
 from __future__ import annotations
 
-import csv
 import errno
 import hashlib
-import io
 import json
 import os
 import tempfile
@@ -68,53 +66,3 @@ def unwritable(folder: str | Path) -> str | None:
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"{folder} is not writable (no write permission on {existing})"
     return None
-
-
-def cell(value: Any) -> str:
-    """A table cell: floats with 4 significant digits, (mean, std) pairs as 'mean ± std'."""
-    if isinstance(value, tuple):
-        mean, std = value
-        if float(mean).is_integer() and not std:  # a count, e.g. parameters
-            return f"{int(mean):,}"
-        digits = ".4f" if abs(mean) < 1 else ".2f"
-        return f"{mean:{digits}}" + (f" ± {std:{digits}}" if std is not None else "")
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    return "\n".join(lines + ["| " + " | ".join(cell(v) for v in row.values()) + " |" for row in rows]) + "\n"
-
-
-def flatten(row: dict[str, Any]) -> dict[str, Any]:
-    """A row with each (mean, std) cell split into NAME_mean and NAME_std columns."""
-    flat: dict[str, Any] = {}
-    for key, value in row.items():
-        if isinstance(value, tuple):
-            flat[f"{key}_mean"], flat[f"{key}_std"] = value
-        else:
-            flat[key] = value
-    return flat
-
-
-def write_table(rows: list[dict[str, Any]], stem: Path, header: str = "") -> list[Path]:
-    """rows -> STEM.csv (mean/std pairs split into columns) and STEM.md (`header`, then the table); the paths."""
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    flat = [flatten(row) for row in rows]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(key for row in flat for key in row)))
-    writer.writeheader()
-    writer.writerows(flat)
-    write_text(stem.with_suffix(".csv"), buffer.getvalue())
-    write_text(stem.with_suffix(".md"), header + markdown_table(rows))
-    return [stem.with_suffix(".csv"), stem.with_suffix(".md")]
-
-
-def read_table(stem: Path) -> list[dict[str, str]]:
-    """The rows of STEM.csv as written by write_table (strings; NAME_mean/NAME_std as two columns); [] if none."""
-    try:
-        with open(Path(stem).with_suffix(".csv"), newline="") as f:
-            return list(csv.DictReader(f))
-    except (OSError, csv.Error, UnicodeDecodeError):
-        return []

@@ -1,5 +1,4 @@
-"""The notebooks' figures, each a matplotlib Figure (written with `save`); the study's are in lab/figures.py. A colour
-means one thing everywhere: FAMILY_COLORS the model family, LIKELIHOOD_COLORS the likelihood."""
+"""The notebooks' figures, each a matplotlib Figure (written with `save`); the study's are in lab/figures.py."""
 from __future__ import annotations
 
 import io
@@ -21,9 +20,6 @@ from samplers import central_range, decode, interpolate, posterior_means, top_di
 
 IMG_DIR = Path(__file__).resolve().parent / "img"
 DPI = 100  # with save's palette, keeps every saved PNG under 300 KB
-FAMILY_COLORS = {"fc": "#0072B2", "cnn": "#D55E00"}  # blue, vermillion: hues no likelihood uses
-LIKELIHOOD_COLORS = {"bernoulli": "#009E73", "gaussian": "#CC79A7", "continuous_bernoulli": "#E6AB02",
-                     "sigma": "#666666"}  # green, pink, gold, grey
 TILE = 29  # pixels from one image of a grid to the next: 28 and make_grid's padding
 
 

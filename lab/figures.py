@@ -1,5 +1,5 @@
-"""The study's and the sweeps' figures, from their table rows (cells as (mean, std) or plain numbers); colours as in
-plots.py: FAMILY_COLORS the model family, LIKELIHOOD_COLORS (and LIKELIHOOD_STYLES here) the likelihood."""
+"""The study's and the sweeps' figures, from their table rows (cells as (mean, std) or plain numbers). A colour means
+one thing in every figure: FAMILY_COLORS the model family, LIKELIHOOD_COLORS (and LIKELIHOOD_STYLES) the likelihood."""
 from __future__ import annotations
 
 import itertools
@@ -10,8 +10,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.transforms import Bbox
 
-from plots import FAMILY_COLORS, LIKELIHOOD_COLORS
-
+FAMILY_COLORS = {"fc": "#0072B2", "cnn": "#D55E00"}  # blue, vermillion: hues no likelihood uses
+LIKELIHOOD_COLORS = {"bernoulli": "#009E73", "gaussian": "#CC79A7", "continuous_bernoulli": "#E6AB02",
+                     "sigma": "#666666"}  # green, pink, gold, grey
 LIKELIHOOD_STYLES = {"bernoulli": "o-", "gaussian": "s--", "continuous_bernoulli": "^:", "sigma": "D-."}
 OFFSETS = [(5, 5), (5, -5), (-5, 5), (-5, -5), (5, 14), (5, -14), (-5, 14), (-5, -14), (0, 24), (0, -24)]  # points
 
@@ -32,7 +33,8 @@ def curves(rows: list[dict], metrics: list[tuple[str, str]], line: Callable, x: 
     axes = [fig.add_subplot(nrows, ncols, i + 1) for i in range(len(metrics))]
     for ax, (key, title) in zip(axes, metrics):
         for value in sorted({line(row) for row in rows}):
-            points = sorted(((x(r), *mean_std(r[key])) for r in rows if line(r) == value and key in r), key=lambda p: p[0])
+            points = sorted(((x(r), *mean_std(r[key])) for r in rows if line(r) == value and key in r),
+                            key=lambda p: p[0])
             xs, means, stds = zip(*points) if points else ((), (), ())
             ax.errorbar(list(xs), list(means), yerr=list(stds), capsize=3, **style(value))
         ax.set(title=title, **settings)
@@ -152,7 +154,8 @@ def plot_rate_distortion(rows: list[dict]) -> Figure:
     axes, jobs = fig.subplots(1, len(families), squeeze=False)[0], []
     for ax, family in zip(axes, families):
         color = FAMILY_COLORS.get(family, "black")
-        h = sorted((r for r in rows if r["model"] == family and r.get("capacity") is None), key=lambda r: mean_std(r["kl"]))
+        h = sorted((r for r in rows if r["model"] == family and r.get("capacity") is None),
+                   key=lambda r: mean_std(r["kl"]))
         b = [r for r in rows if r["model"] == family and r.get("capacity") is not None]
         for runs, fmt, face in ((h, "o-", None), (b, "s", "white")):
             if runs:
@@ -160,7 +163,8 @@ def plot_rate_distortion(rows: list[dict]) -> Figure:
                 ax.errorbar(kl, recon, drecon, dkl, fmt, mfc=face, capsize=3, color=color)
         texts = [f"β={r['beta']:g}" if "beta" in r else "" for r in h] + [", ".join(
             f"{s}={r[k]:g}" for s, k in (("γ", "gamma"), ("C", "capacity")) if r.get(k) is not None) for r in b]
-        jobs.append((ax, [(mean_std(r["kl"])[0], mean_std(r["recon"])[0]) for r in h + b], texts, (), [color] * len(texts)))
+        points = [(mean_std(r["kl"])[0], mean_std(r["recon"])[0]) for r in h + b]
+        jobs.append((ax, points, texts, (), [color] * len(texts)))
         ax.set(title=family.upper(), xlabel="rate: test KL (nats/image)", ylabel="distortion: test recon (nats/image)")
         ax.margins(0.15)
     keys = [(Line2D([], [], color="grey", marker="o"), "β-VAE H: a point per β"), (Line2D(

@@ -10,6 +10,7 @@ SWEEP, SHARED = "python -m lab.sweep", f"--epochs {TrainConfig.epochs} --no-prog
 HEADLINE = ["recon", "kl", "mse", "knn_accuracy", "fd_prior", "fd_aggregate", "precision_prior", "recall_prior",
             "precision_aggregate", "recall_aggregate"]
 SCALED_BETA = 0.0021  # 128 / 60,000: the original's KL scaled by dataset size
+BETAS = (4, 2, 1, 0.5, 0.1, 0.01, SCALED_BETA)  # the beta sweep, from the highest
 DEFAULT = {"beta": TrainConfig.beta, "likelihood": ModelConfig.likelihood, "capacity": None,
            "latent_dim": ModelConfig.latent_dim, "default_architecture": True}
 ANY_ARCHITECTURE = {k: v for k, v in DEFAULT.items() if k != "default_architecture"}  # a part lists its own
@@ -23,6 +24,10 @@ FRONTIER = {"fc": ["8", "32x16", "128x64", "512x256"], "cnn": ["12x12 k4", "32x3
 WIDTHS = {"fc": ("32x16", "128x64"), "cnn": ("32x32 k4", "64x80 k4")}  # about 50 k and 200 k parameters
 LIKELIHOOD_SEEDS = (f"{SWEEP} --study likelihood-seeds --model fc cnn --likelihood gaussian continuous_bernoulli "
                     f"sigma --betas 0.1 --seeds 0 1 2 {SHARED}")
+DATASET_SCALED = f"{SWEEP} --study dataset-scaled --model fc cnn --betas {SCALED_BETA} --seeds 0 1 2 {SHARED}"
+H_RATE_SEEDS = f"{SWEEP} --study h-rate-seeds --model fc cnn --betas 0.5 --seeds 1 2 {SHARED}"
+BETAS_SEEDS = [f"{SWEEP} --study betas-seeds-{m} --model {m} --betas 0.01 1 2 4 --seeds 1 2 {SHARED}"
+               for m in ("cnn", "fc")]  # seeds 1 and 2 of the bernoulli betas not trained over seeds for other parts
 LATENT_SEEDS = (f"{SWEEP} --study latent-dims-seeds --model fc cnn --betas 0.1 --latent-dim 3 8 --set "
                 f"hidden={WIDTHS['fc'][0]} --seeds 1 2 {SHARED}")
 PARTS: dict[str, dict[str, Any]] = {
@@ -52,33 +57,33 @@ PARTS: dict[str, dict[str, Any]] = {
         f"{','.join(map(str, GAMMAS))} {SHARED}", f"{SWEEP} --study h-rate --model fc cnn --betas 0.5 1 {SHARED}",
         *[f"{SWEEP} --study capacity-seeds-{m} --model {m} --betas 0.1 --set capacity={CAPACITY:g} --set gamma={g} "
           f"--seeds 1 2 {SHARED}" for m, g in BEST_GAMMA.items()],
-        f"{SWEEP} --study h-rate-seeds --model fc cnn --betas 0.5 --seeds 1 2 {SHARED}", SEEDS],
+        H_RATE_SEEDS, *BETAS_SEEDS, SEEDS],
         "where": {**DEFAULT, "capacity": (None, CAPACITY), "beta": H_BETAS},
         "group": ["model", "capacity", "gamma", "beta"],
         "columns": ["kl", "recon", "mse", "knn_accuracy", "fd_aggregate", "coverage_aggregate"]},
 }
 LIKELIHOOD_NAMES = ("bernoulli", "gaussian", "continuous_bernoulli", "sigma")
 PARTS.update({  # the earlier parts: their committed tables stay until records with as many runs replace them
-    "betas": {"title": "beta sweep, seed 0, 20 epochs (0.0021 = 128 / 60,000: the original's KL scaled by dataset "
-                       "size; its seeds 1 and 2 are in study-dataset-scaled.md)",
+    "betas": {"title": "beta sweep over seeds (bernoulli: 0-2; gaussian: 0, and 0-2 at beta 0.1), 20 epochs "
+                       "(0.0021 = 128 / 60,000: the original's KL scaled by dataset size)",
               "commands": [f"{SWEEP} --study betas --model fc cnn --likelihood bernoulli gaussian "
-                           f"--betas 0.0021 0.01 0.1 0.5 1 2 4 {SHARED}"],
-              "where": {"seed": 0, "capacity": None, "likelihood": ("bernoulli", "gaussian"), "default_architecture":
-                        True}, "group": ["model", "likelihood", "beta"],
+                           f"--betas 0.0021 0.01 0.1 0.5 1 2 4 {SHARED}",
+                           *BETAS_SEEDS, SEEDS, DATASET_SCALED, H_RATE_SEEDS, LIKELIHOOD_SEEDS],
+              "where": {"capacity": None, "likelihood": ("bernoulli", "gaussian"), "default_architecture": True},
+              "group": ["model", "likelihood", "beta"],
               "columns": ["recon", "kl", "mse", "knn_accuracy", "active_units", "fd_prior", "fd_aggregate",
                           "precision_prior", "recall_prior"]},
     "likelihoods": {"title": "likelihoods compared on common scales (MSE in [0, 1], kNN, FD, precision/recall) and by "
                              "normalised NLL where it exists (nats/image on [0, 1] pixels; bernoulli's is not a density)",
                     "commands": [f"{SWEEP} --study likelihoods --model fc cnn --likelihood {' '.join(LIKELIHOOD_NAMES)}"
-                                 f" --betas 0.1 1 {SHARED}", LIKELIHOOD_SEEDS, SEEDS],
+                                 f" --betas 0.1 1 {SHARED}", LIKELIHOOD_SEEDS, *BETAS_SEEDS, SEEDS],
                     "where": {"capacity": None, "beta": (0.1, 1.0), "default_architecture": True},
                     "group": ["model", "likelihood", "beta"],
                     "columns": ["mse", "nll", "knn_accuracy", "fd_prior", "fd_aggregate", "precision_prior",
                                 "recall_prior", "precision_aggregate", "recall_aggregate", "recon_accuracy"]},
     "dataset-scaled": {"title": "the original's KL scaled by dataset size (beta 128 / 60,000) against beta 0.1 "
                                 "(bernoulli, default architectures, over seeds)",
-                       "commands": [SEEDS, f"{SWEEP} --study dataset-scaled --model fc cnn --betas {SCALED_BETA} "
-                                           f"--seeds 0 1 2 {SHARED}"],
+                       "commands": [SEEDS, DATASET_SCALED],
                        "where": {**DEFAULT, "beta": (SCALED_BETA, 0.1)}, "group": ["model", "likelihood", "beta"],
                        "columns": HEADLINE},
     "frontier": {"title": "parameters vs reconstruction: each family at about 12 k, 50 k, 200 k and 1 M parameters "

@@ -7,14 +7,18 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from checkpoint import METRICS
 from evaluate import EVAL_FILE
 from files import write_json
 from lab.machine import machine
+from lab.search import run_name
 
 RECORDS_DIR = Path("results/runs")
+# assets/fmnist_classifier.pt, the only classifier weights ever committed (6c935a6): those that evaluated the records
+# made before eval.json named its weights (091343c)
+CLASSIFIER_SHA256 = "6be48de167f08ed58eef901ea5e617a0ec72a257e2b1453b2d9c5f80ba292de7"
 
 
 class RecordError(Exception):
@@ -86,23 +90,49 @@ def write_record(run_dir: Path, records_dir: Path = RECORDS_DIR) -> str:
     return f"{path}: replaced a record with other numbers (git diff {path} shows them)"
 
 
-def load_records(records_dir: Path = RECORDS_DIR) -> tuple[list[dict[str, Any]], list[str]]:
-    """Every valid record in `records_dir`, and one line per file skipped (and why)."""
-    records, skipped = [], []
-    for path in sorted(Path(records_dir).glob("*.json")):
+def disagreements(record: dict[str, Any], name: str) -> list[str]:
+    """Where a record's name (file or folder), its settings and its evaluation's settings disagree."""
+    config, evaluation = record["config"], record["eval"]
+    try:
+        named = run_name({k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+    except (ValueError, TypeError) as error:
+        named = f"no run ({error})"
+    inside = "" if record["name"] == name else f" ({record['name']} inside)"
+    why = [] if name == record["name"] == named else [f"named {name}{inside}, but its settings are those of {named}"]
+    claims = {**evaluation.get("config", {}), **{k: evaluation[k] for k in ("beta", "train_images") if k in evaluation}}
+    differ = [k for k, v in claims.items() if config.get(k) != v]
+    differ += ["parameters"] * (evaluation.get("parameters", record["parameters"]) != record["parameters"])
+    return why + [f"its evaluation's settings differ: {', '.join(differ)}"] * bool(differ)
+
+
+def evidence(sources: list[tuple[Path, Callable[[], dict[str, Any]]]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The records of (where, load) pairs, and one line per source that is not evidence: unreadable, incomplete,
+    not finite, named otherwise than its settings, or the same run (settings and seed) as another."""
+    records, problems, seen = [], [], {}
+    for where, load in sources:
         try:
-            records.append(check_record(read_json(path), path))
+            record = load()
         except RecordError as error:
-            skipped.append(str(error))
-    return records, skipped
+            problems.append(str(error))
+            continue
+        why = disagreements(record, where.name.removesuffix(".json"))
+        identity = json.dumps({k: v for k, v in record["config"].items() if k != "epochs"}, sort_keys=True)
+        why += [f"the same run (settings and seed) as {seen[identity]}"] if identity in seen else []
+        seen.setdefault(identity, where)
+        if why:
+            problems.append(f"{where}: {'; '.join(why)}")
+        else:
+            records.append(record)
+    return records, problems
+
+
+def load_records(records_dir: Path = RECORDS_DIR) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every record in `records_dir`, and one line per file that is not evidence (and why)."""
+    return evidence([(path, lambda path=path: check_record(read_json(path), path))
+                     for path in sorted(Path(records_dir).glob("*.json"))])
 
 
 def load_run_folders(runs_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Records made from the run folders in `runs_dir` (those finished and evaluated), and the ones skipped."""
-    records, skipped = [], []
-    for folder in sorted(p for p in Path(runs_dir).glob("*/") if (p / METRICS).exists()):
-        try:
-            records.append(record_of(folder))
-        except RecordError as error:
-            skipped.append(str(error))
-    return records, skipped
+    """The records of the evaluated run folders in `runs_dir`, and one line per folder that is not evidence."""
+    return evidence([(folder, lambda folder=folder: record_of(folder)) for folder in sorted(Path(runs_dir).glob("*/"))
+                     if (folder / METRICS).exists() and (folder / EVAL_FILE).exists()])

@@ -34,12 +34,13 @@ from config import LIKELIHOODS, MODEL_KINDS, EvalConfig, ModelConfig, TrainConfi
 from data import COUNTS, DataError, FashionMNISTData, load_fashion_mnist
 from evaluate import (EVAL_FILE, SAMPLER_NAMES, check_data_sizes, evaluate_run,
                       reference_features, summary, with_test_limit)
-from files import WriteError, read_table, sha256, unwritable, write_table
+from files import WriteError, sha256, unwritable
 from lab.records import RecordError, write_record
 from lab.machine import available_workers, cores, onednn_isa, supervise
 from lab.search import TRIAL_LOCK, Job, Search, make_job, recover, run_name, split, study_name
 from lab.storage import (LOST, StorageError, check_journal, lost_database, one_line, open_storage, quiet_heartbeat,
                          shown)
+from lab.tables import read_table, write_table
 from models import build_model
 from train import TrainingError, fit
 

@@ -1,53 +1,70 @@
-"""The study's tables on disk: written with their header, never replacing a committed table by one with fewer rows
-or seeds (unless forced), and read back (for figures of the tables that were kept)."""
+"""The lab's tables on disk: STEM.csv (a metric's mean and std over seeds as NAME_mean and NAME_std) and STEM.md (a
+header, then the table with 'mean ± std' cells); the study's never replace a committed table by one with fewer rows
+or seeds (unless forced)."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from files import read_table, write_table
+import pandas as pd
+from tabulate import DataRow, TableFormat
+
+from files import write_text
+
+MARKDOWN = TableFormat(lineabove=None, linebelowheader=lambda widths, _: "|" + "---|" * len(widths), linebelow=None,
+                       linebetweenrows=None, headerrow=DataRow("|", "|", "|"), datarow=DataRow("|", "|", "|"),
+                       padding=1, with_header_hide=None)  # GitHub's pipe table, unpadded (stralign=None)
 
 
-def seeds_of(rows: list[dict[str, Any]]) -> int:  # seeds summed over rows ("3/2" counts 5; none given: 1)
-    counts = [part for row in rows for part in str(row.get("seeds", 1)).split("/")]
-    return sum(int(count) if count.isdigit() else 1 for count in counts)
+def pair(mean: float, std: float) -> str:
+    """A markdown cell 'mean ± std' (no std: one seed; a count as 1,069,590; nothing: '-')."""
+    if pd.isna(mean):
+        return "-"
+    if float(mean).is_integer() and not std > 0:
+        return f"{int(mean):,}"
+    digits = ".4f" if abs(mean) < 1 else ".2f"
+    return f"{mean:{digits}}" + (f" ± {std:{digits}}" if pd.notna(std) else "")
 
 
-def number_or_text(text: str) -> Any:
-    if text in ("", "None"):
-        return None
+def markdown(table: pd.DataFrame) -> str:
+    """The table in markdown: each NAME_mean and NAME_std as one column NAME, other numbers to 4 significant digits."""
+    cells = {}
+    for column in table:
+        name = column.removesuffix("_mean")
+        if name != column and f"{name}_std" in table:
+            cells[name] = list(map(pair, table[column], table[f"{name}_std"]))
+        elif not (column.endswith("_std") and f"{column.removesuffix('_std')}_mean" in table):
+            cells[column] = [f"{v:.4g}" if isinstance(v, float) and pd.notna(v) else str(None if pd.isna(v) else v)
+                             for v in table[column]]
+    return pd.DataFrame(cells).to_markdown(index=False, tablefmt=MARKDOWN, stralign=None, disable_numparse=True) + "\n"
+
+
+def write_table(rows: pd.DataFrame | list[dict[str, Any]], stem: Path, header: str = "") -> list[Path]:
+    """rows -> STEM.csv and STEM.md (`header`, then the table); the two paths."""
+    table = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows, dtype=object)  # dicts: 3 stays 3 beside None
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    write_text(stem.with_suffix(".csv"), table.to_csv(index=False, lineterminator="\r\n"))
+    write_text(stem.with_suffix(".md"), header + markdown(table))
+    return [stem.with_suffix(".csv"), stem.with_suffix(".md")]
+
+
+def read_table(stem: Path) -> list[dict[str, str]]:
+    """The rows of STEM.csv as written by write_table, as text ([] if none)."""
     try:
-        return float(text)
-    except ValueError:
-        return text
+        return pd.read_csv(stem.with_suffix(".csv"), dtype=str, keep_default_na=False).to_dict("records")
+    except (OSError, ValueError):
+        return []
 
 
-def committed_rows(stem: Path) -> list[dict[str, Any]]:
-    """A committed table's rows as the study made them: numbers as numbers, NAME_mean/NAME_std as (mean, std)."""
-    rows = []
-    for row in read_table(stem):
-        plain = {k: v if k == "architecture" else number_or_text(v) for k, v in row.items() if not k.endswith(
-            ("_mean", "_std"))}
-        rows.append({**plain, **{k[:-5]: (number_or_text(v), number_or_text(row.get(k[:-5] + "_std", "")))
-                                 for k, v in row.items() if k.endswith("_mean")}})
-    return rows
-
-
-def committed_size(stem: Path) -> tuple[int, int]:  # (rows, seeds) of a committed table; (0, 0) if none
-    rows = read_table(stem)
-    return len(rows), seeds_of(rows)
-
-
-def write_part(name: str, rows: list[dict[str, Any]], title: str, commands: list[str], results_dir: Path,
-               force: bool) -> str:
+def write_part(name: str, table: pd.DataFrame, title: str, commands: list[str], results_dir: Path, force: bool) -> str:
     """results/study-NAME.md and .csv, unless that would replace a committed table with fewer rows or seeds."""
     stem = results_dir / f"study-{name}"
-    new = (len(rows), seeds_of(rows))
-    old = committed_size(stem)
-    if not rows or (not force and (new[0] < old[0] or new[1] < old[1])):
-        return (f"{stem}.md: kept ({old[0]} rows, {old[1]} seeds committed; the records give {new[0]} rows, "
-                f"{new[1]} seeds: --force replaces it)")
-    header = "\n".join([f"# Study: {title}", "", "Made by `python -m lab.study` from the run records of:", "",
-                        *[f"    {c}" for c in commands], "", "mean ± standard deviation over seeds", "", ""])
-    write_table(rows, stem, header)
-    return f"{stem}.md: {len(rows)} rows"
+    (rows, seeds), (kept_rows, kept_seeds) = [(len(t), t.get("seeds", pd.Series(1, t.index)).astype(str).str.split(
+        "/").explode().astype(int).sum()) for t in (table, pd.DataFrame(read_table(stem)))]  # seeds: "3" or "3/2"
+    if table.empty or not force and (rows < kept_rows or seeds < kept_seeds):
+        return (f"{stem}.md: kept ({kept_rows} rows, {kept_seeds} seeds committed; the records give {rows} rows, "
+                f"{seeds} seeds: --force replaces it)")
+    listed = "".join(f"    {command}\n" for command in commands)
+    write_table(table, stem, f"# Study: {title}\n\nMade by `python -m lab.study` from the run records of:\n\n{listed}"
+                             "\nmean ± standard deviation over seeds\n\n")
+    return f"{stem}.md: {len(table)} rows"

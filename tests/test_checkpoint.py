@@ -18,7 +18,7 @@ import files
 from checkpoint import (CHECKPOINT, DIGEST, FORMAT, CheckpointError, load_checkpoint, load_tensors, lock, restore,
                         run_folder)
 from config import TrainConfig
-from files import WriteError, atomic_write, unwritable, write_json, write_table
+from files import WriteError, atomic_write, unwritable, write_json
 from models import FCVAE
 from train import fit
 
@@ -261,17 +261,6 @@ def test_unwritable_says_why_and_creates_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(files.os, "access", lambda *args: False)
     assert "no write permission" in unwritable(tmp_path / "run")
 
-
-def test_write_table_splits_mean_and_std_into_columns(tmp_path):
-    rows = [{"model": "fc", "mse": (0.02031, 0.00012), "parameters": (1069590.0, 0.0), "seeds": 3},
-            {"model": "cnn", "mse": (0.0222, None), "parameters": (49575.0, 0.0), "seeds": 1}]
-    csv_path, md_path = write_table(rows, tmp_path / "tables" / "frontier", header="# Frontier\n\n")
-    assert csv_path.read_text().splitlines() == [
-        "model,mse_mean,mse_std,parameters_mean,parameters_std,seeds",
-        "fc,0.02031,0.00012,1069590.0,0.0,3", "cnn,0.0222,,49575.0,0.0,1"]
-    markdown = md_path.read_text()
-    assert markdown.startswith("# Frontier\n\n| model | mse | parameters | seeds |")
-    assert "| fc | 0.0203 ± 0.0001 | 1,069,590 | 3 |" in markdown and "| cnn | 0.0222 | 49,575 | 1 |" in markdown
 
 
 # ---------------------------------------------------------------------------------------------- issue 34: trust

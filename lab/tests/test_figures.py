@@ -11,7 +11,6 @@ import torch
 from matplotlib.colors import to_hex
 from matplotlib.text import Annotation
 
-import plots
 from lab import figures
 from config import ModelConfig
 from models import build_model
@@ -73,7 +72,8 @@ def test_latent_dims_draws_a_panel_per_metric_present_and_a_line_per_family_and_
         assert {label: line.get_linestyle() for label, line in lines.items()} == {
             "CNN 32x32 k4 (50k)": "--", "CNN 64x80 k4 (205k)": "-", "FC 128x64 (219k)": "-", "FC 32x16 (52k)": "--"}
         assert ax.get_xscale() == "log" and [t.get_text() for t in ax.get_xticklabels()] == ["2", "3", "5", "8", "16"]
-    single = figures.plot_latent_dims([{"model": "fc", "architecture": "512x256", "latent_dim": 3, "mse": (0.02, None)}])
+    single = figures.plot_latent_dims([{"model": "fc", "architecture": "512x256", "latent_dim": 3,
+                                        "mse": (0.02, None)}])
     assert len(single.axes) == 1 and list(lines_by_label(single.axes[0])) == ["FC 512x256"]
     growing = [{"model": "cnn", "architecture": "32x32 k4", "latent_dim": dim, "parameters": (size, 0.0),
                 "mse": (0.02, None)} for dim, size in ((8, 73105), (2, 44869), (3, 49575))]  # the linear layers grow
@@ -110,8 +110,8 @@ def frontier():
 
 
 def test_the_family_colours_are_the_same_in_every_study_figure(frontier):
-    fc, cnn = plots.FAMILY_COLORS["fc"], plots.FAMILY_COLORS["cnn"]
-    assert len({fc, cnn, *plots.LIKELIHOOD_COLORS.values()}) == 6  # no hue means two things
+    fc, cnn = figures.FAMILY_COLORS["fc"], figures.FAMILY_COLORS["cnn"]
+    assert len({fc, cnn, *figures.LIKELIHOOD_COLORS.values()}) == 6  # no hue means two things
     betas = figures.plot_betas(read_rows("betas"))
     dims = figures.plot_latent_dims(synthetic_dims_rows())
     for fig in (frontier, betas, dims):
@@ -129,7 +129,7 @@ def test_the_likelihood_figure_shows_the_measures_present_in_likelihood_colours(
     assert [ax.get_title() for ax in fig.axes][-1] == "recall, aggregate" and len(fig.axes) == 5
     for ax in fig.axes:
         assert {label: to_hex(line.get_color()).upper() for label, line in lines_by_label(ax).items()} == {
-            name.replace("_", " "): colour for name, colour in plots.LIKELIHOOD_COLORS.items()}
+            name.replace("_", " "): colour for name, colour in figures.LIKELIHOOD_COLORS.items()}
     rows = [{**row, "coverage_aggregate": (0.5, None), "class_entropy_aggregate": (2.2, 0.01)} for row in rows]
     titles = [ax.get_title() for ax in figures.plot_likelihoods(rows).axes]
     assert len(titles) == 6 and "recall, aggregate" not in titles and "coverage, aggregate" in titles
@@ -139,10 +139,11 @@ def test_the_frontier_labels_do_not_overlap_and_k_is_explained(frontier):
     frontier.draw_without_rendering()  # the layout as saved
     for ax in frontier.axes:
         boxes = [text.get_window_extent() for text in ax.texts]
-        assert sorted(text.get_text() for text in ax.texts) == sorted(row["architecture"] for row in read_rows("frontier"))
+        assert sorted(text.get_text() for text in ax.texts) == sorted(row["architecture"]
+                                                                      for row in read_rows("frontier"))
         assert not [(a, b) for a, b in itertools.combinations(boxes, 2) if a.overlaps(b)]
         assert all(ax.get_window_extent().count_contains([box.p0, box.p1]) == 2 for box in boxes)
-        assert {to_hex(text.get_color()).upper() for text in ax.texts} == set(plots.FAMILY_COLORS.values())
+        assert {to_hex(text.get_color()).upper() for text in ax.texts} == set(figures.FAMILY_COLORS.values())
     assert "kernel size" in frontier.legends[0].get_title().get_text()
 
 

@@ -1,13 +1,15 @@
 """lab.study: grouping over seeds, the difference rule, which records count, the new parts (diversity with its blur
 test, latent width, capacity against H at the same rate), and that no committed table is replaced by less."""
 import json
+import math
 import shlex
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from lab import records, study, sweep, tables
+from lab import records, search, study, sweep, tables
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -15,15 +17,28 @@ ROOT = Path(__file__).resolve().parents[2]
 def run(model="fc", seed=0, mse=0.02, **config):
     return {"model": model, "likelihood": "bernoulli", "beta": 0.1, "seed": seed, "capacity": None, "mse": mse,
             "architecture": "512x256" if model == "fc" else "32x32 k4", "latent_dim": 3,
-            "default_architecture": True, **config}
+            "default_architecture": True, "classifier": "weights", "run": f"{model}-{seed}", **config}
+
+
+def runs(*rows):
+    return pd.DataFrame(rows)
 
 
 def test_grouped_gives_mean_and_sample_std_over_seeds():
-    rows = study.grouped([run(seed=0, mse=1.0), run(seed=1, mse=2.0), run(seed=2, mse=3.0), run("cnn", mse=5.0)],
-                         ["model"], ["mse"])
-    by_model = {row["model"]: row for row in rows}
-    assert by_model["fc"]["seeds"] == 3 and by_model["fc"]["mse"] == (2.0, 1.0)
-    assert by_model["cnn"]["mse"] == (5.0, None)
+    table = study.grouped(runs(run(seed=0, mse=1.0), run(seed=1, mse=2.0), run(seed=2, mse=3.0), run("cnn", mse=5.0)),
+                          ["model"], ["mse"]).set_index("model")
+    assert table.seeds.fc == 3 and (table.mse_mean.fc, table.mse_std.fc) == (2.0, 1.0)
+    assert table.mse_mean.cnn == 5.0 and pd.isna(table.mse_std.cnn)
+    assert list(table.index) == ["cnn", "fc"] and list(table.columns) == ["seeds", "mse_mean", "mse_std"]
+
+
+def test_one_table_takes_runs_of_one_classifier_only_and_a_record_without_its_digest_is_the_committed_one():
+    mixed = runs(run(seed=0), run(seed=1, classifier="retrained"))
+    with pytest.raises(records.RecordError, match=r"different classifier weights.*retrained \(1: fc-1\)"):
+        study.grouped(mixed, ["model"], ["mse"])
+    [record] = records.load_records(ROOT / "results" / "runs")[0][:1]
+    evaluation = {k: v for k, v in record["eval"].items() if k != "classifier_sha256"}
+    assert study.run_row({**record, "eval": evaluation})["classifier"] == records.CLASSIFIER_SHA256
 
 
 def test_a_difference_is_called_only_beyond_twice_the_larger_std_with_two_seeds_each():
@@ -31,14 +46,29 @@ def test_a_difference_is_called_only_beyond_twice_the_larger_std_with_two_seeds_
     assert call((1.0, 0.1), (1.3, 0.1)) == "a lower" and call((1.3, 0.1), (1.0, 0.1)) == "b lower"
     assert call((1.0, 0.1), (1.15, 0.1)) == "no difference called"
     assert call((1.0, 0.01), (1.3, 0.2)) == "no difference called"  # the larger std decides
-    assert call((1.0, None), (5.0, 0.1)) == "no difference called"  # one seed: no call
+    assert call((1.0, float("nan")), (5.0, 0.1)) == "no difference called"  # one seed: no std, no call
 
 
 def test_comparison_rows_pair_settings_that_differ_in_one_field():
-    rows = study.grouped([run(seed=s, mse=1.0 + 0.01 * s) for s in range(3)]
-                         + [run("cnn", seed=s, mse=2.0 + 0.01 * s) for s in range(3)], ["model", "beta"], ["mse"])
-    [row] = study.comparison_rows(rows, "model", "fc", "cnn", ["mse"])
+    table = study.grouped(runs(*[run(seed=s, mse=1.0 + 0.01 * s) for s in range(3)],
+                               *[run("cnn", seed=s, mse=2.0 + 0.01 * s) for s in range(3)]), ["model", "beta"], ["mse"])
+    [row] = study.comparison_rows(table, "model", "fc", "cnn", ["mse"]).to_dict("records")
     assert row["verdict"] == "cnn higher" and row["seeds"] == "3/3" and row["beta"] == 0.1
+    assert (row["fc_mean"], row["cnn_mean"]) == pytest.approx((1.01, 2.01))
+
+
+def test_beta_steps_call_each_step_down_the_bernoulli_sweep_and_not_a_step_with_one_seed():
+    def metrics(beta, seed):
+        return {"recon": 240.0 + beta + 0.1 * seed, "mse": 0.02, "knn_accuracy": 0.75, "kl": 10 / beta}
+    rows = [run(beta=b, seed=s, **metrics(b, s)) for b, seeds in ((4.0, 3), (2.0, 3), (1.0, 1)) for s in range(seeds)]
+    table = study.grouped(runs(*rows, run(beta=4.0, likelihood="gaussian", **metrics(4.0, 0))),
+                          ["model", "likelihood", "beta"], ["recon", "mse", "knn_accuracy", "kl"])
+    steps = study.beta_steps(table).set_index(["step", "metric"])
+    assert list(steps.index.unique("step")) == ["4 → 2", "2 → 1"] and set(steps.likelihood) == {"bernoulli"}
+    assert steps.to_minus_from["4 → 2", "recon"] == pytest.approx(-2.0) and steps.seeds["4 → 2", "recon"] == "3/3"
+    assert (steps.verdict["4 → 2", "recon"], steps.verdict["4 → 2", "kl"]) == ("4 higher", "2 higher")
+    assert steps.verdict["4 → 2", "mse"] == "no difference called"
+    assert set(steps.verdict["2 → 1"]) == {"not called (one seed)"}
 
 
 def test_architecture_names_come_from_the_config_defaults():
@@ -48,57 +78,140 @@ def test_architecture_names_come_from_the_config_defaults():
                                "norm": "batch"}) == "24x24 k4 decoder 40x40 batch"
 
 
-def record(name, epochs=2, evaluated=2, **config):
-    evaluation = {"epoch": evaluated, "mse": 0.5}
-    return {"name": name, "config": {"model": "fc", "latent_dim": 3, "epochs": epochs, "train_limit": None, **config},
-            "parameters": 10, "epochs": [{"test": {"recon": 1.0}}] * epochs, "eval": evaluation}
+def record(epochs=2, evaluated=2, **config):
+    config = {"model": "fc", "likelihood": "bernoulli", "latent_dim": 3, "beta": 0.1, "seed": 0, "epochs": epochs,
+              "train_limit": None, **config}
+    return {"name": search.run_name(config), "config": config, "parameters": 10, "epochs": [{"test": {"recon": 1.0}}]
+            * epochs, "eval": {"epoch": evaluated, "mse": 0.5, "beta": config["beta"], "parameters": 10}}
 
 
-def test_only_complete_finite_records_load_and_short_runs_are_left_out(tmp_path, monkeypatch):
-    for name, content in {"done": record("done"), "stale": record("stale", evaluated=1),
-                          "nan": {**record("nan"), "eval": {"epoch": 2, "mse": float("nan")}}}.items():
-        (tmp_path / f"{name}.json").write_text(json.dumps(content))
-    (tmp_path / "garbage.json").write_text("[]")
-    (tmp_path / "broken.json").write_text('{"name": ')
-    loaded, skipped = records.load_records(tmp_path)
-    assert [r["name"] for r in loaded] == ["done"] and len(skipped) == 4
+def save(folder, content, name=None):
+    path = folder / f"{name or content['name']}.json"
+    path.write_text(json.dumps(content) if isinstance(content, dict) else content)
+    return path
+
+
+def test_only_complete_finite_records_load_and_each_other_file_is_a_line(tmp_path, monkeypatch):
+    done = save(tmp_path, record())
+    stale, nan = save(tmp_path, record(seed=1, evaluated=1)), save(tmp_path, {**record(seed=2), "eval": {"epoch": 2,
+                                                                                                      "mse": math.nan}})
+    garbage, broken = save(tmp_path, "[]", "garbage"), save(tmp_path, '{"name": ', "broken")
+    loaded, problems = records.load_records(tmp_path)
+    assert [r["name"] for r in loaded] == [done.stem]
+    assert sorted(line.split(":")[0] for line in problems) == sorted(map(str, (broken, garbage, nan, stale)))
     monkeypatch.setattr(study, "summary", lambda result: {"mse": result["mse"]})
     monkeypatch.setitem(loaded[0]["eval"], "mse_per_class", {})
     assert study.run_row(loaded[0])["default_architecture"]
     assert study.run_row({**loaded[0], "config": {**loaded[0]["config"], "train_limit": 500}}) is None
 
 
+COMMITTED = ROOT / "results" / "runs"
+
+
+def test_a_record_copied_under_another_seed_is_named_and_not_counted(tmp_path):
+    """Issue 34, case 1: a copy of seed 1 as seed 7 counted seed 1 twice."""
+    original = COMMITTED / "fc-bernoulli-z3-beta0.1-seed1.json"
+    kept = shutil.copy(original, tmp_path / original.name)
+    copy = shutil.copy(original, tmp_path / "fc-bernoulli-z3-beta0.1-seed7.json")
+    loaded, [problem] = records.load_records(tmp_path)
+    assert [r["name"] for r in loaded] == [original.stem] and problem.startswith(f"{copy}: named {Path(copy).stem}")
+    assert f"settings are those of {original.stem}" in problem
+    assert f"the same run (settings and seed) as {kept}" in problem
+    (tmp_path / original.name).unlink()
+    assert not records.load_records(tmp_path)[0] and "the same run" not in records.load_records(tmp_path)[1][0]
+
+
+def test_a_record_whose_settings_were_edited_disagrees_with_its_name_and_its_evaluation(tmp_path):
+    """Issue 34, case 2: beta set to 3 inside the beta-2 record made a "beta 3" row of the beta-2 numbers."""
+    edited = json.loads((COMMITTED / "fc-bernoulli-z3-beta2.json").read_text())
+    edited["config"]["beta"] = 3.0
+    loaded, [problem] = records.load_records(save(tmp_path, edited).parent)
+    assert not loaded and "named fc-bernoulli-z3-beta2, but its settings are those of fc-bernoulli-z3-beta3" in problem
+    (tmp_path / "renamed").mkdir()
+    renamed = {**edited, "name": "fc-bernoulli-z3-beta3"}  # name, file name and settings agree: the evaluation not
+    [problem] = records.load_records(save(tmp_path / "renamed", renamed).parent)[1]
+    assert problem.endswith("its evaluation's settings differ: beta")
+
+
+def test_a_truncated_record_is_named_and_not_read(tmp_path):
+    """Issue 34, case 3 (a NaN record: above)."""
+    text = (COMMITTED / "fc-bernoulli-z3-beta2.json").read_text()
+    loaded, [problem] = records.load_records(save(tmp_path, text[:len(text) // 2], "fc-bernoulli-z3-beta2").parent)
+    assert not loaded and problem.startswith(f"{tmp_path / 'fc-bernoulli-z3-beta2.json'}: unreadable")
+
+
+def test_run_folders_are_read_when_evaluated_and_checked_like_records(tmp_path):
+    def folder(name, content):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps({k: content[k] for k in ("config", "parameters",
+                                                                                         "epochs")}))
+        (tmp_path / name / "eval.json").write_text(json.dumps(content["eval"]))
+    folder(record()["name"], record())  # fc-bernoulli-z3-beta0.1: a dot in a folder's name
+    folder("fc-bernoulli-z3-beta0.5", record(seed=1))
+    (tmp_path / "training").mkdir()
+    (tmp_path / "training" / "metrics.json").write_text("{}")  # not evaluated yet: not read
+    loaded, [problem] = records.load_run_folders(tmp_path)
+    assert [r["name"] for r in loaded] == [record()["name"]]
+    assert problem.startswith(f"{tmp_path / 'fc-bernoulli-z3-beta0.5'}: named fc-bernoulli-z3-beta0.5, but its")
+
+
+def test_records_that_are_not_evidence_change_no_table_and_are_named_a_line_each(tmp_path, capsys):
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "results", results)
+    runs_dir, before = results / "runs", {p.name: p.read_bytes() for p in results.glob("study-*")}
+    copy = shutil.copy(runs_dir / "fc-bernoulli-z3-beta0.1-seed1.json", runs_dir / "fc-bernoulli-z3-beta0.1-seed7.json")
+    edited = json.loads((runs_dir / "fc-bernoulli-z3-beta2.json").read_text())
+    save(runs_dir, {**edited, "config": {**edited["config"], "beta": 3.0}})
+    truncated = runs_dir / "cnn-gaussian-z3-beta1.json"
+    truncated.write_text(truncated.read_text()[:1000])
+    assert study.main(["--records-dir", str(runs_dir), "--results-dir", str(results), "--img-dir",
+                       str(tmp_path / "img")]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 4 and "no table or figure written (3 problems" in lines[-1]
+    assert sorted(line.split(": ")[0] for line in lines[:3]) == sorted(map(str, (copy, runs_dir / "fc-bernoulli-z3-"
+                                                                                   "beta2.json", truncated)))
+    assert {p.name: p.read_bytes() for p in results.glob("study-*")} == before and not (tmp_path / "img").exists()
+
+
 def test_the_blur_test_passes_measures_that_rank_blurred_above_one_class():
-    sanity = {f"{m}_{s}": v for m, values in {"coverage": (0.97, 0.11, 0.03, 0.0), "class_entropy": (2.3, 0.07, 2.0, 0.6),
-                                               "density": (1.0, 1.0, 0.3, 0.1), "recall": (0.9, 0.1, 0.001, 0.0),
-                                               "unsure": (0.02, 0.01, 0.1, 0.01)}.items()
-              for s, v in zip(study.DIVERSITY_SANITY, values)}
+    values = {"coverage": (0.97, 0.11, 0.03, 0.0), "class_entropy": (2.3, 0.07, 2.0, 0.6),
+              "density": (1.0, 1.0, 0.3, 0.1), "recall": (0.9, 0.1, 0.001, 0.0), "unsure": (0.02, 0.01, 0.1, 0.01)}
+    sanity = {f"{m}_{s}": v for m, row in values.items() for s, v in zip(study.DIVERSITY_SANITY, row)}
     sanity.update({"coverage_recon_real": 0.97, "coverage_recon_one_class": 0.2, "coverage_recon_noise": 0.0,
                    "recall_recon_real": 0.96, "recall_recon_one_class": 0.6, "recall_recon_noise": 0.0})
-    rows = {r["measure"]: r["blur test"] for r in study.sanity_rows([sanity, sanity])}
-    assert rows["coverage"] == "fails" and rows["recall"] == "fails" and rows["class_entropy"] == "passes"
-    assert rows["coverage_recon"] == "passes" and rows["recall_recon"] == "passes" and rows["unsure"] == "-"
+    table = study.sanity_rows(runs(run(**sanity), run("cnn", **sanity))).set_index("measure")
+    assert table.loc["coverage", "blur test"] == "fails" and table.loc["class_entropy", "blur test"] == "passes"
+    assert list(table.loc[["recall", "coverage_recon", "recall_recon", "unsure"], "blur test"]) == [
+        "fails", "passes", "passes", "-"]
+    assert (table.loc["coverage", "blurred_mean"], table.loc["coverage", "blurred_std"]) == (0.03, 0.0)
+    assert table.loc["coverage_recon", ["noise_mean", "blurred_mean"]].isna().tolist() == [False, True]
 
 
 def test_family_gaps_compare_cnn_with_fc_of_the_same_size_per_latent_dim():
-    rows = study.grouped([run(architecture="32x16", latent_dim=d, recon=250.0 - d + 0.1 * s, mse=0.03, seed=s)
-                          for d in (2, 8) for s in range(2)]
-                         + [run("cnn", architecture="32x32 k4", latent_dim=d, recon=245.0 - 2 * d + 0.1 * s,
-                                mse=0.03, seed=s) for d in (2, 8) for s in range(2)],
-                         ["model", "architecture", "latent_dim"], ["recon", "mse"])
-    gaps = {row["latent_dim"]: row for row in study.family_gaps(rows)}
-    assert gaps[2]["recon_cnn_minus_fc"] == pytest.approx(-7.0) and gaps[8]["recon_cnn_minus_fc"] == pytest.approx(-13.0)
-    assert gaps[2]["recon_verdict"] == "CNN lower" and gaps[2]["mse_verdict"] == "no difference called"
+    table = study.grouped(runs(*[run(architecture="32x16", latent_dim=d, recon=250.0 - d + 0.1 * s, mse=0.03, seed=s)
+                                 for d in (2, 8) for s in range(2)],
+                               *[run("cnn", architecture="32x32 k4", latent_dim=d, recon=245.0 - 2 * d + 0.1 * s,
+                                     mse=0.03, seed=s) for d in (2, 8) for s in range(2)]),
+                          ["model", "architecture", "latent_dim"], ["recon", "mse"])
+    gaps = study.family_gaps(table).set_index("latent_dim")
+    assert gaps.recon_cnn_minus_fc.tolist() == pytest.approx([-7.0, -13.0]) and gaps.seeds.tolist() == ["2/2"] * 2
+    assert gaps.recon_verdict[2] == "CNN lower" and gaps.mse_verdict[2] == "no difference called"
 
 
 def test_capacity_runs_meet_h_at_the_same_kl_by_interpolation():
-    rows = [{"model": "fc", "capacity": None, "gamma": 100.0, "beta": b, "seeds": 1, "kl": (kl, None),
-             "recon": (recon, None)} for b, kl, recon in ((0.1, 13.0, 237.0), (0.5, 10.0, 238.0), (1.0, 8.0, 240.0))]
-    rows += [{"model": "fc", "capacity": 10.0, "gamma": g, "beta": 0.1, "seeds": 1, "kl": (kl, None),
-              "recon": (recon, None)} for g, kl, recon in ((3.0, 9.0, 239.5), (100.0, 20.0, 254.0))]
-    matched = {row["gamma"]: row for row in study.rate_matched(rows)}
-    assert matched[3.0]["h_recon_same_kl"][0] == pytest.approx(239.0) and matched[3.0]["b_minus_h"][0] == pytest.approx(0.5)
-    assert matched[100.0]["h_recon_same_kl"] == "-"  # no pair of H runs brackets a KL of 20
+    nan = math.nan
+    h = ((0.1, 13.0, 237.0, 0.2), (0.5, 10.0, 238.0, 0.3), (1.0, 8.0, 240.0, 0.1))
+    rows = [{"model": "fc", "capacity": nan, "gamma": nan, "beta": b, "seeds": 2, "kl_mean": kl, "kl_std": 0.1,
+             "recon_mean": recon, "recon_std": std} for b, kl, recon, std in h]
+    rows += [{"model": "fc", "capacity": 10.0, "gamma": g, "beta": 0.1, "seeds": 2, "kl_mean": kl, "kl_std": 0.1,
+              "recon_mean": recon, "recon_std": 0.1} for g, kl, recon in ((3.0, 9.0, 239.5), (100.0, 20.0, 254.0),
+                                                                          (30.0, 10.0, 237.0))]
+    matched = study.rate_matched(pd.DataFrame(rows)).set_index("gamma")
+    assert matched.h_recon_same_kl_mean[3.0] == pytest.approx(239.0)
+    assert matched.b_minus_h_mean[3.0] == pytest.approx(0.5)
+    assert matched.h_recon_same_kl_std[3.0] == 0.3 and matched.verdict[3.0] == "no difference called"
+    assert matched.h_recon_same_kl_mean[30.0] == 238.0 and matched.verdict[30.0] == "B lower"  # on an H run's KL
+    assert pd.isna(matched.h_recon_same_kl_mean[100.0]) and matched.verdict[100.0] == "-"  # no H pair brackets 20
 
 
 def test_the_design_screen_keeps_runs_in_the_budget_and_sets_its_two_best_against_both_defaults():
@@ -110,34 +223,44 @@ def test_the_design_screen_keeps_runs_in_the_budget_and_sets_its_two_best_agains
              for s in range(3)]
     rows += design("a", 45, 112.0, seeds=(0, 1, 2)) + design("b", 48, 113.0, epochs=10) + design("big", 60, 100.0)
     rows += design("short", 30, None, epochs=5)  # fewer than 10 epochs: no epoch-10 reconstruction
-    tables = study.design_tables(rows)
-    assert tables["budget"] == 50
-    assert [(r["architecture"], r["seeds"]) for r in tables["cnn-designs"]] == [("a", 1), ("b", 1), ("32x32 k4", 1)]
-    best = {r["architecture"]: r for r in tables["cnn-best"]}
-    assert list(best) == ["32x32 k4", "a", "512x256"]  # b ran 10 epochs only; smallest first within each family
-    assert (best["a"]["recon_vs_default_fc"], best["a"]["recon_vs_default_cnn"]) == ("higher", "lower")
-    assert best["512x256"]["recon_vs_default_fc"] == "-" and best["512x256"]["mse_vs_default_cnn"] == "lower"
+    made = study.design_tables(runs(*rows))
+    assert made["budget"] == 50
+    assert made["cnn-designs"][["architecture", "seeds"]].values.tolist() == [["a", 1], ["b", 1], ["32x32 k4", 1]]
+    best = made["cnn-best"].set_index("architecture")
+    assert list(best.index) == ["32x32 k4", "a", "512x256"]  # b ran 10 epochs only; smallest first within each family
+    assert (best.recon_vs_default_fc["a"], best.recon_vs_default_cnn["a"]) == ("higher", "lower")
+    assert best.recon_vs_default_fc["512x256"] == "-" and best.mse_vs_default_cnn["512x256"] == "lower"
 
 
 def test_a_committed_table_is_not_replaced_by_a_smaller_one_unless_forced(tmp_path):
-    rows = [{"model": "fc", "seeds": 3, "mse": (0.02, 0.001)}, {"model": "cnn", "seeds": 3, "mse": (0.03, 0.001)}]
-    assert "2 rows" in tables.write_part("x", rows, "t", ["cmd"], tmp_path, force=False)
+    table = pd.DataFrame({"model": ["fc", "cnn"], "seeds": [3, 3], "mse_mean": [0.02, 0.03], "mse_std": [0.001] * 2})
+    assert "2 rows" in tables.write_part("x", table, "t", ["cmd"], tmp_path, force=False)
     before = (tmp_path / "study-x.md").read_bytes()
     assert "kept (2 rows, 6 seeds committed; the records give 1 rows, 3 seeds" in tables.write_part(
-        "x", rows[:1], "t", ["cmd"], tmp_path, force=False)
-    assert "kept" in tables.write_part("x", [{**rows[0], "seeds": 1}, {**rows[1], "seeds": 1}], "t", ["c"], tmp_path,
-                                      force=False)
-    assert "kept" in tables.write_part("x", [], "t", ["cmd"], tmp_path, force=True)  # nothing never replaces
+        "x", table[:1], "t", ["cmd"], tmp_path, force=False)
+    assert "kept" in tables.write_part("x", table.assign(seeds=["1/1", "1"]), "t", ["c"], tmp_path, force=False)
+    assert "kept" in tables.write_part("x", table[:0], "t", ["cmd"], tmp_path, force=True)  # nothing never replaces
     assert (tmp_path / "study-x.md").read_bytes() == before
-    assert "1 rows" in tables.write_part("x", rows[:1], "t", ["cmd"], tmp_path, force=True)
+    assert "1 rows" in tables.write_part("x", table[:1], "t", ["cmd"], tmp_path, force=True)
 
 
-def test_a_committed_table_reads_back_as_the_rows_it_was_written_from(tmp_path):
-    rows = [{"model": "fc", "architecture": "8", "beta": 0.1, "seeds": 3, "mse": (0.02, 0.001)},
-            {"model": "cnn", "architecture": "32x32 k4", "beta": 1.0, "seeds": 1, "mse": (0.03, None)}]
-    tables.write_part("x", rows, "t", ["cmd"], tmp_path, force=False)
-    assert tables.committed_rows(tmp_path / "study-x") == rows
-    assert tables.committed_size(tmp_path / "study-x") == (2, 4)
+def test_a_table_splits_mean_and_std_into_columns_and_reads_back_as_the_rows_it_was_written_from(tmp_path):
+    rows = [{"model": "fc", "architecture": "8", "beta": 0.1, "capacity": None, "seeds": 3, "mse": (0.02031, 0.00012),
+             "parameters": (1069590.0, 0.0)},
+            {"model": "cnn", "architecture": "32x32 k4", "beta": 1.0, "capacity": 10.0, "seeds": 1,
+             "mse": (0.0222, None), "parameters": (49575.0, None)}]
+    table = pd.DataFrame([{k: v for key, value in row.items() for k, v in (
+        zip((f"{key}_mean", f"{key}_std"), value) if isinstance(value, tuple) else [(key, value)])} for row in rows])
+    csv_path, md_path = tables.write_table(table, tmp_path / "tables" / "frontier", header="# Frontier\n\n")
+    assert csv_path.read_text().splitlines() == [
+        "model,architecture,beta,capacity,seeds,mse_mean,mse_std,parameters_mean,parameters_std",
+        "fc,8,0.1,,3,0.02031,0.00012,1069590.0,0.0", "cnn,32x32 k4,1.0,10.0,1,0.0222,,49575.0,"]
+    assert md_path.read_text().splitlines()[2:] == [
+        "| model | architecture | beta | capacity | seeds | mse | parameters |", "|---|---|---|---|---|---|---|",
+        "| fc | 8 | 0.1 | None | 3 | 0.0203 ± 0.0001 | 1,069,590 |",
+        "| cnn | 32x32 k4 | 1 | 10 | 1 | 0.0222 | 49,575 |"]
+    assert study.figure_rows(pd.read_csv(csv_path, dtype={"architecture": str})) == rows
+    assert tables.read_table(csv_path.with_suffix(""))[1]["mse_std"] == "" and tables.read_table(tmp_path / "no") == []
 
 
 def test_a_record_that_replaces_other_numbers_says_so(tmp_path):
@@ -190,15 +313,26 @@ def test_each_table_names_the_sweep_commands_that_train_every_run_it_takes(tmp_p
     from lab.parts import PARTS
     from lab.search import run_name
 
-    rows = [row for row in map(study.run_row, records.load_records(ROOT / "results" / "runs")[0]) if row]
+    rows = pd.DataFrame([row for row in map(study.run_row, records.load_records(COMMITTED)[0]) if row])
     for name, part in PARTS.items():
         folders = [f"--{kind}-dir={tmp_path}" for kind in ("runs", "results", "img", "records")]  # (parsing tries them)
         grids = [sweep.parse_args(shlex.split(command)[3:] + folders)[1] for command in part["commands"]]
         trained = {run_name(point) for job in grids for point in job.points}
-        assert not {row["run"] for row in study.selected(rows, part)} - trained, name
+        assert not set(study.selected(rows, part).run) - trained, name
 
 
 def test_a_missing_records_folder_is_a_one_line_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         study.main(["--records-dir", str(tmp_path / "missing"), "--results-dir", str(tmp_path)])
     assert exit_info.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+
+
+def test_the_figures_of_kept_tables_are_drawn_from_their_committed_csv(tmp_path, capsys):
+    results, one = tmp_path / "results", tmp_path / "one"
+    shutil.copytree(ROOT / "results", results, ignore=shutil.ignore_patterns("runs"))
+    one.mkdir()
+    shutil.copy(COMMITTED / "fc-bernoulli-z3-beta2.json", one)  # too few runs to replace any table
+    assert study.main(["--records-dir", str(one), "--results-dir", str(results), "--img-dir", str(tmp_path)]) == 0
+    assert " rows\n" not in capsys.readouterr().out
+    drawn = sorted(tmp_path.glob("*.png"))
+    assert drawn and all(figure.read_bytes() == (ROOT / "img" / figure.name).read_bytes() for figure in drawn)

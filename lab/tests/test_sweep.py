@@ -17,8 +17,9 @@ from optuna.trial import TrialState
 
 from checkpoint import DIGEST, CheckpointError, load_checkpoint, lock
 from classifier import WEIGHTS
-from files import read_table, sha256
+from files import sha256
 from lab import machine, search, sweep
+from lab.tables import read_table
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = "results/sweep-fc-bernoulli-z3.csv"
