@@ -65,6 +65,10 @@ def write_part(name: str, table: pd.DataFrame, title: str, commands: list[str], 
         return (f"{stem}.md: kept ({kept_rows} rows, {kept_seeds} seeds committed; the records give {rows} rows, "
                 f"{seeds} seeds: --force replaces it)")
     listed = "".join(f"    {command}\n" for command in commands)
+    before = [read_table(stem), stem.with_suffix(".md").read_text() if stem.with_suffix(".md").exists() else None]
     write_table(table, stem, f"# Study: {title}\n\nMade by `python -m lab.study` from the run records of:\n\n{listed}"
                              "\nmean ± standard deviation over seeds\n\n")
-    return f"{stem}.md: {len(table)} rows"
+    after = [read_table(stem), stem.with_suffix(".md").read_text()]
+    differ = sum(a != b for a, b in zip(after[0], before[0])) + abs(len(after[0]) - len(before[0]))
+    return f"{stem}.md: {len(table)} rows, " + ("unchanged" if after == before else f"CHANGED: {differ} rows differ" if
+                                               differ else "CHANGED: its header only")

@@ -336,3 +336,18 @@ def test_the_figures_of_kept_tables_are_drawn_from_their_committed_csv(tmp_path,
     assert " rows\n" not in capsys.readouterr().out
     drawn = sorted(tmp_path.glob("*.png"))
     assert drawn and all(figure.read_bytes() == (ROOT / "img" / figure.name).read_bytes() for figure in drawn)
+
+
+def test_a_table_that_the_study_rewrites_says_whether_its_rows_changed(tmp_path):
+    """A tool that changes a committed result says so in a line."""
+    write_part = tables.write_part
+    table = pd.DataFrame({"model": ["fc", "cnn"], "mse_mean": [0.02, 0.03], "mse_std": [0.001, None], "seeds": [3, 1]})
+    first = write_part("demo", table, "a demo", ["python -m lab.sweep --model fc"], tmp_path, force=False)
+    assert first.endswith("2 rows, CHANGED: 2 rows differ")  # no table before: both rows are new
+    assert write_part("demo", table, "a demo", ["python -m lab.sweep --model fc"], tmp_path, False).endswith(
+        "2 rows, unchanged")
+    assert write_part("demo", table, "a demo", ["python -m lab.sweep --model cnn"], tmp_path, False).endswith(
+        "CHANGED: its header only")
+    table.loc[1, "mse_mean"] = 0.031
+    assert write_part("demo", table, "a demo", ["python -m lab.sweep --model cnn"], tmp_path, False).endswith(
+        "CHANGED: 1 rows differ")
