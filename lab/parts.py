@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from config import ModelConfig, TrainConfig
+from models import dataset_scaled_beta
 
 SWEEP, SHARED = "python -m lab.sweep", f"--epochs {TrainConfig.epochs} --no-progress"
 HEADLINE = ["recon", "kl", "mse", "knn_accuracy", "fd_prior", "fd_aggregate", "precision_prior", "recall_prior",
             "precision_aggregate", "recall_aggregate"]
-SCALED_BETA = 0.0021  # 128 / 60,000: the original's KL scaled by dataset size
+SCALED_BETA = round(dataset_scaled_beta(1.0, TrainConfig.batch_size), 4)  # 128 / 60,000 = 0.0021: the KL scaled by N
 BETAS = (4, 2, 1, 0.5, 0.1, 0.01, SCALED_BETA)  # the beta sweep, from the highest
 DEFAULT = {"beta": TrainConfig.beta, "likelihood": ModelConfig.likelihood, "capacity": None,
            "latent_dim": ModelConfig.latent_dim, "default_architecture": True}
