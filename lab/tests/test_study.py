@@ -294,8 +294,10 @@ def test_the_committed_records_regenerate_the_committed_tables_byte_for_byte(tmp
     results = tmp_path / "results"
     shutil.copytree(ROOT / "results", results, ignore=shutil.ignore_patterns("runs"))
     assert study.main(["--results-dir", str(results), "--img-dir", str(tmp_path / "img")]) == 0
-    made = [line.split(".md:")[0] for line in capsys.readouterr().out.splitlines() if line.endswith(" rows")]
+    written = [line for line in capsys.readouterr().out.splitlines() if " rows, " in line]
+    made = [line.split(".md:")[0] for line in written]
     assert made, "no table could be made from results/runs"
+    assert all(line.endswith(" rows, unchanged") for line in written), written
     for stem in made:
         for suffix in (".md", ".csv"):
             name = Path(stem).name + suffix
