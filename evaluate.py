@@ -201,7 +201,7 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
 
 def headline(result: dict[str, Any]) -> list[str]:
     """The numbers a reader looks at first, one line each, with units (eval.json holds every metric)."""
-    row, fd = summary(result), "Frechet distance to the test images, classifier features (lower: closer)"
+    row, fd = summary(result), "Frechet distance to the test images (lower: closer)"
     lines = [("reconstruction", f"{row['recon']:.2f} nats/image", "-log p(x|z), z drawn from q(z|x)"),
              ("KL", f"{row['kl']:.2f} nats/image", f"beta {result['beta']:g} weighs it in the loss"),
              ("IWAE NLL", f"{row['iwae_nll']:.2f} nats/image", f"k = {result['k']}" +
