@@ -31,6 +31,9 @@ BETAS_SEEDS = [f"{SWEEP} --study betas-seeds-{m} --model {m} --betas 0.01 1 2 4 
                for m in ("cnn", "fc")]  # seeds 1 and 2 of the bernoulli betas not trained over seeds for other parts
 LATENT_SEEDS = (f"{SWEEP} --study latent-dims-seeds --model fc cnn --betas 0.1 --latent-dim 3 8 --set "
                 f"hidden={WIDTHS['fc'][0]} --seeds 1 2 {SHARED}")
+LATENT_SEEDS_200K = [f"{SWEEP} --study latent-dims-200k-seeds-{m} --model {m} --betas 0.1 --latent-dim 3 8 --set "
+                     f"{'hidden' if m == 'fc' else 'channels'}={WIDTHS[m][1].split()[0]} --seeds 1 2 {SHARED}"
+                     for m in WIDTHS]  # about 200 k parameters, seeds 1 and 2 (seed 0: the latent-dims commands)
 PARTS: dict[str, dict[str, Any]] = {
     "seeds": {"title": "headline configurations over seeds (default architectures, beta 0.1)",
               "commands": [SEEDS, LIKELIHOOD_SEEDS],
@@ -46,7 +49,7 @@ PARTS: dict[str, dict[str, Any]] = {
                     "commands": [f"{SWEEP} --study latent-dims-{m} --model {m} --betas 0.1 --latent-dim 2 3 5 8 16 "
                                  f"--set {'hidden' if m == 'fc' else 'channels'}="
                                  f"{','.join(w.split()[0] for w in WIDTHS[m])} {SHARED}" for m in WIDTHS] + [
-                        LATENT_SEEDS, SEEDS],
+                        LATENT_SEEDS, *LATENT_SEEDS_200K, SEEDS],
                     "where": {k: v for k, v in DEFAULT.items() if k not in ("latent_dim", "default_architecture")},
                     "architectures": [w for m in WIDTHS for w in WIDTHS[m]],
                     "group": ["model", "architecture", "latent_dim"],
@@ -93,7 +96,7 @@ PARTS.update({  # the earlier parts: their committed tables stay until records w
                      f"{SWEEP} --study frontier-fc --model fc --betas 0.1 --set hidden=8,32x16,128x64 {SHARED}",
                      f"{SWEEP} --study frontier-cnn --model cnn --betas 0.1 --set channels=12x12,64x80 {SHARED}",
                      f"{SWEEP} --study frontier-cnn-1m --model cnn --betas 0.1 --set channels=160x192 --seeds 0 1 "
-                     f"--workers 1 {SHARED}", LATENT_SEEDS, SEEDS],
+                     f"--workers 1 {SHARED}", LATENT_SEEDS, *LATENT_SEEDS_200K, SEEDS],
                  "where": ANY_ARCHITECTURE,
                  "architectures": FRONTIER["fc"] + FRONTIER["cnn"], "group": ["model", "architecture"],
                  "columns": ["parameters", "recon", "mse"]},
