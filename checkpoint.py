@@ -141,6 +141,8 @@ def check_checkpoint(checkpoint: Any, path: Path) -> None:
     need(config == model.plain_config(), "config", f"not the full settings of a model ({model.plain_config()})")
     with warnings.catch_warnings(action="ignore"):  # copying into a meta model: only names and shapes count
         judged("model_state", lambda: model.load_state_dict(checkpoint["model_state"]))
+    need(all(checkpoint["model_state"][k].dtype == v.dtype for k, v in model.state_dict().items()), "model_state",
+         "its tensors are not of the model's dtypes")  # load_state_dict would convert them silently
     need(isinstance(train_config, dict) and plain(train_config) and type(train_config.get("train_images", 1)) is int
          and train_config.get("train_images", 1) >= 1, "train_config", "not a dict of plain settings")
     lr = judged("train_config", lambda: TrainConfig(**{k: v for k, v in train_config.items()
@@ -165,10 +167,9 @@ def check_checkpoint(checkpoint: Any, path: Path) -> None:
             need(type(i) is int and 0 <= i < len(shapes) and isinstance(values, dict) and set(values) == set(ADAM_STATE)
                  and tensor_like(values["step"], ()) and all(tensor_like(values[k], shapes[i]) for k in ADAM_STATE[1:]),
                  f"optimizer_state.state[{i!r}]", f"not Adam's {', '.join(ADAM_STATE)} (finite float32 tensors)")
-    need(isinstance(checkpoint["rng"], dict) and set(checkpoint["rng"]) <= {"train", "torch"}, "rng",
-         "not a dict of train and torch states")
+    need(isinstance(checkpoint["rng"], dict) and set(checkpoint["rng"]) <= {"train", "torch"}, "rng", "not RNG states")
     for key, value in checkpoint["rng"].items():
-        judged(f"rng.{key}", lambda: torch.Generator().set_state(value))
+        judged(f"rng.{key}", lambda: torch.Generator().set_state(value.cpu()))  # any map_location: CPU states
 
 
 def tensor_digest(checkpoint: dict[str, Any]) -> str:
@@ -209,8 +210,8 @@ def restore(checkpoint: dict[str, Any], model: BetaVAE, optimizer: torch.optim.O
         raise CheckpointError("the checkpoint holds a model only (no optimizer or RNG state): it cannot be resumed")
     load_model_state(model, checkpoint)
     optimizer.load_state_dict(checkpoint["optimizer_state"])
-    generator.set_state(checkpoint["rng"]["train"])
-    torch.set_rng_state(checkpoint["rng"]["torch"])
+    generator.set_state(checkpoint["rng"]["train"].cpu())
+    torch.set_rng_state(checkpoint["rng"]["torch"].cpu())
     return list(checkpoint["history"])
 
 

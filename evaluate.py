@@ -208,7 +208,7 @@ def headline(result: dict[str, Any]) -> list[str]:
               ("" if row["nll_normalised"] else "; bernoulli: not a density of grey pixels")),
              ("MSE", f"{row['mse']:.4f}", "per pixel, pixels in [0, 1]"),
              ("recon accuracy", f"{row['recon_accuracy']:.3f}", "reconstructions the classifier labels correctly"),
-             ("kNN accuracy", f"{row['knn_accuracy']:.3f}", "5-NN class of the test codes: class separation"),
+             ("kNN accuracy", f"{row['knn_accuracy']:.3f}", f"{metrics.NEIGHBOURS}-NN class of test codes: separation"),
              ("active units", f"{row['active_units']} of {len(result['kl_per_dim'])}", "latent dimensions in use")]
     lines.append(("FD", " / ".join(f"{row[f'fd_{name}']:.1f}" for name in result["samplers"]),
                   f"{' / '.join(result['samplers'])} samples: {fd}"))

@@ -43,6 +43,9 @@ class Likelihood:
             return f"{self} likelihood needs data in [{lo:g}, {hi:g}], got values in [{low:.3g}, {high:.3g}]"
         return None
 
+    def __reduce__(self) -> tuple:  # a copy (pickle, deepcopy) is the one object of its name
+        return likelihood, (self.name,)
+
     def __repr__(self) -> str:
         return repr(self.name)
 

@@ -21,6 +21,7 @@ from checkpoint import CHECKPOINT, CheckpointError, load_checkpoint, load_model
 from config import IMAGE_SHAPE
 from data import CLASS_NAMES, COUNTS, FILES, DataError, find_data_dir, find_file, load_split, to_tensor, to_unit_range
 from files import WriteError, sha256, write_text
+from likelihoods import Likelihood
 from models import BetaVAE
 from samplers import central_range, posterior_means, top_dimensions
 
@@ -36,7 +37,7 @@ class PageError(ValueError):
     """A model the page cannot show or run; the message is one line."""
 
 
-ERRORS = (PageError, CheckpointError, DataError, WriteError, OSError)  # what write_page reports in one line
+ERRORS = (ValueError, CheckpointError, DataError, WriteError, OSError)  # what write_page reports in one line
 
 
 def packed(array: np.ndarray | Tensor, compress: bool = False) -> str:
@@ -139,7 +140,7 @@ def embedded_weights(data: dict[str, Any]) -> dict[str, Tensor]:
             .reshape(entry["shape"]) for key, entry in data["weights"].items()}
 
 
-def test_set(likelihood: str, data_dir: str | Path | None = None) -> tuple[Tensor, Tensor]:
+def test_set(likelihood: Likelihood, data_dir: str | Path | None = None) -> tuple[Tensor, Tensor]:
     """The 10,000 Fashion-MNIST test images in the likelihood's data range, and their labels."""
     directory = find_data_dir(data_dir, download=False)
     images, labels = load_split(*(find_file(directory, name) for name in FILES["test"]), COUNTS["test"])

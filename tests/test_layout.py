@@ -20,7 +20,7 @@ FLOORS = {
     "classifier": {"checkpoint", "cli", "data", "files", "models"},
     "evaluate": {"checkpoint", "classifier", "cli", "config", "data", "files", "metrics", "models", "samplers"},
     "plots": {"config", "data", "models", "samplers"},
-    "webpage": {"checkpoint", "config", "data", "files", "models", "samplers"},
+    "webpage": {"checkpoint", "config", "data", "files", "likelihoods", "models", "samplers"},
     "explorer": {"cli", "config", "data", "models", "plots", "samplers", "webpage"},
 }
 

@@ -190,3 +190,13 @@ def test_decoder_channels_default_mirrors_the_encoder_and_must_match_its_depth()
     assert all(torch.equal(a, b) for a, b in zip(mirrored.state_dict().values(), default.state_dict().values()))
     with pytest.raises(ValueError, match="decoder_channels must be 2 integers"):
         ModelConfig(model="cnn", channels=(8, 16), decoder_channels=(8, 16, 16))
+
+
+def test_a_copied_model_or_dataset_keeps_the_one_likelihood_object_of_its_name(tiny_data):
+    """Data and model are matched by their Likelihood object: a deepcopy or pickle must not make a second one."""
+    import copy
+    import pickle
+    from data import check_data
+    model = FCVAE(hidden=(8,), likelihood="sigma")
+    assert copy.deepcopy(model).likelihood is model.likelihood is pickle.loads(pickle.dumps(model.likelihood))
+    check_data(copy.deepcopy(tiny_data), FCVAE(hidden=(8,)).likelihood)  # bernoulli data, a bernoulli model

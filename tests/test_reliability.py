@@ -168,6 +168,8 @@ EDITS = {
     "config": lambda c: c["config"].update(latent_dim="3"),
     "model_state (size mismatch for encoder.1.weight)":
         lambda c: c["model_state"].update({"encoder.1.weight": torch.zeros(3, 3)}),
+    "model_state (not of the model's dtypes)":  # load_state_dict alone would convert float64 silently
+        lambda c: c["model_state"].update({k: v.double() for k, v in c["model_state"].items()}),
     "optimizer_state": lambda c: c.update(optimizer_state={"state": {}}),
     "rng.train": lambda c: c["rng"].update(train=torch.zeros(3)),
     "train_config": lambda c: c["train_config"].update(beta="high"),
