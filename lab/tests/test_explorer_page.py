@@ -74,6 +74,7 @@ def open_offline(browser, path: Path, width: int = 1280, height: int = 800):
     scatter is drawn. Below 600 pixels wide, a phone: touch events and a mobile viewport."""
     phone = {"has_touch": True, "is_mobile": True} if width < 600 else {}
     page = browser.new_page(viewport={"width": width, "height": height}, **phone)
+    page.set_default_timeout(120_000)  # a loaded 2-core machine draws the WebGL scatter in software, slowly
     attempts, errors = [], []
     page.on("request", lambda request: request.url.startswith("file://") or attempts.append(request.url))
     page.on("pageerror", lambda error: errors.append(str(error)))
