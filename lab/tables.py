@@ -69,6 +69,7 @@ def write_part(name: str, table: pd.DataFrame, title: str, commands: list[str], 
     write_table(table, stem, f"# Study: {title}\n\nMade by `python -m lab.study` from the run records of:\n\n{listed}"
                              "\nmean ± standard deviation over seeds\n\n")
     after = [read_table(stem), stem.with_suffix(".md").read_text()]
-    differ = sum(a != b for a, b in zip(after[0], before[0])) + abs(len(after[0]) - len(before[0]))
+    old, new = ({tuple(row.items()) for row in rows} for rows in (before[0], after[0]))
+    differ = max(len(new - old), len(old - new))  # rows changed, added or gone, wherever they stand
     return f"{stem}.md: {len(table)} rows, " + ("unchanged" if after == before else f"CHANGED: {differ} rows differ" if
                                                differ else "CHANGED: its header only")
