@@ -22,14 +22,14 @@ from config import IMAGE_SHAPE
 from data import CLASS_NAMES, COUNTS, FILES, DataError, find_data_dir, find_file, load_split, to_tensor, to_unit_range
 from files import WriteError, sha256, write_text
 from likelihoods import Likelihood
-from models import BetaVAE
+from models import ACTIVATIONS as MODEL_ACTIVATIONS, BetaVAE
 from samplers import central_range, posterior_means, top_dimensions
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 TEMPLATE, SCRIPT = ASSETS / "explorer_page.html", ASSETS / "explorer_page.js"
 POINTS = 3000  # test images in the scatter, each with its picture: about 0.6 MB of the page per 1,000
 MARGIN = 0.1   # of an axis's 1st-99th percentile span, added on each side (as in the notebook explorer)
-ACTIVATIONS = {nn.ReLU: "relu", nn.ELU: "elu", nn.SiLU: "silu"}
+ACTIVATIONS = {layer: name for name, layer in MODEL_ACTIVATIONS.items()}  # models.ACTIVATIONS, turned round
 RUNS = "Linear, Conv2d, ConvTranspose2d, BatchNorm, ReLU, ELU (alpha 1) and SiLU layers"
 
 

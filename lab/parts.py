@@ -11,7 +11,7 @@ SWEEP, SHARED = "python -m lab.sweep", f"--epochs {TrainConfig.epochs} --no-prog
 HEADLINE = ["recon", "kl", "mse", "knn_accuracy", "fd_prior", "fd_aggregate", "precision_prior", "recall_prior",
             "precision_aggregate", "recall_aggregate"]
 SCALED_BETA = round(dataset_scaled_beta(1.0, TrainConfig.batch_size), 4)  # 128 / 60,000 = 0.0021: the KL scaled by N
-BETAS = (4, 2, 1, 0.5, 0.1, 0.01, SCALED_BETA)  # the beta sweep, from the highest
+BETA_STEPS = (4, 2, 1, 0.5, 0.1, 0.01, SCALED_BETA)  # the beta sweep, from the highest
 DEFAULT = {"beta": TrainConfig.beta, "likelihood": ModelConfig.likelihood, "capacity": None,
            "latent_dim": ModelConfig.latent_dim, "default_architecture": True}
 ANY_ARCHITECTURE = {k: v for k, v in DEFAULT.items() if k != "default_architecture"}  # a part lists its own

@@ -26,7 +26,7 @@ from data import CLASS_NAMES
 from evaluate import summary
 from files import WriteError
 from lab import figures
-from lab.parts import (BETAS, BUDGET_SHARE, COMPARISONS, DEFAULT, DESIGN_PARTS, DIVERSITY, DIVERSITY_SANITY, PARTS,
+from lab.parts import (BETA_STEPS, BUDGET_SHARE, COMPARISONS, DEFAULT, DESIGN_PARTS, DIVERSITY, DIVERSITY_SANITY, PARTS,
                        SEEDS, WIDTHS)
 from lab.records import CLASSIFIER_SHA256, RECORDS_DIR, RecordError, load_records, load_run_folders
 from lab.tables import write_part
@@ -116,7 +116,7 @@ def beta_steps(table: pd.DataFrame) -> pd.DataFrame:
     the difference (to minus from) and the study's verdict, "not called (one seed)" where a side has no std."""
     bernoulli = table[table.likelihood == "bernoulli"]
     steps = pd.concat([comparison_rows(bernoulli, "beta", a, b, ["recon", "mse", "knn_accuracy", "kl"], ("from", "to"))
-                       .assign(step=f"{a:g} → {b:g}") for a, b in zip(BETAS, BETAS[1:])])
+                       .assign(step=f"{a:g} → {b:g}") for a, b in zip(BETA_STEPS, BETA_STEPS[1:])])
     steps = steps.sort_values("model", kind="stable")  # each family's steps together, from the highest beta
     one_seed = steps.from_std.isna() | steps.to_std.isna()
     return steps.assign(to_minus_from=steps.to_mean - steps.from_mean, verdict=steps.verdict.mask(
