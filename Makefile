@@ -1,5 +1,6 @@
 # make setup:    the core: .venv with requirements.txt (and, as root with apt and no data found, Fashion-MNIST)
-# make test:     the core suite (models, training, evaluation, notebooks, explorer)
+# make lint:     ruff check and ruff format --check (ruff.toml)
+# make test:     lint, then the core suite (models, training, evaluation, notebooks, explorer)
 # make lab:      setup + the experiment lab's packages (lab/requirements.txt) and, as root with apt, PostgreSQL and
 #                Chromium for the full suite's tests
 # make test-all: the full suite, core + lab (what CI runs)
@@ -11,7 +12,7 @@ TORCH_INDEX ?=
 PIP_INDEX := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 ROOT_APT = [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null
 
-.PHONY: setup lab test test-all run notebooks
+.PHONY: setup lab lint test test-all run notebooks
 setup: .venv/done
 .venv/done: requirements.txt
 	python3 -m venv .venv
@@ -32,11 +33,16 @@ lab: .venv/lab-done
 
 # one pytest worker per core (pytest-xdist), each with one torch thread: two 2-thread processes on 2 cores
 # would oversubscribe them
-test: setup
+test: setup lint
 	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -rs -n auto tests
 
-test-all: lab
+test-all: lab lint
 	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -rs -n auto tests lab/tests
+
+# ruff (ruff.toml): the lint rules and the one formatting of every .py file
+lint: setup
+	$(PYTHON) -m ruff check --quiet .
+	$(PYTHON) -m ruff format --check --quiet .
 
 run: notebooks
 

@@ -4,6 +4,7 @@ evaluate.py uses its penultimate layer (FEATURES values per image) for the Fréc
 its softmax for confidence and class-conditional rates. Trained once, with a fixed seed, by lab/train_classifier.py
 (`python -m lab.train_classifier`); the weights are assets/fmnist_classifier.pt.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,9 +31,18 @@ class Classifier(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(32 * 7 * 7, FEATURES), nn.ReLU())
+            nn.Conv2d(1, 16, 3, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(32 * 7 * 7, FEATURES),
+            nn.ReLU(),
+        )
         self.head = nn.Linear(FEATURES, 10)
         self.weights_sha256: str | None = None  # of the file load_classifier read: which classifier measured
 
@@ -40,12 +50,15 @@ class Classifier(nn.Module):
         return self.head(self.features((x - PIXEL_MEAN) / PIXEL_STD))
 
 
-def features_and_probs(classifier: Classifier, images: Tensor,
-                       batch_size: int = EVAL_BATCH_SIZE) -> tuple[Tensor, Tensor]:
+def features_and_probs(
+    classifier: Classifier, images: Tensor, batch_size: int = EVAL_BATCH_SIZE
+) -> tuple[Tensor, Tensor]:
     """Penultimate-layer features (N, FEATURES) and softmax probabilities (N, 10) of images in [0, 1]."""
+
     def features_probs(x: Tensor) -> tuple[Tensor, Tensor]:
         h = classifier.features((x - PIXEL_MEAN) / PIXEL_STD)
         return h, F.softmax(classifier.head(h), dim=1)
+
     return map_batches(classifier, features_probs, images, batch_size)
 
 
@@ -59,7 +72,9 @@ def load_classifier(path: str | Path = WEIGHTS) -> Classifier:
     try:
         classifier.load_state_dict(saved["state"])
     except Exception as error:  # from another architecture
-        raise ClassifierError(f"{path}: not weights of this classifier ({type(error).__name__}); "
-                              f"retrain them with: python -m lab.train_classifier --force") from None
+        raise ClassifierError(
+            f"{path}: not weights of this classifier ({type(error).__name__}); "
+            f"retrain them with: python -m lab.train_classifier --force"
+        ) from None
     classifier.weights_sha256 = sha256(path)
     return classifier.eval()

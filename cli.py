@@ -1,5 +1,6 @@
 """Command-line plumbing shared by the scripts: one-line errors, and options generated from a settings dataclass
 (config.py)."""
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,14 @@ def add_options(parser: argparse.ArgumentParser, settings_class: type, skip: tup
         default = " ".join(map(str, field.default)) if isinstance(field.default, tuple) else field.default
         if "default" not in doc and default not in (None, ""):  # a doc that names its default says it once
             doc += f" (default {default})"
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=finite(kind), nargs=nargs,
-                            default=argparse.SUPPRESS, help=doc, **options)
+        parser.add_argument(
+            f"--{field.name.replace('_', '-')}",
+            type=finite(kind),
+            nargs=nargs,
+            default=argparse.SUPPRESS,
+            help=doc,
+            **options,
+        )
 
 
 def finite(kind: type) -> Any:
@@ -47,6 +54,7 @@ def finite(kind: type) -> Any:
         if not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
         return value
+
     parse.__name__ = "float"
     return parse
 
@@ -60,12 +68,16 @@ def option_error(error: Exception) -> str:
 def unavailable(device: str) -> str | None:
     """Why torch cannot train on `device` here (cpu, cpu:0, cuda, cuda:1, mps), or None."""
     import torch
+
     try:
         kind = torch.device(device).type
     except RuntimeError:
         return f"{device!r} is not a device name (cpu, cuda, cuda:1, mps)"
-    if kind == "cpu" or (kind == "cuda" and torch.cuda.is_available()) or (
-            kind == "mps" and torch.backends.mps.is_available()):
+    if (
+        kind == "cpu"
+        or (kind == "cuda" and torch.cuda.is_available())
+        or (kind == "mps" and torch.backends.mps.is_available())
+    ):
         return None
     return f"{device} is not available on this machine"
 
@@ -73,5 +85,8 @@ def unavailable(device: str) -> str | None:
 def given(namespace: argparse.Namespace, settings_class: type) -> dict[str, Any]:
     """The fields of `settings_class` that were given on the command line, tuples as tuples."""
     names = {field.name for field in dataclasses.fields(settings_class)}
-    return {key: tuple(value) if isinstance(value, list) else value
-            for key, value in vars(namespace).items() if key in names}
+    return {
+        key: tuple(value) if isinstance(value, list) else value
+        for key, value in vars(namespace).items()
+        if key in names
+    }

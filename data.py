@@ -7,6 +7,7 @@ Where the files come from, first found wins:
 4. torchvision's download into ./data.
 Batches are cut from tensors: no per-image PIL transforms.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -14,20 +15,22 @@ import os
 import socket
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from likelihoods import Likelihood, likelihood as find_likelihood
+from likelihoods import Likelihood
+from likelihoods import likelihood as find_likelihood
 
-CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-               "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
-FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-         "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 COUNTS = {"train": 60000, "test": 10000}
 REPO_DATA_DIR = Path(__file__).resolve().parent / "data"
 SYSTEM_DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -49,8 +52,9 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise DataError(f"{path}: truncated IDX file ({len(raw)} bytes, no header)")
     zero, dtype, ndim = struct.unpack(">HBB", raw[:4])
     if zero != 0 or dtype != IDX_UBYTE or ndim not in (1, 3):
-        raise DataError(f"{path}: not an IDX file of unsigned bytes (magic {raw[:4].hex()}, "
-                        f"expected 00000801 or 00000803)")
+        raise DataError(
+            f"{path}: not an IDX file of unsigned bytes (magic {raw[:4].hex()}, expected 00000801 or 00000803)"
+        )
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DataError(f"{path}: truncated IDX header")
@@ -69,8 +73,9 @@ def find_file(directory: Path, name: str) -> Path | None:
     return None
 
 
-def load_split(images_path: str | Path, labels_path: str | Path,
-               count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_split(
+    images_path: str | Path, labels_path: str | Path, count: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, 28, 28) and labels (N,) as uint8, checked for consistency (and for `count` images if given)."""
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim != 3 or images.shape[1:] != (28, 28):
@@ -131,13 +136,15 @@ def find_data_dir(data_dir: str | Path | None = None, download: bool = True) -> 
             f"{' and the download failed' if download else ''}. Either "
             f"(1) put the four IDX files ({names}, gzipped or not) in a folder and pass data_dir or set "
             f"FASHION_MNIST_DIR; (2) put them in {REPO_DATA_DIR}; or "
-            f"(3) on Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist")
+            f"(3) on Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist"
+        )
     return found
 
 
 @dataclass
 class FashionMNISTData:
     """Images as float tensors (N, 1, 28, 28) scaled to the likelihood's range; labels as int64 (N,)."""
+
     train_images: Tensor
     train_labels: Tensor
     test_images: Tensor
@@ -177,8 +184,9 @@ def check_data(data: FashionMNISTData, likelihood: Likelihood, train_limit: int 
         check_data_range(images, likelihood)
 
 
-def load_fashion_mnist(likelihood: str | Likelihood = "bernoulli", data_dir: str | Path | None = None,
-                       limit: int | None = None) -> FashionMNISTData:
+def load_fashion_mnist(
+    likelihood: str | Likelihood = "bernoulli", data_dir: str | Path | None = None, limit: int | None = None
+) -> FashionMNISTData:
     """Load train and test sets; `limit` keeps the first N training images (the test set stays whole)."""
     likelihood = find_likelihood(likelihood)
     if limit is not None and limit < 1:
@@ -194,10 +202,11 @@ def load_fashion_mnist(likelihood: str | Likelihood = "bernoulli", data_dir: str
     return FashionMNISTData(train_x, train_y, test_x, test_y, likelihood)
 
 
-def batches(images: Tensor, batch_size: int, generator: torch.Generator | None = None,
-            shuffle: bool = True) -> Iterator[Tensor]:
+def batches(
+    images: Tensor, batch_size: int, generator: torch.Generator | None = None, shuffle: bool = True
+) -> Iterator[Tensor]:
     """Mini-batches cut from an in-memory tensor, in a random order drawn from `generator` if shuffle."""
     n = len(images)
     order = torch.randperm(n, generator=generator).to(images.device) if shuffle else None  # drawn on the CPU
     for start in range(0, n, batch_size):
-        yield images[order[start:start + batch_size]] if shuffle else images[start:start + batch_size]
+        yield images[order[start : start + batch_size]] if shuffle else images[start : start + batch_size]

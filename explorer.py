@@ -1,6 +1,7 @@
 """The latent space by hand, for the notebooks: a plotly scatter of the test images' posterior means (rotate, zoom,
 hover, click a point to jump to it), a slider per latent coordinate decoding z live and a button to a class's mean.
 Widgets need a live kernel; the cell's next output, a static picture, is what GitHub or an HTML export shows."""
+
 from __future__ import annotations
 
 import io
@@ -44,8 +45,12 @@ def slider_range(low: float, high: float) -> dict[str, float]:
     """A slider's min, max, step and readout: a power of ten for the step, at most (high - low) / STEPS, the ends on
     its multiples, and as many decimals in the value shown."""
     step = 10.0 ** (power := math.floor(math.log10(max(high - low, 1e-6) / STEPS)))
-    return dict(min=round(math.floor(low / step) * step, -power), max=round(math.ceil(high / step) * step, -power),
-                step=step, readout_format=f".{max(0, -power)}f")
+    return dict(
+        min=round(math.floor(low / step) * step, -power),
+        max=round(math.ceil(high / step) * step, -power),
+        step=step,
+        readout_format=f".{max(0, -power)}f",
+    )
 
 
 def axis_ranges(means: Tensor, dims: list[int], margin: float = MARGIN) -> list[list[float]]:
@@ -66,27 +71,47 @@ def scatter(means: Tensor, labels: Tensor, dims: list[int]) -> go.FigureWidget:
         index = torch.nonzero(labels == c).flatten()
         xyz = [means[index, d] for d in dims] if len(dims) > 1 else [means[index, dims[0]], c + jitter[index]]
         xyz = [coordinate.numpy() for coordinate in xyz]
-        style = dict(name=name, mode="markers", customdata=index.numpy(), marker=dict(size=2, color=COLORS[c]),
-                     hovertemplate=f"{name}<br>image %{{customdata}} (click: go there)<extra></extra>")
-        traces.append(go.Scatter3d(**dict(zip("xyz", xyz)), **style) if len(dims) == 3
-                      else go.Scattergl(x=xyz[0], y=xyz[1], **style))
-    marker = dict(name="z (sliders)", mode="markers", hoverinfo="skip",
-                  marker=dict(**Z_MARKER, size=14 if len(dims) == 3 else 16))
+        style = dict(
+            name=name,
+            mode="markers",
+            customdata=index.numpy(),
+            marker=dict(size=2, color=COLORS[c]),
+            hovertemplate=f"{name}<br>image %{{customdata}} (click: go there)<extra></extra>",
+        )
+        traces.append(
+            go.Scatter3d(**dict(zip("xyz", xyz)), **style)
+            if len(dims) == 3
+            else go.Scattergl(x=xyz[0], y=xyz[1], **style)
+        )
+    marker = dict(
+        name="z (sliders)", mode="markers", hoverinfo="skip", marker=dict(**Z_MARKER, size=14 if len(dims) == 3 else 16)
+    )
     traces.append(go.Scatter3d(x=[0], y=[0], z=[0], **marker) if len(dims) == 3 else go.Scatter(x=[0], y=[0], **marker))
     most = f"<br>the 3 of {latent_dim} dimensions that vary most" if latent_dim > 3 else ""
     titles, ranges = [f"z{d + 1}" for d in dims], axis_ranges(means, dims)
-    layout = dict(title=dict(text=f"posterior means of {n:,} test images{most}", font_size=14, x=0.01, xanchor="left"),
-                  modebar=dict(orientation="v"),  # down the right edge, clear of the title
-                  width=FIGURE_SIZE, height=FIGURE_SIZE + 40, margin=dict(l=0, r=0, t=50 if most else 30, b=0),
-                  legend=dict(itemsizing="constant", orientation="h", y=0, yanchor="top", font_size=11))
+    layout = dict(
+        title=dict(text=f"posterior means of {n:,} test images{most}", font_size=14, x=0.01, xanchor="left"),
+        modebar=dict(orientation="v"),  # down the right edge, clear of the title
+        width=FIGURE_SIZE,
+        height=FIGURE_SIZE + 40,
+        margin=dict(l=0, r=0, t=50 if most else 30, b=0),
+        legend=dict(itemsizing="constant", orientation="h", y=0, yanchor="top", font_size=11),
+    )
     if len(dims) == 3:
-        layout["scene"] = dict(aspectmode="cube", **{f"{axis}axis": dict(title=title, range=span, showspikes=False)
-                                                     for axis, title, span in zip("xyz", titles, ranges)})
+        layout["scene"] = dict(
+            aspectmode="cube",
+            **{
+                f"{axis}axis": dict(title=title, range=span, showspikes=False)
+                for axis, title, span in zip("xyz", titles, ranges)
+            },
+        )
     elif len(dims) == 2:
         layout.update(xaxis=dict(title=titles[0], range=ranges[0]), yaxis=dict(title=titles[1], range=ranges[1]))
     else:
-        layout.update(xaxis=dict(title=titles[0], range=ranges[0]),
-                      yaxis=dict(tickvals=list(range(len(CLASS_NAMES))), ticktext=CLASS_NAMES, autorange="reversed"))
+        layout.update(
+            xaxis=dict(title=titles[0], range=ranges[0]),
+            yaxis=dict(tickvals=list(range(len(CLASS_NAMES))), ticktext=CLASS_NAMES, autorange="reversed"),
+        )
     return go.FigureWidget(traces, layout)
 
 
@@ -135,10 +160,15 @@ class LatentExplorer(widgets.Box):
                 raise ValueError(f"{len(values)} {name} for {len(means)} posterior means: give one per test image")
         self.model, self.means, self.labels, self.images = model, means.float(), labels, images
         self.dims = top_dimensions(self.means, 3)
-        look = dict(style=dict(description_width="24px"), layout=dict(width="100%"),
-                    tooltip="drag, or click the value and type a number")
-        self.sliders = [widgets.FloatSlider(**slider_range(*span), description=f"z{d + 1}", **look)
-                        for d, span in enumerate(zip(*(bound.tolist() for bound in central_range(self.means))))]
+        look = dict(
+            style=dict(description_width="24px"),
+            layout=dict(width="100%"),
+            tooltip="drag, or click the value and type a number",
+        )
+        self.sliders = [
+            widgets.FloatSlider(**slider_range(*span), description=f"z{d + 1}", **look)
+            for d, span in enumerate(zip(*(bound.tolist() for bound in central_range(self.means))))
+        ]
         self.moving = False  # True while several sliders move at once: decode once, at the end
         for slider in self.sliders:
             slider.observe(self.on_slide, names="value")
@@ -146,20 +176,28 @@ class LatentExplorer(widgets.Box):
         self.image, self.picked = widgets.Image(**framed), widgets.Image(value=png(PLACEHOLDER), **framed)
         captioned = dict(layout=widgets.Layout(width=f"{IMAGE_SIZE + 20}px"))
         self.z_label, self.picked_label = widgets.HTML(**captioned), widgets.HTML(caption("click a point"), **captioned)
-        self.classes = widgets.Dropdown(options=[(CLASS_NAMES[c], c) for c in sorted(set(labels.tolist()))],
-                                        description="class", layout=dict(width="175px"))
-        self.button = widgets.Button(description="go to class mean", tooltip="move the sliders to the class's mean",
-                                     layout=widgets.Layout(width="145px"))
+        self.classes = widgets.Dropdown(
+            options=[(CLASS_NAMES[c], c) for c in sorted(set(labels.tolist()))],
+            description="class",
+            layout=dict(width="175px"),
+        )
+        self.button = widgets.Button(
+            description="go to class mean",
+            tooltip="move the sliders to the class's mean",
+            layout=widgets.Layout(width="145px"),
+        )
         self.button.on_click(lambda _: self.go_to_class(self.classes.value))
         self.figure = scatter(self.means, labels, self.dims)
         for trace in self.figure.data[:-1]:
             trace.on_click(self.on_point_click)
         self.move_to(self.means.median(0).values.tolist(), "the medians")
-        pairs = [(self.z_label, self.image), (self.picked_label, self.picked)][:1 if images is None else 2]
+        pairs = [(self.z_label, self.image), (self.picked_label, self.picked)][: 1 if images is None else 2]
         shown = [widgets.VBox(pair, layout=dict(align_items="center")) for pair in pairs]
         least, most = CONTROLS
-        controls = widgets.VBox([widgets.HBox(shown), *self.sliders, widgets.HBox([self.classes, self.button])],
-                                layout=dict(margin="0 0 0 8px", flex=f"1 1 {least}px", max_width=f"{most}px"))
+        controls = widgets.VBox(
+            [widgets.HBox(shown), *self.sliders, widgets.HBox([self.classes, self.button])],
+            layout=dict(margin="0 0 0 8px", flex=f"1 1 {least}px", max_width=f"{most}px"),
+        )
         super().__init__([self.figure, controls], layout=dict(flex_flow="row wrap", align_items="flex-start"))
 
     def z(self) -> Tensor:
@@ -230,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     """`python explorer.py RUN --html OUT.html`: the explorer of a run as one self-contained web page (webpage.py)."""
     from cli import OneLineParser
     from webpage import ERRORS, POINTS, write_page
+
     parser = OneLineParser(prog="explorer.py", description="Write a run's explorer as one self-contained web page.")
     parser.add_argument("run", help="run folder (or its checkpoint.pt)")
     parser.add_argument("--html", required=True, metavar="OUT.html", help="the page to write")

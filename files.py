@@ -1,4 +1,5 @@
 """Writing files safely: atomic writes and JSON. Imports nothing of the project."""
+
 from __future__ import annotations
 
 import errno
@@ -6,8 +7,9 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 class WriteError(Exception):

@@ -6,6 +6,7 @@ error (unit variance, constant dropped), data in [-1, 1]. continuous_bernoulli: 
 (Loaiza-Ganem & Cunningham 2019); pictures are its mean. sigma: a Gaussian with sigmoid mean and one learned scale
 (Rybkin et al. 2021). docs/likelihoods.md compares them.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,10 +20,11 @@ from torch.distributions import Normal
 
 class Likelihood:
     """p(x | logits) for images; the subclasses below are the four the project offers."""
+
     name = ""
-    data_range = (0.0, 1.0)   # where the data lives: to_tensor scales [0, 1] pixels to it
-    density = True            # a normalised density of the pixels, so its NLL compares across likelihoods
-    learns_scale = False      # the model carries one learned log standard deviation (sigma)
+    data_range = (0.0, 1.0)  # where the data lives: to_tensor scales [0, 1] pixels to it
+    density = True  # a normalised density of the pixels, so its NLL compares across likelihoods
+    learns_scale = False  # the model carries one learned log standard deviation (sigma)
 
     def mean(self, logits: Tensor) -> Tensor:
         """Decoder logits -> the picture in data space."""
@@ -75,8 +77,10 @@ class Gaussian(Likelihood):
 
     def check(self, low: float, high: float) -> str | None:
         if low >= 0.0 and high <= 1.0:
-            return ("gaussian likelihood (tanh output) needs data scaled to [-1, 1], but these images have no "
-                    "negative values: they look like [0, 1] data")
+            return (
+                "gaussian likelihood (tanh output) needs data scaled to [-1, 1], but these images have no "
+                "negative values: they look like [0, 1] data"
+            )
         return super().check(low, high)
 
 

@@ -6,6 +6,7 @@
   vs real feature vectors (in evaluate.py: the features of the project classifier).
 - class_mix: the class histogram the classifier gives a set of images: its entropy, KL from uniform, unsure share.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,12 +20,12 @@ from torch.distributions import Normal
 from data import CLASS_NAMES
 from models import BetaVAE, map_batches, reconstruction_nll
 
-NEIGHBOURS = 5          # k of the kNN classifier on posterior means
-PR_NEIGHBOURS = 3       # k of the precision/recall balls (Kynkaanniemi et al.)
-DC_NEIGHBOURS = 5       # k of the density/coverage balls (Naeem et al.'s default)
-CHUNK = 1000            # rows per torch.cdist call
+NEIGHBOURS = 5  # k of the kNN classifier on posterior means
+PR_NEIGHBOURS = 3  # k of the precision/recall balls (Kynkaanniemi et al.)
+DC_NEIGHBOURS = 5  # k of the density/coverage balls (Naeem et al.'s default)
+CHUNK = 1000  # rows per torch.cdist call
 ACTIVE_THRESHOLD = 0.01
-UNSURE = 0.5            # a sample is "unsure" (not clearly a garment) below this top class probability
+UNSURE = 0.5  # a sample is "unsure" (not clearly a garment) below this top class probability
 
 
 def iwae_nll(model: BetaVAE, images: Tensor, k: int, batch_size: int, seed: int = 0) -> float:
@@ -51,8 +52,9 @@ def active_units(means: Tensor, threshold: float = ACTIVE_THRESHOLD) -> int:
     return int((means.var(0) > threshold).sum())
 
 
-def knn_accuracy(train_means: Tensor, train_labels: Tensor, test_means: Tensor, test_labels: Tensor,
-                 neighbours: int = NEIGHBOURS) -> float:
+def knn_accuracy(
+    train_means: Tensor, train_labels: Tensor, test_means: Tensor, test_labels: Tensor, neighbours: int = NEIGHBOURS
+) -> float:
     """Accuracy of a k-nearest-neighbour classifier of the test means, fitted on the training means."""
     knn = KNeighborsClassifier(n_neighbors=neighbours).fit(train_means.numpy(), train_labels.numpy())
     return float(knn.score(test_means.numpy(), test_labels.numpy()))
@@ -78,8 +80,9 @@ def frechet_distance(a: Tensor, b: Tensor) -> float:
 
 def knn_radii(features: Tensor, k: int = PR_NEIGHBOURS) -> Tensor:
     """Distance from each feature vector (N, F) to its k-th nearest neighbour among the others."""
-    return torch.cat([torch.cdist(part, features).topk(k + 1, dim=1, largest=False).values[:, -1]
-                      for part in features.split(CHUNK)])
+    return torch.cat(
+        [torch.cdist(part, features).topk(k + 1, dim=1, largest=False).values[:, -1] for part in features.split(CHUNK)]
+    )
 
 
 def ball_counts(points: Tensor, centres: Tensor, radii: Tensor) -> tuple[Tensor, Tensor]:
@@ -92,8 +95,9 @@ def ball_counts(points: Tensor, centres: Tensor, radii: Tensor) -> tuple[Tensor,
     return torch.cat(counts), hit
 
 
-def precision_recall(generated: Tensor, real: Tensor, real_radii: Tensor | None = None,
-                     k: int = PR_NEIGHBOURS) -> tuple[float, float]:
+def precision_recall(
+    generated: Tensor, real: Tensor, real_radii: Tensor | None = None, k: int = PR_NEIGHBOURS
+) -> tuple[float, float]:
     """Improved precision and recall (Kynkaanniemi et al. 2019) of generated vs real feature vectors:
     generated inside a real k-NN ball, and real inside a generated k-NN ball."""
     real_radii = knn_radii(real, k) if real_radii is None else real_radii
@@ -102,8 +106,9 @@ def precision_recall(generated: Tensor, real: Tensor, real_radii: Tensor | None 
     return precision, recall
 
 
-def density_coverage(generated: Tensor, real: Tensor, real_radii: Tensor | None = None,
-                     k: int = DC_NEIGHBOURS) -> tuple[float, float]:
+def density_coverage(
+    generated: Tensor, real: Tensor, real_radii: Tensor | None = None, k: int = DC_NEIGHBOURS
+) -> tuple[float, float]:
     """Density and coverage (Naeem et al. 2020), with k-NN balls around the real vectors only: density, the mean
     number of real balls holding a generated vector, over k (1 for a generator like the data; can exceed 1);
     coverage, the share of real vectors whose ball holds at least one generated vector."""
@@ -118,5 +123,8 @@ def class_mix(probs: Tensor, unsure: float = UNSURE) -> dict[str, float]:
     and the share of images whose top probability is below `unsure`."""
     share = torch.bincount(probs.argmax(1), minlength=probs.shape[1]).double() / len(probs)
     entropy = -(share[share > 0] * share[share > 0].log()).sum().item() + 0.0  # + 0.0: no -0.0
-    return {"class_entropy": entropy, "class_kl_uniform": math.log(probs.shape[1]) - entropy,
-            "unsure": (probs.max(1).values < unsure).float().mean().item()}
+    return {
+        "class_entropy": entropy,
+        "class_kl_uniform": math.log(probs.shape[1]) - entropy,
+        "unsure": (probs.max(1).values < unsure).float().mean().item(),
+    }

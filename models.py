@@ -5,12 +5,14 @@ each keeps the ModelConfig it was built from (model.config) and its Likelihood (
 Loss convention (pythae's): reconstruction summed over pixels, KL summed over latent dimensions, both averaged over
 the batch; total = recon + beta * KL. Losses are pure arithmetic: inputs are validated where they enter.
 """
+
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -20,12 +22,13 @@ from likelihoods import LIKELIHOODS, Likelihood
 
 ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU}
 EVAL_BATCH_SIZE = 500  # images per forward pass outside training
-MAX_PARAMETERS = 2 ** 28  # 1 GiB of float32 weights (4 GiB with Adam's state and the gradients)
+MAX_PARAMETERS = 2**28  # 1 GiB of float32 weights (4 GiB with Adam's state and the gradients)
 
 
 class VAEOutput(NamedTuple):
     """What forward returns. `logits` is the decoder output before the output activation."""
-    recon: Tensor   # reconstruction in data space: likelihood.mean(logits)
+
+    recon: Tensor  # reconstruction in data space: likelihood.mean(logits)
     logits: Tensor
     mu: Tensor
     logvar: Tensor
@@ -35,6 +38,7 @@ class VAEOutput(NamedTuple):
 
 class LossTerms(NamedTuple):
     """Batch-averaged loss terms, in nats per image."""
+
     recon: Tensor
     kl: Tensor
     total: Tensor
@@ -50,8 +54,9 @@ def kl_per_dimension(mu: Tensor, logvar: Tensor) -> Tensor:
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
 
 
-def beta_vae_loss(output: VAEOutput, x: Tensor, beta: float = 1.0,
-                  likelihood: Likelihood = LIKELIHOODS["bernoulli"]) -> LossTerms:
+def beta_vae_loss(
+    output: VAEOutput, x: Tensor, beta: float = 1.0, likelihood: Likelihood = LIKELIHOODS["bernoulli"]
+) -> LossTerms:
     """Beta-VAE loss: total = recon + beta * KL, terms averaged over the batch (no validation: see module doc)."""
     recon = reconstruction_nll(output.logits, x, likelihood, output.log_scale).mean()
     kl = kl_per_dimension(output.mu, output.logvar).sum(1).mean()
@@ -63,8 +68,13 @@ def dataset_scaled_beta(beta: float, batch_size: int, train_images: int = 60000)
     return beta * batch_size / train_images
 
 
-def capacity_loss(output: VAEOutput, x: Tensor, gamma: float, capacity: float | Tensor,
-                  likelihood: Likelihood = LIKELIHOODS["bernoulli"]) -> LossTerms:
+def capacity_loss(
+    output: VAEOutput,
+    x: Tensor,
+    gamma: float,
+    capacity: float | Tensor,
+    likelihood: Likelihood = LIKELIHOODS["bernoulli"],
+) -> LossTerms:
     """Burgess et al. (2018), "beta-VAE B": total = recon + gamma * |KL - capacity|, terms averaged over the batch."""
     recon, kl, _ = beta_vae_loss(output, x, 0.0, likelihood)
     return LossTerms(recon, kl, recon + gamma * (kl - capacity).abs())
@@ -74,6 +84,7 @@ def capacity_loss(output: VAEOutput, x: Tensor, gamma: float, capacity: float | 
 class Objective:
     """What training minimises: recon + beta * KL, or with `capacity` the "B" objective recon + gamma * |KL - C|,
     C rising linearly from 0 to capacity over capacity_epochs: the settings of a TrainConfig (Objective.of)."""
+
     beta: float
     capacity: float | None
     capacity_epochs: int
@@ -123,14 +134,16 @@ class BetaVAE(nn.Module):
         mu, logvar = self.encoder(x).chunk(2, dim=1)
         return mu, logvar
 
-    def reparameterize(self, mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None,
-                       sample: bool | None = None) -> Tensor:
+    def reparameterize(
+        self, mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None, sample: bool | None = None
+    ) -> Tensor:
         """z = mu + sigma * eps; returns mu in eval mode unless sample=True. eps is drawn on the generator's device
         (the CPU for train.fit's) and moved to mu's: the same seed gives the same noise on every device."""
         if not (self.training if sample is None else sample):
             return mu
-        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype,
-                          device=mu.device if generator is None else generator.device).to(mu.device)
+        eps = torch.randn(
+            mu.shape, generator=generator, dtype=mu.dtype, device=mu.device if generator is None else generator.device
+        ).to(mu.device)
         return mu + eps * torch.exp(0.5 * logvar)
 
     def decode_logits(self, z: Tensor) -> Tensor:
@@ -159,8 +172,9 @@ class FCVAE(BetaVAE):
 
     kind = "fc"
 
-    def __init__(self, config: ModelConfig | None = None, image_shape: tuple[int, int, int] = IMAGE_SHAPE,
-                 **settings: Any) -> None:
+    def __init__(
+        self, config: ModelConfig | None = None, image_shape: tuple[int, int, int] = IMAGE_SHAPE, **settings: Any
+    ) -> None:
         super().__init__(config, image_shape, settings)
         norm, activation = self.config.norm, self.config.activation
         n_pixels = math.prod(image_shape)
@@ -185,11 +199,16 @@ class CNNVAE(BetaVAE):
 
     kind = "cnn"
 
-    def __init__(self, config: ModelConfig | None = None, image_shape: tuple[int, int, int] = IMAGE_SHAPE,
-                 **settings: Any) -> None:
+    def __init__(
+        self, config: ModelConfig | None = None, image_shape: tuple[int, int, int] = IMAGE_SHAPE, **settings: Any
+    ) -> None:
         super().__init__(config, image_shape, settings)
-        channels, norm, activation, k = (self.config.channels, self.config.norm, self.config.activation,
-                                         self.config.kernel_size)
+        channels, norm, activation, k = (
+            self.config.channels,
+            self.config.norm,
+            self.config.activation,
+            self.config.kernel_size,
+        )
         in_channels, height, width = image_shape
         strides = [2 if i < 2 else 1 for i in range(len(channels))]
         down = 2 ** strides.count(2)
@@ -204,8 +223,11 @@ class CNNVAE(BetaVAE):
         self.encoder = nn.Sequential(*encoder, nn.Flatten(), nn.Linear(features, 2 * self.latent_dim))
         mirror = self.config.decoder_channels or channels  # the decoder runs these backwards
         feature_shape = (mirror[-1], height // down, width // down)
-        decoder: list[nn.Module] = [nn.Linear(self.latent_dim, math.prod(feature_shape)), ACTIVATIONS[activation](),
-                                    nn.Unflatten(1, feature_shape)]
+        decoder: list[nn.Module] = [
+            nn.Linear(self.latent_dim, math.prod(feature_shape)),
+            ACTIVATIONS[activation](),
+            nn.Unflatten(1, feature_shape),
+        ]
         sides = list(zip((in_channels, *mirror), mirror, strides))
         for i, (c_out, c_in, stride) in reversed(list(enumerate(sides))):
             if stride == 2:  # output_padding makes 7 -> 14 -> 28 exact for odd kernels too
@@ -230,8 +252,10 @@ def build_model(config: ModelConfig | dict[str, Any], seed: int | None = None) -
         config = ModelConfig.from_dict(config)
     size = architecture_size(config, image_shape)
     if size > MAX_PARAMETERS:
-        raise ValueError(f"{size:,} parameters are too many (at most {MAX_PARAMETERS:,}): choose smaller hidden, "
-                         f"channels or latent_dim")
+        raise ValueError(
+            f"{size:,} parameters are too many (at most {MAX_PARAMETERS:,}): choose smaller hidden, "
+            f"channels or latent_dim"
+        )
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed)
@@ -239,8 +263,7 @@ def build_model(config: ModelConfig | dict[str, Any], seed: int | None = None) -
 
 
 @torch.no_grad()
-def map_batches(model: nn.Module, fn: Callable[[Tensor], Any], x: Tensor,
-                batch_size: int = EVAL_BATCH_SIZE) -> Any:
+def map_batches(model: nn.Module, fn: Callable[[Tensor], Any], x: Tensor, batch_size: int = EVAL_BATCH_SIZE) -> Any:
     """fn over consecutive batches of x (moved to the model's device), in eval mode and without gradients,
     restoring the model's mode; the results on the CPU, concatenated (tuples element by element)."""
     was_training = model.training
@@ -278,4 +301,3 @@ def architecture_size(config: ModelConfig, image_shape: tuple[int, int, int] = I
     """Parameters of the model `config` describes, counted on the meta device without allocating them."""
     with torch.device("meta"):
         return count_parameters(MODELS[config.model](config, image_shape))
-

@@ -1,10 +1,11 @@
 """The notebooks' figures, each a matplotlib Figure (written with `save`); the study's are in lab/figures.py."""
+
 from __future__ import annotations
 
 import io
 import itertools
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib.pyplot as plt
 import torch
@@ -32,10 +33,16 @@ def save(fig: Figure, name: str, enabled: bool = True, folder: Path = IMG_DIR) -
         (image if image.getcolors(256) is None else image.quantize(256)).save(folder / name, optimize=True)
 
 
-def grids(model: BetaVAE, panels: list[tuple[Tensor, int, str]], title: str, figsize: tuple[float, float],
-          rows: tuple[int, Sequence[str]] = (0, ())) -> tuple[Figure, list]:
+def grids(
+    model: BetaVAE,
+    panels: list[tuple[Tensor, int, str]],
+    title: str,
+    figsize: tuple[float, float],
+    rows: tuple[int, Sequence[str]] = (0, ()),
+) -> tuple[Figure, list]:
     """Image grids side by side, each (images in [0, 1], columns, title); rows: (panel, names of its grid rows)."""
     from torchvision.utils import make_grid  # here: importing torchvision takes seconds, which other figures skip
+
     fig, axes = plt.subplots(1, len(panels), figsize=figsize, layout="constrained", squeeze=False)
     for ax, (images, nrow, name) in zip(axes[0], panels):
         tiles = make_grid(images.clamp(0, 1), nrow=nrow, padding=1, pad_value=1.0)
@@ -64,9 +71,16 @@ def plot_curves(history: list[dict], name: str | None = None) -> Figure:
 def plot_reconstructions(model: BetaVAE, images: Tensor, labels: Tensor, per_class: int = 6) -> Figure:
     """Reconstructions (left) beside the real test images (right): the first `per_class` of each class, a row each."""
     x = images[torch.cat([torch.nonzero(labels == c).flatten()[:per_class] for c in range(len(CLASS_NAMES))])]
-    return grids(model, [(decode(model, posterior_means(model, x)), per_class, "reconstructions"),
-                         (to_unit_range(x, model.likelihood), per_class, "real test images")],
-                 "test images and their reconstructions", (10, 8.3), (0, CLASS_NAMES))[0]
+    return grids(
+        model,
+        [
+            (decode(model, posterior_means(model, x)), per_class, "reconstructions"),
+            (to_unit_range(x, model.likelihood), per_class, "real test images"),
+        ],
+        "test images and their reconstructions",
+        (10, 8.3),
+        (0, CLASS_NAMES),
+    )[0]
 
 
 def plot_samples(model: BetaVAE, z: Tensor, nrow: int = 10, title: str = "samples, z ~ N(0, I)") -> Figure:
@@ -106,14 +120,18 @@ def plot_latent_projections(means: Tensor, labels: Tensor, name: str | None = No
 
 def plot_latent_map(model: BetaVAE, means: Tensor, dims: Sequence[int] = (0, 1), steps: int = 15) -> Figure:
     """Images decoded over two latent dimensions' 1st to 99th percentiles, the others at their median."""
-    dims = list(dims)[:model.latent_dim]
+    dims = list(dims)[: model.latent_dim]
     ranges = torch.stack(central_range(means), 1).tolist()  # the y axis runs down: the top row has the largest value
-    axes = [torch.linspace(*ranges[d][::1 if k == 0 else -1], steps) for k, d in enumerate(dims)]
+    axes = [torch.linspace(*ranges[d][:: 1 if k == 0 else -1], steps) for k, d in enumerate(dims)]
     z = means.median(0).values.repeat(steps ** len(dims), 1)
     z[:, dims] = torch.cartesian_prod(*reversed(axes)).reshape(-1, len(dims)).flip(1)
     others = "" if model.latent_dim == len(dims) else ", the others at their median"
-    fig, (ax,) = grids(model, [(decode(model, z), steps, "")], "decoded images over the latent space" + others,
-                       (9, 9.3 if len(dims) == 2 else 1.8))
+    fig, (ax,) = grids(
+        model,
+        [(decode(model, z), steps, "")],
+        "decoded images over the latent space" + others,
+        (9, 9.3 if len(dims) == 2 else 1.8),
+    )
     for axis, values, d in zip((ax.xaxis, ax.yaxis), axes, dims):
         axis.set_ticks([(i + 0.5) * TILE for i in range(0, steps, 2)], [f"{v:.1f}" for v in values[::2].tolist()])
         axis.set_label_text(f"$z_{{{d + 1}}}$")
@@ -124,24 +142,43 @@ def plot_traversal(model: BetaVAE, steps: int = 11, span: float = 3.0) -> Figure
     """One row per latent dimension: that dimension from -span to span, the others held at 0."""
     values = torch.linspace(-span, span, steps)
     z = torch.eye(model.latent_dim)[:, None, :] * values[None, :, None]  # z[d, i] = values[i] in dimension d
-    fig, (ax,) = grids(model, [(decode(model, z.flatten(0, 1)), steps, "")], "latent traversals (others at 0)",
-                       (steps * 0.8, model.latent_dim * 0.9 + 0.9), (0, [f"$z_{d + 1}$" for d in range(len(z))]))
+    fig, (ax,) = grids(
+        model,
+        [(decode(model, z.flatten(0, 1)), steps, "")],
+        "latent traversals (others at 0)",
+        (steps * 0.8, model.latent_dim * 0.9 + 0.9),
+        (0, [f"$z_{d + 1}$" for d in range(len(z))]),
+    )
     ax.set_xticks([(i + 0.5) * TILE for i in range(steps)], [f"{round(v, 1) + 0:.1f}" for v in values.tolist()])
     return fig
 
 
 def plot_samplers(model: BetaVAE, prior_z: Tensor, aggregate_z: Tensor, class_z: Tensor, nrow: int = 10) -> Figure:
     """Samples from the prior, the aggregate posterior and the per-class Gaussians, side by side."""
-    return grids(model, [(decode(model, z), nrow, t) for z, t in zip((prior_z, aggregate_z, class_z), ("prior N(0, I)",
-        "aggregate posterior (mixture)", "class-conditional"))], "samples by sampler", (15, 5.9), (2, CLASS_NAMES))[0]
+    return grids(
+        model,
+        [
+            (decode(model, z), nrow, t)
+            for z, t in zip(
+                (prior_z, aggregate_z, class_z), ("prior N(0, I)", "aggregate posterior (mixture)", "class-conditional")
+            )
+        ],
+        "samples by sampler",
+        (15, 5.9),
+        (2, CLASS_NAMES),
+    )[0]
 
 
-def plot_interpolation(model: BetaVAE, images: Tensor, labels: Tensor, pairs: Sequence[tuple[int, int]],
-                       steps: int = 10) -> Figure:
+def plot_interpolation(
+    model: BetaVAE, images: Tensor, labels: Tensor, pairs: Sequence[tuple[int, int]], steps: int = 10
+) -> Figure:
     """Per pair of classes: decoded images between the first test image of each (the real ones at the ends)."""
     ends = [(images[labels == a][0], images[labels == b][0]) for a, b in pairs]
     rows = torch.cat([torch.cat([x_a[None], interpolate(model, x_a, x_b, steps), x_b[None]]) for x_a, x_b in ends])
-    return grids(model, [(to_unit_range(rows, model.likelihood), steps + 2, "")],
-                 "interpolation between posterior means (first and last column: the real images)",
-                 (12, 1.2 * len(pairs) + 0.8), (0, [f"{CLASS_NAMES[a]} → {CLASS_NAMES[b]}" for a, b in pairs]))[0]
-
+    return grids(
+        model,
+        [(to_unit_range(rows, model.likelihood), steps + 2, "")],
+        "interpolation between posterior means (first and last column: the real images)",
+        (12, 1.2 * len(pairs) + 0.8),
+        (0, [f"{CLASS_NAMES[a]} → {CLASS_NAMES[b]}" for a, b in pairs]),
+    )[0]

@@ -9,6 +9,7 @@
 All samplers return float32 tensors (n, latent_dim); decode them with model.decode(z).
 The figures that show them are in plots.py.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,8 +20,8 @@ from torch import Tensor
 from data import to_unit_range
 from models import EVAL_BATCH_SIZE, BetaVAE, map_batches
 
-N_COMPONENTS = 10   # Gaussian mixture components of the aggregate sampler
-STEPS = 10          # images per interpolation
+N_COMPONENTS = 10  # Gaussian mixture components of the aggregate sampler
+STEPS = 10  # images per interpolation
 
 
 def posterior_means(model: BetaVAE, images: Tensor) -> Tensor:
@@ -43,8 +44,10 @@ def check_sizes(labels: Tensor, n_components: int = N_COMPONENTS) -> None:
     if len(labels) < n_components:
         raise ValueError(f"{len(labels)} training images are too few for the {n_components}-component mixture")
     if (counts == 1).any():
-        raise ValueError(f"class {int((counts == 1).nonzero()[0])} has a single training image; the class sampler "
-                         f"needs two or more per class")
+        raise ValueError(
+            f"class {int((counts == 1).nonzero()[0])} has a single training image; the class sampler "
+            f"needs two or more per class"
+        )
 
 
 def top_dimensions(means: Tensor, k: int = 3) -> list[int]:

@@ -5,6 +5,7 @@
 
 Each run folder holds checkpoint.pt and metrics.json (see checkpoint.py), written after every epoch.
 """
+
 from __future__ import annotations
 
 import shlex
@@ -15,15 +16,26 @@ if __name__ == "__main__":  # Ctrl-C while the imports load: a quiet exit, not a
     signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from checkpoint import (CHECKPOINT, METRICS, CheckpointError, config_differences, load_checkpoint, restore, run_folder,
-                        save_checkpoint, trained, write_metrics)
+from checkpoint import (
+    CHECKPOINT,
+    METRICS,
+    CheckpointError,
+    config_differences,
+    load_checkpoint,
+    restore,
+    run_folder,
+    save_checkpoint,
+    trained,
+    write_metrics,
+)
 from cli import OneLineParser, add_options, given, option_error, unavailable
 from config import ModelConfig, TrainConfig
 from data import DataError, FashionMNISTData, batches, check_data, load_fashion_mnist
@@ -52,8 +64,15 @@ def nonfinite_term(terms: LossTerms, grad_norm: torch.Tensor) -> str | None:
     return ("reconstruction loss", "KL", "total loss", "gradient")[finite.tolist().index(False)]
 
 
-def train_epoch(model: BetaVAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, config: TrainConfig,
-                generator: torch.Generator, epoch: int = 1, bar: tqdm | None = None) -> dict[str, float]:
+def train_epoch(
+    model: BetaVAE,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    config: TrainConfig,
+    generator: torch.Generator,
+    epoch: int = 1,
+    bar: tqdm | None = None,
+) -> dict[str, float]:
     """One epoch of optimizer steps over `images`, shuffled and noised by `generator`; the mean loss terms.
     TrainingError, before the update, at the first step whose loss or gradient is not finite."""
     model.train()
@@ -66,10 +85,15 @@ def train_epoch(model: BetaVAE, optimizer: torch.optim.Optimizer, images: torch.
         terms.total.backward()
         bad = nonfinite_term(terms, torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
         if bad is not None:
-            weight = f"a smaller gamma (gamma={config.gamma:g})" if config.capacity is not None else \
-                f"a smaller beta (beta={config.beta:g})"
-            raise TrainingError(f"non-finite {bad} at epoch {epoch}, step {step}: try a lower learning rate "
-                                f"(lr={config.lr:g}) or {weight}")
+            weight = (
+                f"a smaller gamma (gamma={config.gamma:g})"
+                if config.capacity is not None
+                else f"a smaller beta (beta={config.beta:g})"
+            )
+            raise TrainingError(
+                f"non-finite {bad} at epoch {epoch}, step {step}: try a lower learning rate "
+                f"(lr={config.lr:g}) or {weight}"
+            )
         optimizer.step()
         sums += torch.stack(terms).detach() * len(x)
         if bar is not None:
@@ -80,9 +104,18 @@ def train_epoch(model: BetaVAE, optimizer: torch.optim.Optimizer, images: torch.
 
 
 # ---------------------------------------------------------------------------------------------- fit
-def fit(model: BetaVAE, data: FashionMNISTData, config: TrainConfig = TrainConfig(), *, device: str = "cpu",
-        out_dir: str | Path | None = None, checkpoint: dict[str, Any] | None = None, overwrite: bool = False,
-        progress: bool = True, log: Callable[[str], None] = print) -> list[dict]:
+def fit(
+    model: BetaVAE,
+    data: FashionMNISTData,
+    config: TrainConfig = TrainConfig(),
+    *,
+    device: str = "cpu",
+    out_dir: str | Path | None = None,
+    checkpoint: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> list[dict]:
     """Train `model` to config.epochs epochs; returns the per-epoch history.
 
     Each history entry: epoch, train and test {recon, kl, total} (test: the whole test set), seconds.
@@ -91,7 +124,7 @@ def fit(model: BetaVAE, data: FashionMNISTData, config: TrainConfig = TrainConfi
     With `checkpoint` (from load_checkpoint), training continues exactly where it stopped.
     """
     check_data(data, model.likelihood, config.train_limit)
-    train_x = data.train_images[:config.train_limit]
+    train_x = data.train_images[: config.train_limit]
     record, goal = {**asdict(config), "train_images": len(train_x)}, Objective.of(config)
     optimizer = prepare_training(model, config.lr, device)
     generator = torch.Generator().manual_seed(config.seed)  # shuffling and reparameterization noise
@@ -109,13 +142,19 @@ def fit(model: BetaVAE, data: FashionMNISTData, config: TrainConfig = TrainConfi
         train_x, test_x = train_x.to(device), data.test_images.to(device)
         for epoch in range(len(history) + 1, config.epochs + 1):
             started = time.perf_counter()
-            bar = tqdm(total=len(train_x), desc=f"epoch {epoch}/{config.epochs}", unit="img", leave=False,
-                       disable=not progress)
+            bar = tqdm(
+                total=len(train_x), desc=f"epoch {epoch}/{config.epochs}", unit="img", leave=False, disable=not progress
+            )
             try:
                 train = train_epoch(model, optimizer, train_x, config, generator, epoch, bar)
             except TrainingError as error:
-                where = "" if out_dir is None else f"; the last good checkpoint is {out_dir / CHECKPOINT}" if history \
+                where = (
+                    ""
+                    if out_dir is None
+                    else f"; the last good checkpoint is {out_dir / CHECKPOINT}"
+                    if history
                     else f"; nothing was trained: a new run may replace {out_dir} (train.py --out {out_dir})"
+                )
                 raise TrainingError(f"{error}{where}") from None
             finally:
                 bar.close()
@@ -126,9 +165,11 @@ def fit(model: BetaVAE, data: FashionMNISTData, config: TrainConfig = TrainConfi
             if config.capacity is not None:  # the target the KL is pulled to at the epoch's end
                 history[-1]["capacity"] = goal.target(epoch)
             save()
-            log(f"epoch {epoch}/{config.epochs}  train {train['total']:.2f} (recon {train['recon']:.2f}, "
+            log(
+                f"epoch {epoch}/{config.epochs}  train {train['total']:.2f} (recon {train['recon']:.2f}, "
                 f"kl {train['kl']:.2f})  test {test['total']:.2f} (recon {test['recon']:.2f}, kl {test['kl']:.2f})  "
-                f"{seconds:.1f}s")
+                f"{seconds:.1f}s"
+            )
     model.to(memory_format=torch.contiguous_format)  # the layout load_model gives: the same outputs to the bit
     return history
 
@@ -139,8 +180,10 @@ def interrupted(folder: str | Path) -> str:
         epoch = load_checkpoint(folder)["epoch"]
     except CheckpointError:
         return f"\ninterrupted before anything was saved in {folder}"
-    return (f"\ninterrupted; epoch {epoch} is saved in {Path(folder) / CHECKPOINT}. "
-            f"Resume with: python train.py --resume {shlex.quote(str(folder))}")
+    return (
+        f"\ninterrupted; epoch {epoch} is saved in {Path(folder) / CHECKPOINT}. "
+        f"Resume with: python train.py --resume {shlex.quote(str(folder))}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- command line
@@ -152,8 +195,9 @@ def parse_args(argv: list[str] | None) -> tuple[Any, ModelConfig | dict, TrainCo
     p.add_argument("--data-dir", help="folder with the four Fashion-MNIST IDX files")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or mps")
     p.add_argument("--out", help="run folder (default runs/MODEL-betaBETA)")
-    p.add_argument("--resume", metavar="RUN", help="continue the run in this folder (only --epochs and --device "
-                                                   "may change)")
+    p.add_argument(
+        "--resume", metavar="RUN", help="continue the run in this folder (only --epochs and --device may change)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     model_given, train_given = given(args, ModelConfig), given(args, TrainConfig)
@@ -183,15 +227,21 @@ def parse_args(argv: list[str] | None) -> tuple[Any, ModelConfig | dict, TrainCo
     except CheckpointError as error:
         p.error(f"--resume: {error}")
     saved = TrainConfig(**{k: v for k, v in checkpoint["train_config"].items() if k != "train_images"})
-    differences = config_differences({**checkpoint["config"], **asdict(saved)},
-                                     {k: v for k, v in {**model_given, **train_given}.items() if k != "epochs"})
+    differences = config_differences(
+        {**checkpoint["config"], **asdict(saved)},
+        {k: v for k, v in {**model_given, **train_given}.items() if k != "epochs"},
+    )
     if differences:
-        p.error(f"--resume: what was given differs from the run's settings (run vs given: {'; '.join(differences)}); "
-                f"a resumed run keeps them, only --epochs and --device may change")
+        p.error(
+            f"--resume: what was given differs from the run's settings (run vs given: {'; '.join(differences)}); "
+            f"a resumed run keeps them, only --epochs and --device may change"
+        )
     config = replace(saved, epochs=train_given.get("epochs", saved.epochs))
     if config.epochs <= checkpoint["epoch"]:
-        p.error(f"--resume: the run already has {checkpoint['epoch']} epochs; pass --epochs N "
-                f"with N > {checkpoint['epoch']} to train further")
+        p.error(
+            f"--resume: the run already has {checkpoint['epoch']} epochs; pass --epochs N "
+            f"with N > {checkpoint['epoch']} to train further"
+        )
     if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
         p.error("--out and --resume name different folders; a resumed run stays in its folder")
     args.out = args.resume
@@ -204,11 +254,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model = build_model(model_config, seed=config.seed)
         data = load_fashion_mnist(model.likelihood, args.data_dir)
-        print(f"{model.config.model} beta-VAE, {count_parameters(model):,} parameters, latent_dim "
-              f"{model.latent_dim}, {model.likelihood}, beta {config.beta:g}, "
-              f"{len(data.train_images[:config.train_limit]):,} training images -> {args.out}")
-        history = fit(model, data, config, device=args.device, out_dir=args.out, checkpoint=checkpoint,
-                      progress=not args.no_progress)
+        print(
+            f"{model.config.model} beta-VAE, {count_parameters(model):,} parameters, latent_dim "
+            f"{model.latent_dim}, {model.likelihood}, beta {config.beta:g}, "
+            f"{len(data.train_images[: config.train_limit]):,} training images -> {args.out}"
+        )
+        history = fit(
+            model,
+            data,
+            config,
+            device=args.device,
+            out_dir=args.out,
+            checkpoint=checkpoint,
+            progress=not args.no_progress,
+        )
     except KeyboardInterrupt:
         print(interrupted(args.out), file=sys.stderr)
         return 130

@@ -7,6 +7,7 @@
 Every timing comes from fresh processes of real files, compared ones interleaved (A B A B), with the load of
 other processes measured before and during each part: a timing target gets no outcome when the machine was busy.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import psutil
 import torch
@@ -32,11 +34,18 @@ from lab.bench_worker import LOOPS, TRAIN_IMAGES
 from lab.conventional import torchvision_root
 
 PARTS, MODEL_NAMES = ("epochs", "whole-run", "sweep"), ("fc", "cnn")
-REPEATS, RUNS = 4, 3      # timed epochs per loop; whole runs (and sweep rounds) of each kind
+REPEATS, RUNS = 4, 3  # timed epochs per loop; whole runs (and sweep rounds) of each kind
 QUICK = {"repeats": 1, "runs": 1, "steps": 40, "train_limit": 2000}
-EXAMPLES = {"model": "fc", "hidden": 400, "latent_dim": 20, "beta": 1, "epochs": 2, "batch_size": BATCH_SIZE,
-            "lr": 0.001}  # pytorch/examples' VAE, as lab/conventional.py trains it
-LOAD_SECONDS = 1.0        # the load is sampled this long before each part
+EXAMPLES = {
+    "model": "fc",
+    "hidden": 400,
+    "latent_dim": 20,
+    "beta": 1,
+    "epochs": 2,
+    "batch_size": BATCH_SIZE,
+    "lr": 0.001,
+}  # pytorch/examples' VAE, as lab/conventional.py trains it
+LOAD_SECONDS = 1.0  # the load is sampled this long before each part
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS, SCRATCH = ROOT / "results", ROOT / "runs" / "bench"
 
@@ -79,11 +88,16 @@ def options(settings: dict[str, Any]) -> list[str]:
 def run(commands: list[list[str]], threads: int) -> tuple[float, list[str]]:
     """Start `commands` at once (repo root, `threads` torch threads each); the wall seconds until the last ends,
     and their stdouts. RuntimeError with the last line of stderr when one fails."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     started = time.perf_counter()
-    processes = [subprocess.Popen(c, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                 for c in commands]
+    processes = [
+        subprocess.Popen(c, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for c in commands
+    ]
     outputs = [process.communicate() for process in processes]
     seconds = time.perf_counter() - started
     for command, process, (_, err) in zip(commands, processes, outputs):
@@ -131,17 +145,33 @@ def whole_run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             if kind == "floor":
                 floors.append(worker("floor", args.threads, **EXAMPLES, train_limit=limit))
                 continue
-            conventional = [sys.executable, str(ROOT / "lab" / "conventional.py"), f"--root={root}",
-                            f"--epochs={EXAMPLES['epochs']}", *options({"train_limit": limit})]
-            command = train_command(Path(folder) / f"run{r}", {**EXAMPLES, "train_limit": limit}) \
-                if kind == "train.py" else conventional
+            conventional = [
+                sys.executable,
+                str(ROOT / "lab" / "conventional.py"),
+                f"--root={root}",
+                f"--epochs={EXAMPLES['epochs']}",
+                *options({"train_limit": limit}),
+            ]
+            command = (
+                train_command(Path(folder) / f"run{r}", {**EXAMPLES, "train_limit": limit})
+                if kind == "train.py"
+                else conventional
+            )
             wall, (out,) = run([command], args.threads)
             seconds[kind].append(wall)
-            losses[kind].append(json.loads((Path(folder) / f"run{r}" / "metrics.json").read_text())["epochs"][-1]
-                                ["test"]["total"] if kind == "train.py" else last_epoch(out)["test_loss"])
+            losses[kind].append(
+                json.loads((Path(folder) / f"run{r}" / "metrics.json").read_text())["epochs"][-1]["test"]["total"]
+                if kind == "train.py"
+                else last_epoch(out)["test_loss"]
+            )
             print(f"whole run {kind}: {wall:.1f} s", file=sys.stderr, flush=True)
-    return {"seconds": seconds, "test_loss": {k: statistics.median(v) for k, v in losses.items()}, "floors": floors,
-            "train_limit": limit, "command": " ".join(["python train.py", *options({**EXAMPLES, "train_limit": limit})])}
+    return {
+        "seconds": seconds,
+        "test_loss": {k: statistics.median(v) for k, v in losses.items()},
+        "floors": floors,
+        "train_limit": limit,
+        "command": " ".join(["python train.py", *options({**EXAMPLES, "train_limit": limit})]),
+    }
 
 
 def sweep(args: argparse.Namespace) -> dict[str, Any]:
@@ -155,8 +185,9 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
             continue
         with tempfile.TemporaryDirectory() as folder:
             commands = [train_command(Path(folder) / f"run{i}", settings) for i in range(2)]
-            seconds[plan].append(sum(run([c], args.threads)[0] for c in commands) if plan == PLANS[0]
-                                 else run(commands, 1)[0])
+            seconds[plan].append(
+                sum(run([c], args.threads)[0] for c in commands) if plan == PLANS[0] else run(commands, 1)[0]
+            )
         print(f"sweep {plan}: {seconds[plan][-1]:.1f} s", file=sys.stderr, flush=True)
     return {"seconds": seconds, "floors": floors, "images": settings["train_limit"]}
 
@@ -164,13 +195,24 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
 def environment(threads: int) -> dict[str, Any]:
     """What the numbers depend on: the device the timings ran on (the CPU), any GPU, versions, threads."""
     cpuinfo = Path("/proc/cpuinfo")
-    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-             if line.startswith("model name")] if cpuinfo.exists() else []
-    cpu = f"{names[0] if names else platform.processor() or platform.machine()} ({os.cpu_count()} CPUs, " \
-          f"{torch.backends.cpu.get_cpu_capability()})"
-    return {"device": "cpu", "cpu": cpu, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "torch": torch.version.__version__, "python": platform.python_version(), "threads": threads,
-            "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    names = (
+        [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        if cpuinfo.exists()
+        else []
+    )
+    cpu = (
+        f"{names[0] if names else platform.processor() or platform.machine()} ({os.cpu_count()} CPUs, "
+        f"{torch.backends.cpu.get_cpu_capability()})"
+    )
+    return {
+        "device": "cpu",
+        "cpu": cpu,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch": torch.version.__version__,
+        "python": platform.python_version(),
+        "threads": threads,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
 
 
 # ---------------------------------------------------------------------------------------------- command line
@@ -181,21 +223,42 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=REPEATS, help=f"timed epochs per loop (default {REPEATS})")
     p.add_argument("--runs", type=int, default=RUNS, help=f"whole runs of each kind, sweep rounds (default {RUNS})")
     p.add_argument("--steps", type=int, help="time this many steps per epoch, scaled to an epoch (default: all)")
-    p.add_argument("--train-limit", type=int, help="whole runs and sweeps on this many training images "
-                                                   f"(default: all for whole runs, {SWEEP['train_limit']:,} for sweeps)")
-    p.add_argument("--threads", type=int, default=torch.get_num_threads(),
-                   help=f"torch threads (default {torch.get_num_threads()})")
-    p.add_argument("--quick", action="store_true", help=f"smoke settings: epochs of {QUICK['steps']} steps, "
-                   f"{QUICK['train_limit']:,}-image runs, each measured once (checks the code, not the speed)")
-    p.add_argument("--out", type=Path, help="folder for bench.md and bench.json (default: results/ for a complete "
-                                            "run at the default settings, else runs/bench/)")
+    p.add_argument(
+        "--train-limit",
+        type=int,
+        help="whole runs and sweeps on this many training images "
+        f"(default: all for whole runs, {SWEEP['train_limit']:,} for sweeps)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=torch.get_num_threads(),
+        help=f"torch threads (default {torch.get_num_threads()})",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke settings: epochs of {QUICK['steps']} steps, "
+        f"{QUICK['train_limit']:,}-image runs, each measured once (checks the code, not the speed)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="folder for bench.md and bench.json (default: results/ for a complete "
+        "run at the default settings, else runs/bench/)",
+    )
     args = p.parse_args(argv)
     full = not args.quick and default_settings(p, args)
     if args.quick:
         args.repeats, args.runs, args.steps = QUICK["repeats"], QUICK["runs"], args.steps or QUICK["steps"]
         args.train_limit = args.train_limit or QUICK["train_limit"]
-    for name, high in (("repeats", 100), ("runs", 100), ("threads", 1024), ("steps", TRAIN_IMAGES // BATCH_SIZE),
-                       ("train_limit", TRAIN_IMAGES)):
+    for name, high in (
+        ("repeats", 100),
+        ("runs", 100),
+        ("threads", 1024),
+        ("steps", TRAIN_IMAGES // BATCH_SIZE),
+        ("train_limit", TRAIN_IMAGES),
+    ):
         value = getattr(args, name)
         if value is not None and not 1 <= value <= high:
             p.error(f"--{name.replace('_', '-')} must be between 1 and {high}, got {value}")
@@ -207,8 +270,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def default_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> bool:
     """Whether every measuring setting of `args` is its default (the complete run results/ holds)."""
-    return all(getattr(args, name) == parser.get_default(name) for name in
-               ("parts", "models", "repeats", "runs", "steps", "train_limit", "threads"))
+    return all(
+        getattr(args, name) == parser.get_default(name)
+        for name in ("parts", "models", "repeats", "runs", "steps", "train_limit", "threads")
+    )
 
 
 def run_parts(args: argparse.Namespace) -> dict[str, Any]:
@@ -227,8 +292,10 @@ def run_parts(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    result = {"environment": environment(args.threads),
-              "command": " ".join(["python -m lab.bench", *(sys.argv[1:] if argv is None else argv)])}
+    result = {
+        "environment": environment(args.threads),
+        "command": " ".join(["python -m lab.bench", *(sys.argv[1:] if argv is None else argv)]),
+    }
     try:
         result.update(run_parts(args))
     except (DataError, RuntimeError) as error:

@@ -11,6 +11,7 @@ forward hooks kept from one step, repeatedly and hot in cache (its FLOPs: FlopCo
 run's floor adds the start-up and imports (since --t0, the parent's clock when it started this process) and loading
 the data.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -59,6 +61,7 @@ def step_ops(model: BetaVAE, batch_size: int, beta: float = 1.0) -> tuple[int, l
 
     def keep(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         calls.append((module, tuple(copy(a) for a in args)))
+
     hooks = [m.register_forward_hook(keep) for m in model.modules() if isinstance(m, LAYERS)]
     try:
         with FlopCounterMode(display=False) as counter:
@@ -112,16 +115,20 @@ def compute_floor(model: BetaVAE, config: TrainConfig, images: int) -> dict[str,
     take at that rate."""
     flops, calls = step_ops(model, config.batch_size, config.beta)
     seconds = replay_seconds(calls)
-    return {"flops_per_step": flops, "mm_gflops": flops / seconds / 1e9,
-            "compute_seconds": seconds * images / config.batch_size}
+    return {
+        "flops_per_step": flops,
+        "mm_gflops": flops / seconds / 1e9,
+        "compute_seconds": seconds * images / config.batch_size,
+    }
 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
-def epoch_runner(model: BetaVAE, loop: str, config: TrainConfig, root: Path, sizes: tuple[int, ...]
-                 ) -> Callable[[int], Any]:
+def epoch_runner(
+    model: BetaVAE, loop: str, config: TrainConfig, root: Path, sizes: tuple[int, ...]
+) -> Callable[[int], Any]:
     """one_epoch(images), for `images` in `sizes`: an epoch over the first `images` training images in `loop`'s
     way (project: fit's setup and step on data.py's tensors; plain: the same step, plain Adam, default memory
     layout; dataloader: lab.conventional's DataLoader loop). Data and loaders are set up here, not timed."""
@@ -131,14 +138,21 @@ def epoch_runner(model: BetaVAE, loop: str, config: TrainConfig, root: Path, siz
         loaders = {n: conventional.loader(root, True, config.batch_size, n) for n in sizes}
         return lambda images: conventional.train_epoch(model, optimizer, loaders[images], loss, per_batch_mean=True)
     train_x = load_fashion_mnist(model.likelihood).train_images
-    optimizer = prepare_training(model, config.lr) if loop == "project" else \
-        torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = (
+        prepare_training(model, config.lr) if loop == "project" else torch.optim.Adam(model.parameters(), lr=config.lr)
+    )
     generator = torch.Generator().manual_seed(config.seed)  # as fit seeds it
     return lambda images: train_epoch(model, optimizer, train_x[:images], config, generator)
 
 
-def epoch(model_config: ModelConfig, loop: str, steps: int | None, root: Path, warmup: int = WARMUP_STEPS,
-          config: TrainConfig = TrainConfig()) -> dict[str, Any]:
+def epoch(
+    model_config: ModelConfig,
+    loop: str,
+    steps: int | None,
+    root: Path,
+    warmup: int = WARMUP_STEPS,
+    config: TrainConfig = TrainConfig(),
+) -> dict[str, Any]:
     """Seconds (wall and CPU) of one epoch after `warmup` steps, scaled to 60,000 images, its floor, and this
     process's peak memory."""
     model = build_model(model_config, seed=config.seed)
@@ -150,8 +164,14 @@ def epoch(model_config: ModelConfig, loop: str, steps: int | None, root: Path, w
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     scale = TRAIN_IMAGES / images
     floor = compute_floor(model, config, TRAIN_IMAGES)
-    return {"seconds": wall * scale, "cpu_seconds": cpu * scale, "timed_images": images, **floor,
-            "floor_seconds": floor["compute_seconds"], "peak_rss_mb": peak_rss_mb()}
+    return {
+        "seconds": wall * scale,
+        "cpu_seconds": cpu * scale,
+        "timed_images": images,
+        **floor,
+        "floor_seconds": floor["compute_seconds"],
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def whole_run_floor(t0: float, model_config: ModelConfig, config: TrainConfig) -> dict[str, float]:
@@ -161,7 +181,7 @@ def whole_run_floor(t0: float, model_config: ModelConfig, config: TrainConfig) -
     costs = {"import_seconds": IMPORTED - t0, "data_seconds": time.perf_counter() - started}
     model = build_model(model_config, seed=config.seed)
     prepare_training(model, config.lr)
-    images = len(data.train_images[:config.train_limit]) * config.epochs
+    images = len(data.train_images[: config.train_limit]) * config.epochs
     costs.update(compute_floor(model, config, images))
     return {**costs, "floor_seconds": costs["import_seconds"] + costs["data_seconds"] + costs["compute_seconds"]}
 

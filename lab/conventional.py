@@ -8,6 +8,7 @@ It reads the project's IDX files (data.find_data_dir), laid out the way torchvis
 nothing. Each epoch prints one line of key=value pairs (seconds, and losses in nats per image), e.g.
     epoch=1 train_s=14.2 test_s=0.6 train_loss=280.1 test_loss=262.4
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,8 @@ import gzip
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -90,8 +91,13 @@ def loader(root: Path, train: bool, batch_size: int = 128, limit: int | None = N
 LossFunction = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
 
-def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: DataLoader,
-                loss_fn: LossFunction = loss_function, per_batch_mean: bool = False) -> float:
+def train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: DataLoader,
+    loss_fn: LossFunction = loss_function,
+    per_batch_mean: bool = False,
+) -> float:
     """One epoch of pytorch/examples' loop; the mean training loss per image. `per_batch_mean`: loss_fn
     averages over the batch (the project's models) rather than summing."""
     model.train()
@@ -126,7 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     with tempfile.TemporaryDirectory() as folder:
         root = args.root or torchvision_root(Path(folder))
-        train_loader, test_loader = loader(root, True, limit=args.train_limit), loader(root, False, limit=args.test_limit)
+        train_loader, test_loader = (
+            loader(root, True, limit=args.train_limit),
+            loader(root, False, limit=args.test_limit),
+        )
         model = VAE()
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         for epoch in range(1, args.epochs + 1):
@@ -134,8 +143,11 @@ def main(argv: list[str] | None = None) -> int:
             train = train_epoch(model, optimizer, train_loader)
             trained = time.perf_counter()
             test = test_loss(model, test_loader)
-            print(f"epoch={epoch} train_s={trained - started:.3f} test_s={time.perf_counter() - trained:.3f} "
-                  f"train_loss={train:.4f} test_loss={test:.4f}", flush=True)
+            print(
+                f"epoch={epoch} train_s={trained - started:.3f} test_s={time.perf_counter() - trained:.3f} "
+                f"train_loss={train:.4f} test_loss={test:.4f}",
+                flush=True,
+            )
     return 0
 
 

@@ -1,5 +1,6 @@
 """What a sweep takes from the machine it runs on: its cores and the worker processes it forks, oneDNN's kernels
 (ONEDNN_MAX_CPU_ISA), and the CPU model and ISA that run records name."""
+
 from __future__ import annotations
 
 import multiprocessing
@@ -7,13 +8,30 @@ import os
 import platform
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 WORKERS_PER_CORE = 2  # more workers than this per core, or than points left, are not started
-ISAS = ("ALL", "DEFAULT", "SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
-        "AVX512_CORE_BF16", "AVX10_1_512", "AVX512_CORE_FP16", "AVX10_1_512_AMX", "AVX512_CORE_AMX",
-        "AVX10_1_512_AMX_FP16", "AVX512_CORE_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2")  # oneDNN's names
+ISAS = (
+    "ALL",
+    "DEFAULT",
+    "SSE41",
+    "AVX",
+    "AVX2",
+    "AVX2_VNNI",
+    "AVX2_VNNI_2",
+    "AVX512_CORE",
+    "AVX512_CORE_VNNI",
+    "AVX512_CORE_BF16",
+    "AVX10_1_512",
+    "AVX512_CORE_FP16",
+    "AVX10_1_512_AMX",
+    "AVX512_CORE_AMX",
+    "AVX10_1_512_AMX_FP16",
+    "AVX512_CORE_AMX_FP16",
+    "AVX10_2_512",
+    "AVX10_2_512_AMX_2",
+)  # oneDNN's names
 ISA_VARIABLE = "ONEDNN_MAX_CPU_ISA"
 
 
@@ -26,8 +44,11 @@ def available_workers(asked: int, left: int) -> int:
     """--workers, at most the points left (at least 1) and WORKERS_PER_CORE per core; says so when it is fewer."""
     workers = min(asked, max(1, left), WORKERS_PER_CORE * cores())
     if workers < asked:
-        print(f"sweep: --workers {asked}: starting {workers} ({left} points left, at most {WORKERS_PER_CORE} per "
-              f"core on {cores()} cores)", file=sys.stderr)
+        print(
+            f"sweep: --workers {asked}: starting {workers} ({left} points left, at most {WORKERS_PER_CORE} per "
+            f"core on {cores()} cores)",
+            file=sys.stderr,
+        )
     return workers
 
 
@@ -53,8 +74,11 @@ def supervise(main: Callable[[list[str]], int], argv: list[str], workers: int) -
     for process in processes:  # Ctrl-C reaches them too: each saves, fails its trial and ends
         process.join()
     for process in (p for p in processes if p.exitcode < 0):
-        print(f"sweep: worker {process.pid} was killed by {signal.Signals(-process.exitcode).name}; its trial is "
-              f"retried", file=sys.stderr, flush=True)
+        print(
+            f"sweep: worker {process.pid} was killed by {signal.Signals(-process.exitcode).name}; its trial is retried",
+            file=sys.stderr,
+            flush=True,
+        )
     return max(0, *(p.exitcode for p in processes))
 
 

@@ -2,12 +2,14 @@
 its evaluation), one JSON file per run under results/runs/. The sweep writes one as each run is evaluated;
 study.py reads them, so a fresh clone regenerates every table without the run folders (which hold the weights
 and are not in git)."""
+
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from checkpoint import METRICS
 from evaluate import EVAL_FILE
@@ -36,16 +38,25 @@ def finite(value: Any) -> bool:
 
 def check_record(record: Any, where: Path) -> dict[str, Any]:
     """`record` if it is a complete record (settings, epochs, evaluation of the last epoch); else RecordError."""
+
     def need(ok: bool, why: str) -> None:
         if not ok:
             raise RecordError(f"{where}: {why}")
-    need(isinstance(record, dict) and {"name", "config", "parameters", "epochs", "eval"} <= set(record),
-         "not a run record (name, config, parameters, epochs, eval)")
+
+    need(
+        isinstance(record, dict) and {"name", "config", "parameters", "epochs", "eval"} <= set(record),
+        "not a run record (name, config, parameters, epochs, eval)",
+    )
     need(isinstance(record["config"], dict) and isinstance(record["config"].get("epochs"), int), "config: no epochs")
-    need(isinstance(record["epochs"], list) and all(isinstance(e, dict) and isinstance(e.get("test"), dict)
-                                                    for e in record["epochs"]), "epochs: not a list of epochs")
-    need(isinstance(record["eval"], dict) and record["eval"].get("epoch") == len(record["epochs"]),
-         "eval: not the evaluation of the last epoch")
+    need(
+        isinstance(record["epochs"], list)
+        and all(isinstance(e, dict) and isinstance(e.get("test"), dict) for e in record["epochs"]),
+        "epochs: not a list of epochs",
+    )
+    need(
+        isinstance(record["eval"], dict) and record["eval"].get("epoch") == len(record["epochs"]),
+        "eval: not the evaluation of the last epoch",
+    )
     need(finite(record), "holds NaN or infinite numbers")
     return record
 
@@ -62,11 +73,16 @@ def record_of(run_dir: Path) -> dict[str, Any]:
     metrics, evaluation = read_json(run_dir / METRICS), read_json(run_dir / EVAL_FILE)
     if not isinstance(metrics, dict) or not isinstance(evaluation, dict):
         raise RecordError(f"{run_dir}: metrics.json or eval.json is not a JSON object")
-    record = {"name": run_dir.name, "config": metrics.get("config"), "parameters": metrics.get("parameters"),
-              "epochs": [{k: v for k, v in e.items() if k != "seconds"} for e in metrics.get("epochs") or []
-                         if isinstance(e, dict)],
-              "seconds": sum(e.get("seconds", 0) for e in metrics.get("epochs") or [] if isinstance(e, dict)),
-              "eval": {k: v for k, v in evaluation.items() if k not in ("run", "seconds")}}
+    record = {
+        "name": run_dir.name,
+        "config": metrics.get("config"),
+        "parameters": metrics.get("parameters"),
+        "epochs": [
+            {k: v for k, v in e.items() if k != "seconds"} for e in metrics.get("epochs") or [] if isinstance(e, dict)
+        ],
+        "seconds": sum(e.get("seconds", 0) for e in metrics.get("epochs") or [] if isinstance(e, dict)),
+        "eval": {k: v for k, v in evaluation.items() if k not in ("run", "seconds")},
+    }
     return check_record(record, run_dir)
 
 
@@ -128,11 +144,20 @@ def evidence(sources: list[tuple[Path, Callable[[], dict[str, Any]]]]) -> tuple[
 
 def load_records(records_dir: Path = RECORDS_DIR) -> tuple[list[dict[str, Any]], list[str]]:
     """Every record in `records_dir`, and one line per file that is not evidence (and why)."""
-    return evidence([(path, lambda path=path: check_record(read_json(path), path))
-                     for path in sorted(Path(records_dir).glob("*.json"))])
+    return evidence(
+        [
+            (path, lambda path=path: check_record(read_json(path), path))
+            for path in sorted(Path(records_dir).glob("*.json"))
+        ]
+    )
 
 
 def load_run_folders(runs_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """The records of the evaluated run folders in `runs_dir`, and one line per folder that is not evidence."""
-    return evidence([(folder, lambda folder=folder: record_of(folder)) for folder in sorted(Path(runs_dir).glob("*/"))
-                     if (folder / METRICS).exists() and (folder / EVAL_FILE).exists()])
+    return evidence(
+        [
+            (folder, lambda folder=folder: record_of(folder))
+            for folder in sorted(Path(runs_dir).glob("*/"))
+            if (folder / METRICS).exists() and (folder / EVAL_FILE).exists()
+        ]
+    )

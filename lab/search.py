@@ -1,5 +1,6 @@
 """The study side of a sweep: what it explores (a grid, or a TPE search over CNN designs within a parameter budget),
 each trial's settings and run folder, the study's name, and the trials whose worker died (storage: lab/storage.py)."""
+
 from __future__ import annotations
 
 import argparse
@@ -64,12 +65,15 @@ def run_name(settings: dict[str, Any]) -> str:
     name += f"-seed{config.seed}" if config.seed else ""
     used = {**model_config.as_dict(), **dataclasses.asdict(config)}
     for field, (_, spec) in FIELDS.items():
-        if field not in NAMED and field in used and getattr(model_config if field in model_config.as_dict()
-                                                            else config, field) != spec.default:
+        if (
+            field not in NAMED
+            and field in used
+            and getattr(model_config if field in model_config.as_dict() else config, field) != spec.default
+        ):
             value = settings[field]
             name += f"-{field}{value:g}" if isinstance(value, float) else f"-{field}{as_param(value)}"
     digest = hashlib.sha256(name.encode()).hexdigest()[:10]
-    return name if len(name) <= MAX_NAME else f"{name[:MAX_NAME - 11]}-{digest}"
+    return name if len(name) <= MAX_NAME else f"{name[: MAX_NAME - 11]}-{digest}"
 
 
 def valid(settings: dict[str, Any]) -> bool:
@@ -111,8 +115,11 @@ class Job:
 
     def table(self, trials: list[FrozenTrial]) -> tuple[list[dict[str, Any]], list[str]]:
         """The row of each finished point (its latest complete trial), in grid order; the unfinished ones' runs."""
-        done = {tuple(t.params.get(n) for n in self.space): t.user_attrs["row"] for t in trials
-                if t.state == TrialState.COMPLETE and "row" in t.user_attrs}
+        done = {
+            tuple(t.params.get(n) for n in self.space): t.user_attrs["row"]
+            for t in trials
+            if t.state == TrialState.COMPLETE and "row" in t.user_attrs
+        }
         rows = [done.get(tuple(as_param(p[n]) for n in self.space)) for p in self.points]
         return [r for r in rows if r], [run_name(p) for p, r in zip(self.points, rows) if not r]
 
@@ -139,8 +146,10 @@ class Search(Job):
 
     def settings(self, trial: optuna.Trial) -> dict[str, Any]:
         depth = trial.suggest_int("depth", min(self.depths), max(self.depths))
-        widths = lambda name: tuple(trial.suggest_int(f"{name}{i}", 4, 128, log=True)  # noqa: E731
-                                    for i in range(depth))
+
+        def widths(name: str) -> tuple[int, ...]:
+            return tuple(trial.suggest_int(f"{name}{i}", 4, 128, log=True) for i in range(depth))
+
         settings = {**self.base, "channels": widths("channels")}
         if trial.suggest_categorical("decoder", ["mirror", "own"]) == "own":  # decoder-heavy or -light
             settings["decoder_channels"] = widths("decoder_channels")
@@ -154,8 +163,11 @@ class Search(Job):
         return settings
 
     def describe(self, settings: dict[str, Any]) -> dict[str, Any]:
-        return {"depth": len(settings["channels"]), **super().describe(settings),
-                "decoder_channels": as_param(settings.get("decoder_channels")) or "mirror"}
+        return {
+            "depth": len(settings["channels"]),
+            **super().describe(settings),
+            "decoder_channels": as_param(settings.get("decoder_channels")) or "mirror",
+        }
 
     def todo(self, trials: list[FrozenTrial]) -> bool:
         states = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
@@ -163,8 +175,9 @@ class Search(Job):
 
     def table(self, trials: list[FrozenTrial]) -> tuple[list[dict[str, Any]], list[str]]:
         """The trained designs, best first; how many are missing."""
-        done = sorted((t for t in trials if t.state == TrialState.COMPLETE and "row" in t.user_attrs),
-                      key=lambda t: t.value)
+        done = sorted(
+            (t for t in trials if t.state == TrialState.COMPLETE and "row" in t.user_attrs), key=lambda t: t.value
+        )
         left = self.trials - len(done)
         return [t.user_attrs["row"] for t in done], [f"{left} of {self.trials} designs"] if left > 0 else []
 
@@ -175,19 +188,28 @@ class Search(Job):
 def make_job(args: Any) -> Job:
     """The grid or search of the command line's options; ValueError naming the option when they make none."""
     if args.study is not None and not STUDY_NAME.fullmatch(args.study):
-        raise ValueError(f"--study {args.study[:40]!r}{'...' if len(args.study) > 40 else ''}: use 1 to 100 "
-                         f"letters, digits and -_.+, starting with a letter or digit (it becomes part of file names)")
+        raise ValueError(
+            f"--study {args.study[:40]!r}{'...' if len(args.study) > 40 else ''}: use 1 to 100 "
+            f"letters, digits and -_.+, starting with a letter or digit (it becomes part of file names)"
+        )
     if args.search and args.budget is None:
         raise ValueError("--search needs --budget PARAMETERS")
     grid: dict[str, list[Any]] = {
-        "model": args.model or ["cnn" if args.search else ModelConfig.model], "likelihood": args.likelihood,
-        "latent_dim": args.latent_dim, "beta": args.betas or ([TrainConfig.beta] if args.search else BETAS),
-        "seed": args.seeds, "epochs": [args.epochs], "train_limit": [args.train_limit]}
+        "model": args.model or ["cnn" if args.search else ModelConfig.model],
+        "likelihood": args.likelihood,
+        "latent_dim": args.latent_dim,
+        "beta": args.betas or ([TrainConfig.beta] if args.search else BETAS),
+        "seed": args.seeds,
+        "epochs": [args.epochs],
+        "train_limit": [args.train_limit],
+    }
     for text in args.set:
         field, _, values = text.partition("=")
         if field not in FIELDS or field in grid or not values:
-            raise ValueError(f"--set {text}: expected FIELD=V1,V2,... with FIELD one of the other settings: "
-                             f"{', '.join(f for f in FIELDS if f not in grid)}")
+            raise ValueError(
+                f"--set {text}: expected FIELD=V1,V2,... with FIELD one of the other settings: "
+                f"{', '.join(f for f in FIELDS if f not in grid)}"
+            )
         try:
             grid[field] = [parse_value(field, value) for value in values.split(",")]
         except (ValueError, argparse.ArgumentTypeError) as error:
@@ -198,7 +220,9 @@ def make_job(args: Any) -> Job:
         try:
             split(point)
         except ValueError as error:
-            raise ValueError(option_error(error).replace("--beta ", "--betas ").replace("--seed ", "--seeds "))
+            raise ValueError(
+                option_error(error).replace("--beta ", "--betas ").replace("--seed ", "--seeds ")
+            ) from None
     job = Search(grid, args.budget, args.trials) if args.search else Job(grid)
     if args.search and (len(job.points) > 1 or not job.fits):
         raise ValueError("--search needs one value per setting, a cnn model and a --budget its smallest design fits")
@@ -208,8 +232,9 @@ def make_job(args: Any) -> Job:
 def study_name(base: str, job: Job, evaluation: dict[str, Any]) -> str:
     """`base` and a digest of the grid or search space (epochs included) and the evaluation settings: other values
     make another study, which reuses the run folders (so no parameter ever changes its choices within a study)."""
-    identity = json.dumps({"space": job.space, "budget": getattr(job, "budget", None), "eval": evaluation},
-                          sort_keys=True)
+    identity = json.dumps(
+        {"space": job.space, "budget": getattr(job, "budget", None), "eval": evaluation}, sort_keys=True
+    )
     return f"{base}-{hashlib.sha256(identity.encode()).hexdigest()[:10]}"
 
 

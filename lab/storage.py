@@ -1,5 +1,6 @@
 """A sweep's storage: a journal file (a last line cut short by a crash is repaired) or a database (RDBStorage with
 Optuna's heartbeat), one-line errors for a storage that cannot be used or a database that went away mid-sweep."""
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,10 @@ def check_journal(path: Path) -> str | None:
         *lines, tail = data.split(b"\n")  # tail: after the last newline, b"" unless cut short
         bad = [i for i, line in enumerate(lines) if not is_record(line)]
         if bad and bad != [len(lines) - 1]:
-            raise StorageError(f"{path}: line {bad[0] + 1} is not an Optuna journal record (a damaged file); "
-                               f"restore a backup, or start a new study with another --storage file")
+            raise StorageError(
+                f"{path}: line {bad[0] + 1} is not an Optuna journal record (a damaged file); "
+                f"restore a backup, or start a new study with another --storage file"
+            )
         keep = len(data) - len(tail) - (len(lines[-1]) + 1 if bad else 0)
         if keep == len(data):
             return None
@@ -69,8 +72,12 @@ def open_storage(storage: str, heartbeat: int) -> optuna.storages.BaseStorage:
     if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
         raise StorageError("an in-memory database is not shared between workers: give a file, sqlite:///PATH")
     try:
-        return RDBStorage(storage, heartbeat_interval=heartbeat, grace_period=STALE_BEATS * heartbeat,
-                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
+        return RDBStorage(
+            storage,
+            heartbeat_interval=heartbeat,
+            grace_period=STALE_BEATS * heartbeat,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+        )
     except ImportError as error:
         raise StorageError(f"its database driver is not installed ({error.__cause__ or error})") from None
     except sqlalchemy.exc.NoSuchModuleError:

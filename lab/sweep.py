@@ -5,6 +5,7 @@ docs/sweeps.md: where everything goes, several machines at one database, dead wo
     python -m lab.sweep --model cnn --betas 0.01 0.1 1 --seeds 0 1 2 --epochs 20 --workers 2
     python -m lab.sweep --search --budget 53479 --trials 30 --epochs 20
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,27 +33,46 @@ from classifier import ClassifierError, load_classifier
 from cli import OneLineParser, add_options, finite, given, option_error
 from config import LIKELIHOODS, MODEL_KINDS, EvalConfig, ModelConfig, TrainConfig, check_range
 from data import COUNTS, DataError, FashionMNISTData, load_fashion_mnist
-from evaluate import (EVAL_FILE, SAMPLER_NAMES, check_data_sizes, evaluate_run,
-                      reference_features, summary, with_test_limit)
+from evaluate import (
+    EVAL_FILE,
+    SAMPLER_NAMES,
+    check_data_sizes,
+    evaluate_run,
+    reference_features,
+    summary,
+    with_test_limit,
+)
 from files import WriteError, sha256, unwritable
-from lab.records import RecordError, write_record
 from lab.machine import available_workers, cores, onednn_isa, supervise
+from lab.records import RecordError, write_record
 from lab.search import TRIAL_LOCK, Job, Search, make_job, recover, run_name, split, study_name
-from lab.storage import (LOST, StorageError, check_journal, lost_database, one_line, open_storage, quiet_heartbeat,
-                         shown)
+from lab.storage import LOST, StorageError, check_journal, lost_database, one_line, open_storage, quiet_heartbeat, shown
 from lab.tables import read_table, write_table
 from models import build_model
 from train import TrainingError, fit
 
 OBJECTIVES = ("recon", "elbo", "loss", "iwae_nll", "iwae_elbo", "mse", "fd_prior", "fd_aggregate", "fd_class")
-HEARTBEAT = 30      # database storage: seconds between a running trial's heartbeats
+HEARTBEAT = 30  # database storage: seconds between a running trial's heartbeats
 GONE = 3  # a worker's exit status when the database went away: the parent says so, once
-EXPECTED = (CheckpointError, ClassifierError, DataError, WriteError, RecordError, ValueError,
-            sqlalchemy.exc.SQLAlchemyError)  # one line each, exit status 1
+EXPECTED = (
+    CheckpointError,
+    ClassifierError,
+    DataError,
+    WriteError,
+    RecordError,
+    ValueError,
+    sqlalchemy.exc.SQLAlchemyError,
+)  # one line each, exit status 1
 
 
-def train_run(run_dir: Path, model_config: ModelConfig, config: TrainConfig, data: FashionMNISTData,
-              progress: bool, waited: bool = False) -> tuple[str, int]:
+def train_run(
+    run_dir: Path,
+    model_config: ModelConfig,
+    config: TrainConfig,
+    data: FashionMNISTData,
+    progress: bool,
+    waited: bool = False,
+) -> tuple[str, int]:
     """Bring the run in `run_dir` to config.epochs epochs: ("reused" | "resumed" | "trained", its epoch). If
     another process holds the folder (a worker taken for dead that still runs), wait for it, then look again."""
     checkpoint = load_checkpoint(run_dir) if (run_dir / CHECKPOINT).exists() else None
@@ -82,9 +102,14 @@ def cached_eval(run_dir: Path, epoch: int, config: EvalConfig, data: FashionMNIS
         summary(result)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    wanted = {**asdict(config), "epoch": epoch, "checkpoint_sha256": sha256(run_dir / CHECKPOINT),
-              "test_images": len(data.test_images), "train_images": len(data.train_images),
-              "classifier_sha256": classifier().weights_sha256}
+    wanted = {
+        **asdict(config),
+        "epoch": epoch,
+        "checkpoint_sha256": sha256(run_dir / CHECKPOINT),
+        "test_images": len(data.test_images),
+        "train_images": len(data.train_images),
+        "classifier_sha256": classifier().weights_sha256,
+    }
     return result if all(result.get(key) == value for key, value in wanted.items()) else None
 
 
@@ -92,8 +117,16 @@ def cached_eval(run_dir: Path, epoch: int, config: EvalConfig, data: FashionMNIS
 def eval_data(likelihood: str, train_limit: int | None, eval_limit: int | None) -> FashionMNISTData:
     """The images a run is evaluated on: its training images, and the test images up to --eval-limit."""
     full = dataset(likelihood)
-    return with_test_limit(FashionMNISTData(full.train_images[:train_limit], full.train_labels[:train_limit],
-                                            full.test_images, full.test_labels, likelihood), eval_limit)
+    return with_test_limit(
+        FashionMNISTData(
+            full.train_images[:train_limit],
+            full.train_labels[:train_limit],
+            full.test_images,
+            full.test_labels,
+            likelihood,
+        ),
+        eval_limit,
+    )
 
 
 @functools.lru_cache(maxsize=4)
@@ -142,9 +175,19 @@ def run_trial(study: optuna.Study, job: Job, args: argparse.Namespace) -> None:
         saved = load_checkpoint(folder)  # every column from the run itself (a reused run may have more epochs)
         ran = {**saved["config"], **saved["train_config"], "epochs": result["epoch"]}
         ran = {k: tuple(ran[k]) if isinstance(ran.get(k), list) else ran.get(k, v) for k, v in settings.items()}
-        trial.set_user_attr("row", {"settings": job.describe(ran), "run": folder.name, "action": action,
-                                    "epochs": result["epoch"], "parameters": result["parameters"], "metrics": done[1]})
+        trial.set_user_attr(
+            "row",
+            {
+                "settings": job.describe(ran),
+                "run": folder.name,
+                "action": action,
+                "epochs": result["epoch"],
+                "parameters": result["parameters"],
+                "metrics": done[1],
+            },
+        )
         return done[1][args.objective]
+
     try:
         study.optimize(objective, n_trials=1, catch=(TrainingError,))
     except (ValueError, UpdateFinishedTrialError):
@@ -177,8 +220,14 @@ def report(job: Job, trials: list[FrozenTrial], args: argparse.Namespace) -> tup
     stem = Path(args.results_dir) / job.stem(args.study)
     old = len(read_table(stem))
     if old > len(rows) and not args.force:
-        return [], (f"{stem.with_suffix('.csv')} holds {old} rows, this sweep {len(rows)}: not replaced (--force "
-                    f"replaces it; --study NAME writes a table of its own)"), missing
+        return (
+            [],
+            (
+                f"{stem.with_suffix('.csv')} holds {old} rows, this sweep {len(rows)}: not replaced (--force "
+                f"replaces it; --study NAME writes a table of its own)"
+            ),
+            missing,
+        )
     files, groups = write_table(rows, stem) if rows else [], {}
     for a, row in zip(attrs, rows) if not isinstance(job, Search) else ():
         name = a["run"].replace(f"-z{ModelConfig.latent_dim}-", "-").replace(f"-beta{row['beta']:g}", "")
@@ -186,6 +235,7 @@ def report(job: Job, trials: list[FrozenTrial], args: argparse.Namespace) -> tup
     for name, group in ((n, g) for n, g in groups.items() if len(g) > 1):  # a curve over beta needs two betas
         import plots  # matplotlib: only here
         from lab import figures
+
         for kind, figure in figures.plot_sweep(group, SAMPLER_NAMES).items():
             plots.save(figure, f"sweep-{name}-{kind}.png", folder=Path(args.img_dir))
             files.append(Path(args.img_dir) / f"sweep-{name}-{kind}.png")
@@ -213,8 +263,13 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Job, OneLineParser]
     add("--latent-dim", type=int, nargs="+", default=[ModelConfig.latent_dim])
     add("--epochs", type=int, default=TrainConfig.epochs, help=f"(default {TrainConfig.epochs})")
     add("--train-limit", type=int, help="train on the first N training images only (quick checks)")
-    add("--set", action="append", default=[], metavar="FIELD=V1,V2",
-        help="grid over any other ModelConfig/TrainConfig field (tuples as 16x32), repeatable")
+    add(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=V1,V2",
+        help="grid over any other ModelConfig/TrainConfig field (tuples as 16x32), repeatable",
+    )
     add_options(p, EvalConfig, skip=("batch_size", "seed"))  # --seed(s) and --batch-size: the training's
     add("--search", action="store_true", help="TPE search over CNN designs within --budget")
     add("--budget", type=int, help="search: most parameters a design may have")
@@ -235,12 +290,15 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Job, OneLineParser]
     try:
         args.eval = EvalConfig(**given(args, EvalConfig))
         for name in (n for n in ("workers", "trials", "budget", "heartbeat") if getattr(args, n) is not None):
-            check_range(name, getattr(args, name), 1, 10 ** 9, integer=True)
+            check_range(name, getattr(args, name), 1, 10**9, integer=True)
     except ValueError as error:
         p.error(option_error(error))
     try:
-        check_data_sizes(min(args.train_limit or COUNTS["train"], COUNTS["train"]),
-                         min(args.eval.eval_limit or COUNTS["test"], COUNTS["test"]), args.eval)
+        check_data_sizes(
+            min(args.train_limit or COUNTS["train"], COUNTS["train"]),
+            min(args.eval.eval_limit or COUNTS["test"], COUNTS["test"]),
+            args.eval,
+        )
         job = make_job(args)
     except ValueError as error:
         p.error(str(error))
@@ -265,8 +323,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sweep: {note}", file=sys.stderr) if note else None
         storage = open_storage(args.storage, args.heartbeat)
         base = args.study or (f"search-budget{args.budget}" if args.search else "sweep")
-        study = optuna.create_study(storage=storage, study_name=study_name(base, job, asdict(args.eval)),
-                                    direction="minimize", sampler=job.sampler(args.worker or 0), load_if_exists=True)
+        study = optuna.create_study(
+            storage=storage,
+            study_name=study_name(base, job, asdict(args.eval)),
+            direction="minimize",
+            sampler=job.sampler(args.worker or 0),
+            load_if_exists=True,
+        )
     except (StorageError, sqlalchemy.exc.SQLAlchemyError, OSError, ValueError) as error:
         p.error(f"--storage {shown(args.storage)}: {one_line(error)}")
     started = time.perf_counter()
@@ -294,14 +357,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"sweep: error: {LOST.format(f' ({one_line(lost)})') if lost else one_line(error)}", file=sys.stderr)
         return GONE if lost is not None and args.worker is not None else 1
     except KeyboardInterrupt:
-        print("\ninterrupted; finished epochs and evaluations are saved: run the same command again to continue",
-              file=sys.stderr) if args.worker is None else None
+        print(
+            "\ninterrupted; finished epochs and evaluations are saved: run the same command again to continue",
+            file=sys.stderr,
+        ) if args.worker is None else None
         return 130
     print(f"done in {time.perf_counter() - started:.0f} s: " + ", ".join(map(str, files)))
     print(files[1].read_text(), end="") if files else None
     if refused or missing:
-        print(f"sweep: {refused}" if refused else f"sweep: missing {', '.join(missing)} (failed: see "
-              f"the errors above); run the same command again to retry them", file=sys.stderr)
+        print(
+            f"sweep: {refused}"
+            if refused
+            else f"sweep: missing {', '.join(missing)} (failed: see "
+            f"the errors above); run the same command again to retry them",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

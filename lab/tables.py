@@ -1,6 +1,7 @@
 """The lab's tables on disk: STEM.csv (a metric's mean and std over seeds as NAME_mean and NAME_std) and STEM.md (a
 header, then the table with 'mean ± std' cells); the study's never replace a committed table by one with fewer rows
 or seeds (unless forced)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,9 +12,16 @@ from tabulate import DataRow, TableFormat
 
 from files import write_text
 
-MARKDOWN = TableFormat(lineabove=None, linebelowheader=lambda widths, _: "|" + "---|" * len(widths), linebelow=None,
-                       linebetweenrows=None, headerrow=DataRow("|", "|", "|"), datarow=DataRow("|", "|", "|"),
-                       padding=1, with_header_hide=None)  # GitHub's pipe table, unpadded (stralign=None)
+MARKDOWN = TableFormat(
+    lineabove=None,
+    linebelowheader=lambda widths, _: "|" + "---|" * len(widths),
+    linebelow=None,
+    linebetweenrows=None,
+    headerrow=DataRow("|", "|", "|"),
+    datarow=DataRow("|", "|", "|"),
+    padding=1,
+    with_header_hide=None,
+)  # GitHub's pipe table, unpadded (stralign=None)
 
 
 def pair(mean: float, std: float) -> str:
@@ -34,8 +42,10 @@ def markdown(table: pd.DataFrame) -> str:
         if name != column and f"{name}_std" in table:
             cells[name] = list(map(pair, table[column], table[f"{name}_std"]))
         elif not (column.endswith("_std") and f"{column.removesuffix('_std')}_mean" in table):
-            cells[column] = [f"{v:.4g}" if isinstance(v, float) and pd.notna(v) else str(None if pd.isna(v) else v)
-                             for v in table[column]]
+            cells[column] = [
+                f"{v:.4g}" if isinstance(v, float) and pd.notna(v) else str(None if pd.isna(v) else v)
+                for v in table[column]
+            ]
     return pd.DataFrame(cells).to_markdown(index=False, tablefmt=MARKDOWN, stralign=None, disable_numparse=True) + "\n"
 
 
@@ -59,17 +69,26 @@ def read_table(stem: Path) -> list[dict[str, str]]:
 def write_part(name: str, table: pd.DataFrame, title: str, commands: list[str], results_dir: Path, force: bool) -> str:
     """results/study-NAME.md and .csv, unless that would replace a committed table with fewer rows or seeds."""
     stem = results_dir / f"study-{name}"
-    (rows, seeds), (kept_rows, kept_seeds) = [(len(t), t.get("seeds", pd.Series(1, t.index)).astype(str).str.split(
-        "/").explode().astype(int).sum()) for t in (table, pd.DataFrame(read_table(stem)))]  # seeds: "3" or "3/2"
+    (rows, seeds), (kept_rows, kept_seeds) = [
+        (len(t), t.get("seeds", pd.Series(1, t.index)).astype(str).str.split("/").explode().astype(int).sum())
+        for t in (table, pd.DataFrame(read_table(stem)))
+    ]  # seeds: "3" or "3/2"
     if table.empty or not force and (rows < kept_rows or seeds < kept_seeds):
-        return (f"{stem}.md: kept ({kept_rows} rows, {kept_seeds} seeds committed; the records give {rows} rows, "
-                f"{seeds} seeds: --force replaces it)")
+        return (
+            f"{stem}.md: kept ({kept_rows} rows, {kept_seeds} seeds committed; the records give {rows} rows, "
+            f"{seeds} seeds: --force replaces it)"
+        )
     listed = "".join(f"    {command}\n" for command in commands)
     before = [read_table(stem), stem.with_suffix(".md").read_text() if stem.with_suffix(".md").exists() else None]
-    write_table(table, stem, f"# Study: {title}\n\nMade by `python -m lab.study` from the run records of:\n\n{listed}"
-                             "\nmean ± standard deviation over seeds\n\n")
+    write_table(
+        table,
+        stem,
+        f"# Study: {title}\n\nMade by `python -m lab.study` from the run records of:\n\n{listed}"
+        "\nmean ± standard deviation over seeds\n\n",
+    )
     after = [read_table(stem), stem.with_suffix(".md").read_text()]
     old, new = ({tuple(row.items()) for row in rows} for rows in (before[0], after[0]))
     differ = max(len(new - old), len(old - new))  # rows changed, added or gone, wherever they stand
-    return f"{stem}.md: {len(table)} rows, " + ("unchanged" if after == before else f"CHANGED: {differ} rows differ" if
-                                               differ else "CHANGED: its header only")
+    return f"{stem}.md: {len(table)} rows, " + (
+        "unchanged" if after == before else f"CHANGED: {differ} rows differ" if differ else "CHANGED: its header only"
+    )

@@ -1,7 +1,8 @@
 """Train the Fashion-MNIST classifier that evaluate.py uses as its feature extractor (classifier.py), once:
 
-    python -m lab.train_classifier --force   # replaces assets/fmnist_classifier.pt if test accuracy >= MIN_ACCURACY
+python -m lab.train_classifier --force   # replaces assets/fmnist_classifier.pt if test accuracy >= MIN_ACCURACY
 """
+
 from __future__ import annotations
 
 import math
@@ -30,8 +31,7 @@ def accuracy(classifier: Classifier, images: Tensor, labels: Tensor) -> float:
     return (probs.argmax(1) == labels).float().mean().item()
 
 
-def train_classifier(images: Tensor, labels: Tensor, epochs: int = EPOCHS, seed: int = SEED,
-                     log=print) -> Classifier:
+def train_classifier(images: Tensor, labels: Tensor, epochs: int = EPOCHS, seed: int = SEED, log=print) -> Classifier:
     """Train with Adam (cosine learning-rate decay) and cross-entropy, reproducibly from `seed`."""
     torch.manual_seed(seed)
     classifier = Classifier()
@@ -55,12 +55,18 @@ def train_classifier(images: Tensor, labels: Tensor, epochs: int = EPOCHS, seed:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = OneLineParser(prog="lab.train_classifier", description="Train the Fashion-MNIST classifier used by evaluate.py.")
+    p = OneLineParser(
+        prog="lab.train_classifier", description="Train the Fashion-MNIST classifier used by evaluate.py."
+    )
     p.add_argument("--out", default=str(WEIGHTS), help="weights file (default assets/fmnist_classifier.pt)")
     p.add_argument("--epochs", type=int, default=EPOCHS)
     p.add_argument("--seed", type=int, default=SEED)
-    p.add_argument("--force", action="store_true", help="replace an existing weights file (every eval.json made "
-                                                        "with the old weights is then evaluated again by a sweep)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing weights file (every eval.json made "
+        "with the old weights is then evaluated again by a sweep)",
+    )
     args = p.parse_args(argv)
     if Path(args.out).exists() and not args.force:
         p.error(f"{args.out} exists: the metrics of every evaluation rest on it; pass --force to replace it, or --out")
@@ -72,12 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     test_accuracy = accuracy(classifier, data.test_images, data.test_labels)
     print(f"test accuracy {test_accuracy:.4f}")
     if test_accuracy < MIN_ACCURACY:
-        print(f"lab.train_classifier: error: test accuracy below {MIN_ACCURACY:.0%}; weights not saved", file=sys.stderr)
+        print(
+            f"lab.train_classifier: error: test accuracy below {MIN_ACCURACY:.0%}; weights not saved", file=sys.stderr
+        )
         return 1
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    state = {"state": classifier.state_dict(), "test_accuracy": test_accuracy, "epochs": args.epochs,
-             "seed": args.seed}
+    state = {"state": classifier.state_dict(), "test_accuracy": test_accuracy, "epochs": args.epochs, "seed": args.seed}
     try:
         atomic_write(out, lambda f: torch.save(state, f))
     except WriteError as error:

@@ -6,6 +6,7 @@ screen) and 390x844 (a phone; the whole page, which wraps to one column), after 
 Needs Playwright for Python (lab/requirements.txt) and a system Chromium at /usr/bin/chromium; it downloads no
 browser, and the pages are opened from file:// with every other request blocked.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,14 @@ from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--no-first-run"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 VIEWPORTS = ((1280, 800), (390, 844))
 CLICKED = 0  # the test image whose point is clicked (an ankle boot)
 MAX_BYTES = 300_000
@@ -32,8 +39,14 @@ def shrink(path: Path) -> None:
 def screenshot(browser, page_path: Path, width: int, height: int, out: Path) -> None:
     page = browser.new_page(viewport={"width": width, "height": height})
     blocked = []
-    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file://")
-               else (blocked.append(route.request.url), route.abort()))
+    page.route(
+        "**/*",
+        lambda route: (
+            route.continue_()
+            if route.request.url.startswith("file://")
+            else (blocked.append(route.request.url), route.abort())
+        ),
+    )
     page.goto(page_path.resolve().as_uri())
     page.wait_for_function("window.explorer !== undefined")
     page.evaluate("explorer.ready")
@@ -52,8 +65,9 @@ def screenshot(browser, page_path: Path, width: int, height: int, out: Path) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pages", nargs="+", type=Path, default=[ROOT / "docs/explorer/fc.html",
-                                                                   ROOT / "docs/explorer/cnn.html"])
+    parser.add_argument(
+        "--pages", nargs="+", type=Path, default=[ROOT / "docs/explorer/fc.html", ROOT / "docs/explorer/cnn.html"]
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ that shows the explorer of a trained run live in JupyterLab, after a slider drag
 The notebook and run come from the quick look (`papermill -p epochs 2 -p train_limit 5000 ...`). Needs Playwright for
 Python and a system Chromium; it downloads no browser, and the export's page may load nothing but files.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,18 +19,27 @@ from pathlib import Path
 import nbformat
 from nbconvert import HTMLExporter
 from playwright.sync_api import Page, sync_playwright
-
 from screenshots import ROOT, click_a_point, drag_slider, free_port, report, shot, start_lab
 
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--no-first-run", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]  # WebGL on CPU
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
+]  # WebGL on CPU
 EXPLORER = ".widget-box"
-CELLS = ["import sys\nsys.path.insert(0, {root!r})\nfrom checkpoint import load_model\n"
-         "from data import load_fashion_mnist\nfrom explorer import LatentExplorer\n"
-         "from samplers import posterior_means",
-         "model = load_model({run!r})\ndata = load_fashion_mnist(model.likelihood)\n"
-         "test_means = posterior_means(model, data.test_images)",
-         "LatentExplorer(model, test_means, data.test_labels, data.test_images)"]
+CELLS = [
+    "import sys\nsys.path.insert(0, {root!r})\nfrom checkpoint import load_model\n"
+    "from data import load_fashion_mnist\nfrom explorer import LatentExplorer\n"
+    "from samplers import posterior_means",
+    "model = load_model({run!r})\ndata = load_fashion_mnist(model.likelihood)\n"
+    "test_means = posterior_means(model, data.test_images)",
+    "LatentExplorer(model, test_means, data.test_labels, data.test_images)",
+]
 
 
 def export_shot(page: Page, notebook: Path, folder: Path, out: Path) -> dict[str, bool]:
@@ -38,8 +48,14 @@ def export_shot(page: Page, notebook: Path, folder: Path, out: Path) -> dict[str
     html = folder / "export.html"
     html.write_text(HTMLExporter().from_notebook_node(nbformat.read(notebook, 4))[0])
     blocked = []
-    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
-               else blocked.append(route.request.url) or route.abort())
+    page.route(
+        "**/*",
+        lambda route: (
+            route.continue_()
+            if route.request.url.startswith("file:")
+            else blocked.append(route.request.url) or route.abort()
+        ),
+    )
     page.goto(html.as_uri())
     picture = page.locator(".jp-Cell").filter(has_text="LatentExplorer(model").last.locator("img")
     picture.evaluate("img => img.scrollIntoView({block: 'center'})")
@@ -71,8 +87,9 @@ def lab_shots(page: Page, folder: Path, run: Path, out: Path) -> dict[str, bool]
             page.get_by_role("button", name="Select", exact=True).click()
         page.get_by_role("menuitem", name="Run", exact=True).click()
         page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-        page.wait_for_function(f"() => !!document.querySelector('{EXPLORER} .js-plotly-plot')?._fullLayout",
-                               timeout=120_000)
+        page.wait_for_function(
+            f"() => !!document.querySelector('{EXPLORER} .js-plotly-plot')?._fullLayout", timeout=120_000
+        )
         page.locator(".jp-CodeCell").last.evaluate("cell => cell.scrollIntoView({block: 'start'})")
         page.wait_for_timeout(2500)
         return explore(page, out)
@@ -92,9 +109,11 @@ def explore(page: Page, out: Path) -> dict[str, bool]:
     value = lambda n: float(values.nth(n).inner_text().replace("\u2212", "-"))  # noqa: E731  (a typographic minus)
     title, modebar = (page.locator(f"{EXPLORER} {css}").first.bounding_box() for css in (".gtitle", ".modebar"))
     controls = page.locator(f"{EXPLORER} .widget-slider").first.bounding_box()
-    checks = {"the title clears the modebar": title["x"] + title["width"] <= modebar["x"]
-              or title["y"] + title["height"] <= modebar["y"],
-              "the sliders sit beside the scatter": controls["x"] > modebar["x"] and controls["y"] < modebar["y"] + 200}
+    checks = {
+        "the title clears the modebar": title["x"] + title["width"] <= modebar["x"]
+        or title["y"] + title["height"] <= modebar["y"],
+        "the sliders sit beside the scatter": controls["x"] > modebar["x"] and controls["y"] < modebar["y"] + 200,
+    }
     handle = page.locator(f"{EXPLORER} .noUi-handle").first
     low, high = (float(handle.get_attribute(f"aria-value{end}")) for end in ("min", "max"))
     before = value(0)
@@ -116,8 +135,9 @@ def explore(page: Page, out: Path) -> dict[str, bool]:
     page.get_by_role("button", name="go to class mean").click()
     page.wait_for_timeout(2000)
     shot(page, out / "lab-explorer-class-mean.png")
-    checks["the captions follow the class mean"] = ("class mean of Sneaker" in caption(page, 0)
-                                                     and "test image" not in caption(page, 1))
+    checks["the captions follow the class mean"] = "class mean of Sneaker" in caption(
+        page, 0
+    ) and "test image" not in caption(page, 1)
     print(f"captions: {caption(page, 0)!r}, {caption(page, 1)!r}")
     return checks
 

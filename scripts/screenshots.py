@@ -7,6 +7,7 @@ file browser open, 1600x900; after a slider move and after a click on a point) a
 Needs Playwright for Python (`.venv/bin/pip install playwright`, not in requirements.txt) and a system Chromium
 (`apt-get install chromium`); it does not download browsers. Everything executed runs in a temporary folder.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,8 +60,23 @@ def quick_run(notebook: str, folder: Path) -> Path:
     strips it: what GitHub and nbconvert will show once `make run` refreshed the committed notebook."""
     out = folder / f"quick-{notebook}"
     parameters = {**QUICK, "run_dir": str(folder / "run-static"), "progress": False}
-    subprocess.run([PYTHON, "-m", "papermill", str(ROOT / notebook), str(out), "-y", json.dumps(parameters),
-                    "-k", "python3", "--cwd", str(ROOT), "--no-progress-bar"], check=True)
+    subprocess.run(
+        [
+            PYTHON,
+            "-m",
+            "papermill",
+            str(ROOT / notebook),
+            str(out),
+            "-y",
+            json.dumps(parameters),
+            "-k",
+            "python3",
+            "--cwd",
+            str(ROOT),
+            "--no-progress-bar",
+        ],
+        check=True,
+    )
     nb = nbformat.read(out, 4)
     nb.metadata.pop("widgets", None)
     nbformat.write(nb, out)
@@ -68,8 +84,11 @@ def quick_run(notebook: str, folder: Path) -> Path:
 
 
 def to_html(notebook: Path, folder: Path) -> Path:
-    subprocess.run([PYTHON, "-m", "jupyter", "nbconvert", "--to", "html", "--output-dir", str(folder), str(notebook)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [PYTHON, "-m", "jupyter", "nbconvert", "--to", "html", "--output-dir", str(folder), str(notebook)],
+        check=True,
+        capture_output=True,
+    )
     return folder / f"{notebook.stem}.html"
 
 
@@ -90,13 +109,29 @@ def start_lab(folder: Path, port: int) -> subprocess.Popen:
     settings = folder / "lab-settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false", "checkForUpdates": false}')
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
-           "JUPYTERLAB_SETTINGS_DIR": str(folder / "lab-settings"), "JUPYTERLAB_WORKSPACES_DIR": str(folder / "ws")}
-    lab = subprocess.Popen([str(Path(PYTHON).parent / "jupyter"), "lab", "--no-browser", f"--port={port}",
-                            "--IdentityProvider.token=", "--ServerApp.password=", f"--ServerApp.root_dir={folder}",
-                            "--ServerApp.disable_check_xsrf=True", *(["--allow-root"] if os.geteuid() == 0 else [])],
-                           env=env, stdout=subprocess.DEVNULL,
-                           stderr=open(folder / "lab.log", "w"))
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "OMP_NUM_THREADS": "1",
+        "JUPYTERLAB_SETTINGS_DIR": str(folder / "lab-settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(folder / "ws"),
+    }
+    lab = subprocess.Popen(
+        [
+            str(Path(PYTHON).parent / "jupyter"),
+            "lab",
+            "--no-browser",
+            f"--port={port}",
+            "--IdentityProvider.token=",
+            "--ServerApp.password=",
+            f"--ServerApp.root_dir={folder}",
+            "--ServerApp.disable_check_xsrf=True",
+            *(["--allow-root"] if os.geteuid() == 0 else []),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(folder / "lab.log", "w"),
+    )
     for _ in range(120):
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=2)
@@ -137,7 +172,8 @@ def click_a_point(page: Page, figure) -> bool:
 def show_explorer(page: Page) -> None:
     """Scroll the notebook so that the explorer's cell starts at the top, and let WebGL draw."""
     page.locator(".jp-CodeCell").filter(has_text="LatentExplorer(model").last.evaluate(
-        "cell => cell.scrollIntoView({block: 'start'})")
+        "cell => cell.scrollIntoView({block: 'start'})"
+    )
     page.wait_for_timeout(2500)
 
 
@@ -165,10 +201,12 @@ def lab_shots(page: Page, notebook: Path, port: int, out: Path, prefix: str) -> 
     figure.wait_for(state="attached", timeout=900_000)
     page.wait_for_function("() => !!document.querySelector('.widget-box .js-plotly-plot')._fullLayout", timeout=60_000)
     show_explorer(page)
-    checks = {"file browser open": page.locator("#filebrowser").is_visible(),
-              "no horizontal scrollbar at 1280x800": page.evaluate(
-                  "() => [...document.querySelectorAll('.jp-WindowedPanel-outer')].every("
-                  "e => e.scrollWidth <= e.clientWidth)")}
+    checks = {
+        "file browser open": page.locator("#filebrowser").is_visible(),
+        "no horizontal scrollbar at 1280x800": page.evaluate(
+            "() => [...document.querySelectorAll('.jp-WindowedPanel-outer')].every(e => e.scrollWidth <= e.clientWidth)"
+        ),
+    }
     shot(page, out / f"{prefix}-lab-1280x800.png")
     before = decoded_src(page)
     drag_slider(page)
@@ -186,7 +224,8 @@ def lab_shots(page: Page, notebook: Path, port: int, out: Path, prefix: str) -> 
         show_explorer(page)
         shot(page, out / f"{prefix}-lab-{name}.png")
     checks["no horizontal scrollbar at 1000x800"] = page.evaluate(
-        "() => [...document.querySelectorAll('.jp-WindowedPanel-outer')].every(e => e.scrollWidth <= e.clientWidth)")
+        "() => [...document.querySelectorAll('.jp-WindowedPanel-outer')].every(e => e.scrollWidth <= e.clientWidth)"
+    )
     page.set_viewport_size({"width": 1280, "height": 800})
     training = page.locator(".jp-CodeCell").filter(has_text="history = fit(").first
     training.evaluate("cell => cell.scrollIntoView({block: 'start'})")
@@ -214,8 +253,11 @@ def main() -> int:
     parser.add_argument("--notebook", default="Fully_Connected_VAE.ipynb", help="the notebook run live in Lab")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
-    parser.add_argument("--committed-only", action="store_true",
-                        help="only the HTML exports of the committed notebooks (after make run)")
+    parser.add_argument(
+        "--committed-only",
+        action="store_true",
+        help="only the HTML exports of the committed notebooks (after make run)",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="screenshots-"))
@@ -229,8 +271,21 @@ def main() -> int:
         return 0
     prefix = "fc" if args.notebook.startswith("Fully") else "cnn"
     live = folder / args.notebook  # parameters injected, not executed: Lab runs it
-    subprocess.run([PYTHON, "-m", "papermill", str(ROOT / args.notebook), str(live), "--prepare-only", "-y",
-                    json.dumps({**QUICK, "run_dir": str(folder / "run-live")}), "-k", "python3"], check=True)
+    subprocess.run(
+        [
+            PYTHON,
+            "-m",
+            "papermill",
+            str(ROOT / args.notebook),
+            str(live),
+            "--prepare-only",
+            "-y",
+            json.dumps({**QUICK, "run_dir": str(folder / "run-live")}),
+            "-k",
+            "python3",
+        ],
+        check=True,
+    )
     nb = nbformat.read(live, 4)
     for cell in nb.cells:  # the committed outputs would show "model not found" until Lab runs the cell
         if cell.cell_type == "code":

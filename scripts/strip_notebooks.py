@@ -5,6 +5,7 @@ The parameters the run used stay in the notebook's metadata (papermill.parameter
 
     .venv/bin/python scripts/strip_notebooks.py Fully_Connected_VAE.ipynb CNN_VAE.ipynb
 """
+
 import sys
 
 import nbformat

@@ -22,8 +22,14 @@ def fmnist():
 def small_fmnist(fmnist):
     """The first 2,000 training images and the first 2,000 test images: for quick training tests."""
     from data import FashionMNISTData
-    return FashionMNISTData(fmnist.train_images[:2000], fmnist.train_labels[:2000],
-                            fmnist.test_images[:2000], fmnist.test_labels[:2000], "bernoulli")
+
+    return FashionMNISTData(
+        fmnist.train_images[:2000],
+        fmnist.train_labels[:2000],
+        fmnist.test_images[:2000],
+        fmnist.test_labels[:2000],
+        "bernoulli",
+    )
 
 
 TEST_IMAGES = 2000
@@ -45,9 +51,13 @@ def loaded_once(fmnist, monkeypatch):
         likelihood = find_likelihood(likelihood)
         low, high = likelihood.data_range
         scale = lambda x: x.mul(high - low).add_(low)  # noqa: E731  (as data.to_tensor: a new tensor)
-        return FashionMNISTData(scale(fmnist.train_images[:limit]), fmnist.train_labels[:limit].clone(),
-                                scale(fmnist.test_images[:TEST_IMAGES]), fmnist.test_labels[:TEST_IMAGES].clone(),
-                                likelihood)
+        return FashionMNISTData(
+            scale(fmnist.train_images[:limit]),
+            fmnist.train_labels[:limit].clone(),
+            scale(fmnist.test_images[:TEST_IMAGES]),
+            fmnist.test_labels[:TEST_IMAGES].clone(),
+            likelihood,
+        )
 
     monkeypatch.setattr(train, "load_fashion_mnist", load)
     monkeypatch.setattr(evaluate, "load_fashion_mnist", load)
@@ -62,17 +72,21 @@ TINY = ["--model", "fc", "--hidden", "16", "--train-limit", "300", "--no-progres
 def tiny_data(small_fmnist):
     """300 training and 300 test images."""
     from data import FashionMNISTData
+
     d = small_fmnist
-    return FashionMNISTData(d.train_images[:300], d.train_labels[:300], d.test_images[:300], d.test_labels[:300],
-                            d.likelihood)
+    return FashionMNISTData(
+        d.train_images[:300], d.train_labels[:300], d.test_images[:300], d.test_labels[:300], d.likelihood
+    )
 
 
 def tiny_fit(data, out_dir=None, epochs=1, **kwargs):
     """A one-layer FC (16 units) trained from seed 0 on `data`: (model, history)."""
     import torch
+
     from config import TrainConfig
     from models import FCVAE
     from train import fit
+
     torch.manual_seed(0)
     model = FCVAE(hidden=(16,))
     return model, fit(model, data, TrainConfig(epochs=epochs, batch_size=100), out_dir=out_dir, **QUIET, **kwargs)
@@ -81,6 +95,7 @@ def tiny_fit(data, out_dir=None, epochs=1, **kwargs):
 def run_main(args, capsys):
     """(exit status, stderr) of train.main, whether it returns or exits."""
     from train import main
+
     try:
         code = main(args)
     except SystemExit as exit_info:
@@ -91,14 +106,21 @@ def run_main(args, capsys):
 def fingerprint() -> dict[str, str | None]:
     """What `git status` would show changed: sha256 of every tracked file (None: deleted), and the untracked files
     git does not ignore (runs/ is ignored). Without git: every file under img/ and the notebooks."""
+
     def git(*args: str) -> list[str] | None:
         done = subprocess.run(["git", *args, "-z"], cwd=ROOT, capture_output=True)
         return [name for name in done.stdout.decode().split("\0") if name] if done.returncode == 0 else None
+
     tracked = git("ls-files")
-    files = [ROOT / name for name in tracked] if tracked is not None else [
-        *ROOT.glob("*.ipynb"), *(f for f in (ROOT / "img").rglob("*") if f.is_file())]
-    digests = {str(f.relative_to(ROOT)): hashlib.sha256(f.read_bytes()).hexdigest() if f.exists() else None
-               for f in sorted(files)}
+    files = (
+        [ROOT / name for name in tracked]
+        if tracked is not None
+        else [*ROOT.glob("*.ipynb"), *(f for f in (ROOT / "img").rglob("*") if f.is_file())]
+    )
+    digests = {
+        str(f.relative_to(ROOT)): hashlib.sha256(f.read_bytes()).hexdigest() if f.exists() else None
+        for f in sorted(files)
+    }
     return {**digests, **{f"untracked {name}": "" for name in git("ls-files", "--others", "--exclude-standard") or []}}
 
 

@@ -1,4 +1,5 @@
 """Capacity-controlled training, beta-VAE "B" (Burgess et al. 2018): loss, ramp, exactness and resume."""
+
 import pytest
 import torch
 
@@ -41,8 +42,10 @@ def test_the_objective_total_is_the_loss_it_trains():
     logits, x = torch.randn(4, 1, 28, 28), torch.rand(4, 1, 28, 28)
     mu, logvar = torch.randn(4, 3), torch.randn(4, 3)
     output = VAEOutput(torch.sigmoid(logits), logits, mu, logvar, mu)
-    for goal in (Objective.of(TrainConfig(beta=0.3)),
-                 Objective.of(TrainConfig(capacity=6.0, capacity_epochs=3, gamma=10.0))):
+    for goal in (
+        Objective.of(TrainConfig(beta=0.3)),
+        Objective.of(TrainConfig(capacity=6.0, capacity_epochs=3, gamma=10.0)),
+    ):
         for epochs_done in (0.5, 2.0, 7.0):
             terms = goal.loss(output, x, LIKELIHOODS["bernoulli"], epochs_done)
             total = goal.total(terms.recon.item(), terms.kl.item(), epochs_done)
@@ -77,8 +80,12 @@ def test_with_capacity_off_the_epoch_is_the_beta_vae_step(small_fmnist):
 
 def test_a_small_run_ends_near_its_target_capacity(small_fmnist):
     torch.manual_seed(0)
-    history = fit(FCVAE(hidden=(128,)), small_fmnist,
-                  TrainConfig(capacity=6.0, capacity_epochs=3, epochs=8, batch_size=64), **QUIET)
+    history = fit(
+        FCVAE(hidden=(128,)),
+        small_fmnist,
+        TrainConfig(capacity=6.0, capacity_epochs=3, epochs=8, batch_size=64),
+        **QUIET,
+    )
     assert [h["capacity"] for h in history] == [2.0, 4.0, 6.0, 6.0, 6.0, 6.0, 6.0, 6.0]
     # gamma * |KL - C| keeps the batch KL near C; the test KL of single epochs swings by about a nat, so the
     # tolerance is on the mean of the last three epochs: 1 nat on the test set, 0.5 nats on the training set

@@ -1,6 +1,7 @@
 """checkpoint.py and files.py against hostile files and races (issue 23): a failed run's clean-up spares a sibling
 run, edited optimizer states, lock files that are links, folders or FIFOs, zip bombs and pickles as classifier
 weights; and the writing helpers (atomic writes, WriteError, JSON, tables)."""
+
 import copy
 import errno
 import json
@@ -12,17 +13,25 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY, run_main, tiny_fit  # noqa: E402
 
 import classifier
 import files
-from checkpoint import (CHECKPOINT, DIGEST, FORMAT, CheckpointError, load_checkpoint, load_tensors, lock, restore,
-                        run_folder)
+from checkpoint import (
+    CHECKPOINT,
+    DIGEST,
+    FORMAT,
+    CheckpointError,
+    load_checkpoint,
+    load_tensors,
+    lock,
+    restore,
+    run_folder,
+)
 from config import TrainConfig
 from files import WriteError, atomic_write, unwritable, write_json
 from models import FCVAE
 from train import fit
-
-from conftest import TINY, run_main, tiny_fit  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +78,10 @@ OPTIMIZER_EDITS = {  # issue 23, case 9: each was accepted, or crashed (a scalar
     "lr=0": (lambda o: o["param_groups"][0].update(lr=0.0), r"\.param_groups: not those of Adam\(lr=0.001\)"),
     "a missing group key": (lambda o: o["param_groups"][0].pop("eps"), r"\.param_groups"),
     "another parameter list": (lambda o: o["param_groups"][0].update(params=[0, 1]), r": .*doesn't match the size"),
-    "a tensor parameter list": (lambda o: o["param_groups"][0].update(params=torch.arange(len(o["state"]))),
-                                r"\.param_groups"),
+    "a tensor parameter list": (
+        lambda o: o["param_groups"][0].update(params=torch.arange(len(o["state"]))),
+        r"\.param_groups",
+    ),
     "a tensor state key": (lambda o: o["state"].update({torch.arange(3): o["state"][0]}), r"\.state\[tensor"),
 }
 
@@ -104,8 +115,9 @@ def test_the_unedited_optimizer_state_passes_and_resumes(valid_checkpoint):
 
 # ---------------------------------------------------------------------------------------------- lock files
 @pytest.mark.parametrize("kind", ["symlink", "dangling symlink", "folder", "fifo"])
-def test_a_lock_that_is_not_a_regular_file_is_refused_in_one_line_and_nothing_is_written(kind, tmp_path, tiny_data,
-                                                                                        capsys, loaded_once):
+def test_a_lock_that_is_not_a_regular_file_is_refused_in_one_line_and_nothing_is_written(
+    kind, tmp_path, tiny_data, capsys, loaded_once
+):
     run, target = tmp_path / "run", tmp_path / "precious.txt"
     run.mkdir()
     if kind == "symlink":
@@ -147,7 +159,7 @@ def hostile_weights(path, tmp_path):
     torch.save({"state": classifier.Classifier().state_dict()}, tmp_path / "honest.pt")
     bomb = bytearray((tmp_path / "honest.pt").read_bytes())
     central = bomb.index(b"PK\x01\x02")  # central directory entry: uncompressed size at offset 24
-    bomb[central + 24:central + 28] = (2 ** 32 - 2).to_bytes(4, "little")
+    bomb[central + 24 : central + 28] = (2**32 - 2).to_bytes(4, "little")
     path.write_bytes(bomb)
     return path
 
@@ -174,8 +186,11 @@ def test_hostile_classifier_weights_are_refused_quickly_without_allocating(tmp_p
 
 def test_every_torch_load_goes_through_the_guarded_loader():
     root = Path(__file__).resolve().parents[1]
-    callers = [str(path.relative_to(root)) for path in sorted([*root.glob("*.py"), *root.glob("lab/*.py")])
-               if "torch.load(" in path.read_text()]
+    callers = [
+        str(path.relative_to(root))
+        for path in sorted([*root.glob("*.py"), *root.glob("lab/*.py")])
+        if "torch.load(" in path.read_text()
+    ]
     assert callers == ["checkpoint.py"] and (root / "checkpoint.py").read_text().count("torch.load(") == 1
 
 
@@ -193,12 +208,18 @@ def test_load_tensors_names_the_file_with_the_caller_s_error(tmp_path):
 def test_checkpoints_store_the_plain_config_and_a_validated_train_config(tmp_path, valid_checkpoint):
     assert valid_checkpoint["format"] == FORMAT == 2
     assert valid_checkpoint["config"] == FCVAE(hidden=(16,)).plain_config()
-    assert TrainConfig(**{k: v for k, v in valid_checkpoint["train_config"].items() if k != "train_images"}) == \
-        TrainConfig(epochs=1, batch_size=100)
-    for train_config, why in (({"target_capacity": 5.0}, "target_capacity"),  # the setting of format 1: gone
-                              ({"gamma": 3.0}, "only apply with capacity"), ({"epochs": 0}, "epochs must be >= 1")):
-        torch.save({**valid_checkpoint, "train_config": {**valid_checkpoint["train_config"], **train_config}},
-                   tmp_path / "edited.pt")
+    assert TrainConfig(
+        **{k: v for k, v in valid_checkpoint["train_config"].items() if k != "train_images"}
+    ) == TrainConfig(epochs=1, batch_size=100)
+    for train_config, why in (
+        ({"target_capacity": 5.0}, "target_capacity"),  # the setting of format 1: gone
+        ({"gamma": 3.0}, "only apply with capacity"),
+        ({"epochs": 0}, "epochs must be >= 1"),
+    ):
+        torch.save(
+            {**valid_checkpoint, "train_config": {**valid_checkpoint["train_config"], **train_config}},
+            tmp_path / "edited.pt",
+        )
         with pytest.raises(CheckpointError, match=f"edited.pt: field train_config: .*{why}"):
             load_checkpoint(tmp_path / "edited.pt")
 
@@ -210,7 +231,7 @@ def test_atomic_write_replaces_whole_files_or_leaves_the_old_one(tmp_path):
     assert json.loads(path.read_text()) == {"a": 1}
 
     def half_then_crash(f):
-        f.write(b"{\"a\": ")
+        f.write(b'{"a": ')
         raise RuntimeError("crash mid-write")
 
     with pytest.raises(RuntimeError):
@@ -262,21 +283,22 @@ def test_unwritable_says_why_and_creates_nothing(tmp_path, monkeypatch):
     assert "no write permission" in unwritable(tmp_path / "run")
 
 
-
 # ---------------------------------------------------------------------------------------------- issue 34: trust
 def xor_inside_a_tensor(path, tensor):
     """XOR 100 bytes in the middle of `tensor`'s bytes in the file: the zip and its pickle stay readable."""
     data = bytearray(path.read_bytes())
     start = data.index(tensor.contiguous().numpy().tobytes()) + 64
-    data[start:start + 100] = bytes(b ^ 0x5A for b in data[start:start + 100])
+    data[start : start + 100] = bytes(b ^ 0x5A for b in data[start : start + 100])
     path.write_bytes(data)
 
 
-def test_a_checkpoint_whose_tensor_bytes_changed_is_refused_by_load_resume_and_evaluate(tmp_path, tiny_data, capsys,
-                                                                                        loaded_once):
+def test_a_checkpoint_whose_tensor_bytes_changed_is_refused_by_load_resume_and_evaluate(
+    tmp_path, tiny_data, capsys, loaded_once
+):
     """Case 1: torch.load does not check the zip's CRC, so 100 flipped bytes in a weight used to train and
     evaluate on; the digest of the tensors refuses them in one line, and no eval.json is written."""
     import evaluate
+
     run = tmp_path / "run"
     tiny_fit(tiny_data, run)
     xor_inside_a_tensor(run / CHECKPOINT, load_checkpoint(run)["model_state"]["encoder.1.weight"])
@@ -305,10 +327,12 @@ def test_a_checkpoint_without_a_digest_still_loads_and_a_resumed_one_gains_it(tm
 def test_eval_json_names_the_checkpoint_file_and_tensor_digests(tmp_path, tiny_data):
     import evaluate
     from files import sha256
+
     run = tmp_path / "run"
     tiny_fit(tiny_data, run)
-    result = evaluate.evaluate_run(run, tiny_data, evaluate.EvalConfig(k=1, iwae_images=5, samples=20, eval_limit=50),
-                                   classifier.load_classifier())
+    result = evaluate.evaluate_run(
+        run, tiny_data, evaluate.EvalConfig(k=1, iwae_images=5, samples=20, eval_limit=50), classifier.load_classifier()
+    )
     saved = json.loads((run / evaluate.EVAL_FILE).read_text())
     assert saved["checkpoint_tensor_sha256"] == load_checkpoint(run)[DIGEST] == result["checkpoint_tensor_sha256"]
     assert saved["checkpoint_sha256"] == sha256(run / CHECKPOINT)
@@ -320,8 +344,15 @@ def test_a_checkpoint_loads_onto_another_device_with_its_digest_intact(tmp_path,
     for saved_on in devices:
         run = tmp_path / saved_on
         torch.manual_seed(0)
-        fit(FCVAE(hidden=(16,)), tiny_data, TrainConfig(epochs=1, batch_size=100), device=saved_on, out_dir=run,
-            progress=False, log=lambda line: None)
+        fit(
+            FCVAE(hidden=(16,)),
+            tiny_data,
+            TrainConfig(epochs=1, batch_size=100),
+            device=saved_on,
+            out_dir=run,
+            progress=False,
+            log=lambda line: None,
+        )
         reference = load_checkpoint(run)
         assert reference["model_state"]["encoder.1.weight"].device.type == "cpu"
         for location in [*devices, torch.device("cpu"), lambda storage, where: storage]:

@@ -58,7 +58,7 @@ def test_trailing_bytes_are_an_error(tmp_path):
 
 def test_corrupt_or_truncated_gzip_is_an_error(tmp_path):
     packed = gzip.compress(idx_bytes(np.zeros((3, 28, 28))))
-    for name, payload in (("cut.gz", packed[:len(packed) // 2]), ("junk.gz", b"not gzip at all")):
+    for name, payload in (("cut.gz", packed[: len(packed) // 2]), ("junk.gz", b"not gzip at all")):
         with pytest.raises(DataError, match=name):
             read_idx(write(tmp_path / name, payload))
 
@@ -79,8 +79,11 @@ def test_label_outside_range_and_count_mismatch_are_errors(tmp_path):
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(payload=st.binary(max_size=300), gz=st.booleans(), header=st.sampled_from([b"", b"\x00\x00\x08\x01",
-                                                                                  b"\x00\x00\x08\x03"]))
+@given(
+    payload=st.binary(max_size=300),
+    gz=st.booleans(),
+    header=st.sampled_from([b"", b"\x00\x00\x08\x01", b"\x00\x00\x08\x03"]),
+)
 def test_fuzzed_bytes_load_or_raise_data_error(tmp_path, payload, gz, header):
     path = write(tmp_path / ("fuzz.gz" if gz else "fuzz"), header + payload, gz=gz and len(payload) % 2 == 0)
     try:
@@ -123,7 +126,7 @@ def test_gaussian_scaling_and_limit(fmnist, loaded_once):
     torch.testing.assert_close(to_unit_range(signed.train_images, signed.likelihood), fmnist.train_images[:100])
     same = loaded_once("gaussian", limit=100)  # the tests' stand-in for reading the files again: the same tensors
     for name in ("train_images", "train_labels", "test_images", "test_labels"):
-        assert torch.equal(getattr(same, name), getattr(signed, name)[:len(getattr(same, name))])
+        assert torch.equal(getattr(same, name), getattr(signed, name)[: len(getattr(same, name))])
     assert same.likelihood.name == "gaussian" and len(same.train_images) == 100 and len(same.test_images) == 2000
     with pytest.raises(ValueError, match="limit"):
         data.load_fashion_mnist(limit=0)

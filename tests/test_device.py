@@ -1,25 +1,28 @@
 """Device handling, checked as far as a CPU can: noise and shuffling are drawn on their generator's device (the
 CPU) and moved, so a CUDA tensor never meets a CPU generator and a seed gives the same numbers everywhere; the
 command lines refuse a device this machine lacks in one line. docs/performance.md says what ran on a GPU."""
+
 import functools
 
 import pytest
 import torch
+from conftest import run_main, tiny_fit
 
 import evaluate
 import metrics
-from conftest import run_main, tiny_fit
 from data import batches
 from models import FCVAE, dataset_loss
 
 
 def strict(draw):
     """torch's rule on CUDA, enforced on every device: a generator only draws onto its own device."""
+
     @functools.wraps(draw)
     def checked(*args, generator=None, device=None, **kwargs):
         if generator is not None and torch.device(device or "cpu") != generator.device:
             raise RuntimeError(f"a {generator.device} generator drawing onto {device}")
         return draw(*args, generator=generator, device=device, **kwargs)
+
     return checked
 
 
@@ -39,8 +42,9 @@ def test_noise_and_order_for_another_device_are_drawn_on_the_cpu_and_moved(gener
         torch.randn(2, generator=torch.Generator(), device="meta")
 
 
-def test_training_and_evaluation_draw_every_number_on_their_generator_device(generators_keep_to_their_device,
-                                                                            tiny_data):
+def test_training_and_evaluation_draw_every_number_on_their_generator_device(
+    generators_keep_to_their_device, tiny_data
+):
     model, history = tiny_fit(tiny_data)
     assert history[-1]["test"]["recon"] > 0
     assert dataset_loss(model, tiny_data.test_images[:50])["kl"] >= 0

@@ -1,5 +1,6 @@
 """The README and docs/: links resolve, the README stays a front door, no measured number is lost, and the
 commands they show name real scripts with options those scripts accept."""
+
 import hashlib
 import importlib.util
 import json
@@ -8,7 +9,7 @@ import re
 import shlex
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ def slug(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", text.strip().lower()).replace(" ", "-")
 
 
-@lru_cache(maxsize=None)
+@cache
 def anchors(path: Path) -> frozenset[str]:
     """Every heading anchor of a markdown file, duplicates numbered as GitHub does (name, name-1, ...)."""
     seen: dict[str, int] = {}
@@ -57,8 +58,11 @@ def anchors(path: Path) -> frozenset[str]:
 
 
 def relative_links(page: Path) -> list[str]:
-    return [target for target in LINK.findall(prose(page.read_text(encoding="utf-8")))
-            if not re.match(r"^[a-z][a-z0-9+.-]*:", target, re.IGNORECASE)]  # http:, https:, mailto:, ...
+    return [
+        target
+        for target in LINK.findall(prose(page.read_text(encoding="utf-8")))
+        if not re.match(r"^[a-z][a-z0-9+.-]*:", target, re.IGNORECASE)
+    ]  # http:, https:, mailto:, ...
 
 
 def link_problem(page: Path, target: str) -> str | None:
@@ -91,8 +95,9 @@ def test_readme_is_a_front_door():
 
 
 def test_no_measured_number_lost():
-    before = {line.strip() for line in NUMBERS_BEFORE.read_text().splitlines()
-              if line.strip() and not line.startswith("#")}
+    before = {
+        line.strip() for line in NUMBERS_BEFORE.read_text().splitlines() if line.strip() and not line.startswith("#")
+    }
     pages = PAGES + sorted((ROOT / "results").glob("*.md"))
     now = set(DECIMAL.findall("\n".join(page.read_text(encoding="utf-8") for page in pages)))
     missing = sorted(before - now, key=float)
@@ -172,15 +177,22 @@ print(json.dumps(texts))
 def source_key() -> str:
     """What --help texts depend on: the Python version and every source file and requirement of the project."""
     digest = hashlib.sha256(sys.version.encode())
-    for path in sorted([*ROOT.glob("*.py"), *ROOT.glob("lab/*.py"), ROOT / "requirements.txt",
-                        ROOT / "lab" / "requirements.txt"]):
+    for path in sorted(
+        [*ROOT.glob("*.py"), *ROOT.glob("lab/*.py"), ROOT / "requirements.txt", ROOT / "lab" / "requirements.txt"]
+    ):
         digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
 def run_help(scripts: list[tuple[str, str]]) -> dict[str, str]:
-    result = subprocess.run([sys.executable, "-c", HELP_RUNNER, json.dumps(scripts)], cwd=ROOT, capture_output=True,
-                            text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = subprocess.run(
+        [sys.executable, "-c", HELP_RUNNER, json.dumps(scripts)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert result.returncode == 0, f"the --help runs failed:\n{result.stderr[-2000:]}"
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -190,9 +202,16 @@ def help_texts(request) -> dict[str, str]:
     """--help of every script that a fenced command of README.md or docs/ runs, from one process for all of them.
     Importing torch, sklearn and matplotlib takes seconds, so the texts are kept in pytest's cache under a digest
     of the sources: they are run again whenever a source file or requirements.txt changes."""
-    scripts = sorted({script for page in PAGES for command in shell_commands(page)
-                      if (script := script_of(shlex.split(command))) and script_exists(*script)
-                      and (LAB_INSTALLED or not in_lab(script))})
+    scripts = sorted(
+        {
+            script
+            for page in PAGES
+            for command in shell_commands(page)
+            if (script := script_of(shlex.split(command)))
+            and script_exists(*script)
+            and (LAB_INSTALLED or not in_lab(script))
+        }
+    )
     cache = getattr(request.config, "cache", None)  # None under -p no:cacheprovider
     key, cached = source_key(), cache.get(HELP_CACHE, {}) if cache else {}
     texts = cached.get("texts", {}) if cached.get("key") == key else {}

@@ -1,4 +1,5 @@
 """Tests of evaluate.py and samplers.py on tiny models and real Fashion-MNIST images."""
+
 import hashlib
 import json
 import math
@@ -11,7 +12,8 @@ from torch.distributions import Normal
 from classifier import features_and_probs, load_classifier
 from config import EvalConfig, TrainConfig
 from data import batches
-from evaluate import EVAL_FILE, SAMPLER_NAMES, SANITY_NAMES, evaluate, main as evaluate_main, summary
+from evaluate import EVAL_FILE, SAMPLER_NAMES, SANITY_NAMES, evaluate, summary
+from evaluate import main as evaluate_main
 from metrics import active_units, frechet_distance, iwae_nll
 from models import EVAL_BATCH_SIZE, FCVAE, count_parameters, dataset_loss, reconstruction_nll
 from samplers import AggregateSampler, ClassSampler, PriorSampler, decode, interpolate, posterior_means
@@ -72,7 +74,7 @@ def test_active_units_counts_a_collapsed_dimension_as_inactive(fmnist):
     head = model.encoder[-1]  # rows 0..2: the mean, rows 3..5: the log-variance
     with torch.no_grad():
         head.weight[0] = 0.0
-        head.bias[0] = 0.7    # the mean of dimension 0 is 0.7 for every image
+        head.bias[0] = 0.7  # the mean of dimension 0 is 0.7 for every image
         head.weight[1:3] *= 50.0
     means = posterior_means(model, fmnist.test_images)
     assert torch.allclose(means[:, 0], torch.full((len(means),), 0.7))
@@ -81,8 +83,13 @@ def test_active_units_counts_a_collapsed_dimension_as_inactive(fmnist):
 
 
 def test_evaluate_reports_every_metric(trained, small_fmnist):
-    data = type(small_fmnist)(small_fmnist.train_images, small_fmnist.train_labels, small_fmnist.test_images[:1000],
-                              small_fmnist.test_labels[:1000], "bernoulli")  # sanity sets: 1,000 images each
+    data = type(small_fmnist)(
+        small_fmnist.train_images,
+        small_fmnist.train_labels,
+        small_fmnist.test_images[:1000],
+        small_fmnist.test_labels[:1000],
+        "bernoulli",
+    )  # sanity sets: 1,000 images each
     result = evaluate(trained, data, beta=1.0, config=EvalConfig(k=5, samples=500, iwae_images=500))
     assert result["elbo"]["total"] == pytest.approx(result["elbo"]["recon"] + result["elbo"]["kl"])
     assert result["loss"] == pytest.approx(result["elbo"]["total"])  # beta = 1
@@ -96,7 +103,8 @@ def test_evaluate_reports_every_metric(trained, small_fmnist):
     assert set(result["sanity_recon"]) == {"real", "one_class"}
     for name, quality in result["samplers"].items():
         assert set(quality) == QUALITY | MIX | {f"{key}_recon" for key in QUALITY} | (
-            {"class_rate"} if name == "class" else set())
+            {"class_rate"} if name == "class" else set()
+        )
     assert 0.0 <= result["samplers"]["class"]["class_rate"] <= 1.0  # this tiny model draws blobs
     assert all(quality["fd"] > result["fd_real"] for quality in result["samplers"].values())
     assert result["nll"] == result["iwae_nll"] and result["nll_normalised"] is False  # bernoulli: not a density
@@ -130,8 +138,14 @@ def test_evaluate_reports_every_metric(trained, small_fmnist):
 
 def test_evaluate_with_a_reference_computes_the_same_numbers(trained, small_fmnist):
     from evaluate import reference_features
-    data = type(small_fmnist)(small_fmnist.train_images[:500], small_fmnist.train_labels[:500],
-                              small_fmnist.test_images[:300], small_fmnist.test_labels[:300], "bernoulli")
+
+    data = type(small_fmnist)(
+        small_fmnist.train_images[:500],
+        small_fmnist.train_labels[:500],
+        small_fmnist.test_images[:300],
+        small_fmnist.test_labels[:300],
+        "bernoulli",
+    )
     classifier, config = load_classifier(), EvalConfig(k=2, iwae_images=100, samples=50)
     fresh = evaluate(trained, data, 1.0, config, classifier)
     given = evaluate(trained, data, 1.0, config, classifier, reference_features(classifier, data))
@@ -142,15 +156,44 @@ def test_evaluate_with_a_reference_computes_the_same_numbers(trained, small_fmni
 def test_evaluate_command_writes_eval_json_keyed_by_the_checkpoint(tmp_path, small_fmnist, capsys):
     run = tmp_path / "run"
     model = FCVAE(hidden=(32,))
-    fit(model, small_fmnist, TrainConfig(epochs=1, batch_size=200, train_limit=400), out_dir=run, progress=False,
-        log=lambda line: None)
-    assert evaluate_main([str(run / "checkpoint.pt"), "--k", "2", "--iwae-images", "50", "--samples", "20",
-                          "--eval-limit", "200", "--train-limit", "400", "--batch-size", "100"]) == 0
+    fit(
+        model,
+        small_fmnist,
+        TrainConfig(epochs=1, batch_size=200, train_limit=400),
+        out_dir=run,
+        progress=False,
+        log=lambda line: None,
+    )
+    assert (
+        evaluate_main(
+            [
+                str(run / "checkpoint.pt"),
+                "--k",
+                "2",
+                "--iwae-images",
+                "50",
+                "--samples",
+                "20",
+                "--eval-limit",
+                "200",
+                "--train-limit",
+                "400",
+                "--batch-size",
+                "100",
+            ]
+        )
+        == 0
+    )
     result = json.loads((run / EVAL_FILE).read_text())
     assert result["checkpoint_sha256"] == hashlib.sha256((run / "checkpoint.pt").read_bytes()).hexdigest()
     assert result["epoch"] == 1 and result["config"] == model.plain_config()
     assert (result["k"], result["iwae_images"], result["samples"], result["eval_limit"], result["batch_size"]) == (
-        2, 50, 20, 200, 100)
+        2,
+        50,
+        20,
+        200,
+        100,
+    )
     assert (result["test_images"], result["train_images"]) == (200, 400)
     printed = capsys.readouterr().out.splitlines()  # a short summary with units; eval.json holds everything
     assert len(printed) <= 25 and printed[-1].startswith(f"every metric: {run / EVAL_FILE}")
@@ -174,8 +217,10 @@ def test_frechet_distance_separates_real_from_noise_and_blur(fmnist, test_featur
     classifier = load_classifier()
     x = fmnist.test_images
     halves = frechet_distance(test_features[::2], test_features[1::2])
-    noise = frechet_distance(features_and_probs(classifier, torch.rand(2000, 1, 28, 28,
-                                                generator=torch.Generator().manual_seed(0)))[0], test_features)
+    noise = frechet_distance(
+        features_and_probs(classifier, torch.rand(2000, 1, 28, 28, generator=torch.Generator().manual_seed(0)))[0],
+        test_features,
+    )
     blurred = F.interpolate(F.avg_pool2d(x[:2000], 4), size=28, mode="bilinear")  # 7x7, scaled back up
     blur = frechet_distance(features_and_probs(classifier, blurred)[0], test_features)
     assert halves < 0.05 * blur
@@ -219,6 +264,7 @@ def test_class_samples_are_drawn_near_their_class_mean():
 def test_evaluation_needs_enough_images_for_the_balls_and_the_knn():
     from evaluate import check_data_sizes
     from metrics import DC_NEIGHBOURS, NEIGHBOURS
+
     least = max(DC_NEIGHBOURS + 1, NEIGHBOURS)
     check_data_sizes(least, DC_NEIGHBOURS + 1, EvalConfig())
     for train_images, test_images in ((least - 1, 100), (100, DC_NEIGHBOURS)):

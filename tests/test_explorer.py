@@ -1,4 +1,5 @@
 """The latent explorer (driven from Python, no display) and the static latent figures, for 1, 2, 3 and 5 latent dims."""
+
 import io
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,9 +12,9 @@ from PIL import Image
 from plotly.callbacks import Points
 
 import plots
+from config import ModelConfig, TrainConfig
 from data import CLASS_NAMES, to_unit_range
 from explorer import CONTROLS, IMAGE_SIZE, PLAIN_TEXT, LatentExplorer, axis_ranges, png, static_figure
-from config import ModelConfig, TrainConfig
 from models import build_model
 from samplers import central_range, posterior_means, top_dimensions
 from train import fit
@@ -58,7 +59,7 @@ def test_moving_a_slider_decodes_its_z_into_the_image(trained):
     image = pixels(explorer.image.value)
     assert image.shape == (IMAGE_SIZE, IMAGE_SIZE)
     expected = to_unit_range(model.decode(explorer.z()[None]).detach(), model.likelihood)[0, 0].numpy() * 255
-    assert np.abs(image[::IMAGE_SIZE // 28, ::IMAGE_SIZE // 28] - expected).max() <= 1  # the z the sliders show
+    assert np.abs(image[:: IMAGE_SIZE // 28, :: IMAGE_SIZE // 28] - expected).max() <= 1  # the z the sliders show
     marker = explorer.figure.data[-1]  # the scatter marks the sliders' z
     coordinates = [marker.x, marker.y, getattr(marker, "z", None)]
     if model.latent_dim - 1 in explorer.dims:
@@ -82,10 +83,13 @@ def test_sliders_step_finely_and_show_their_steps(trained):
         track = CONTROLS[1] - 110  # pixels at most, less the description and the value
         assert (slider.max - slider.min) / slider.step > track  # a step is finer than a pixel of the track
         assert slider.readout and float(format(slider.min + slider.step, slider.readout_format)) == pytest.approx(
-            slider.min + slider.step)  # the value shown tells one step from the next
+            slider.min + slider.step
+        )  # the value shown tells one step from the next
     explorer.go_to_class(int(labels[0]))  # on the steps' grid: a short decimal, which the browser keeps as it is
-    assert all(s.value == round(s.value, 6) and (s.value - s.min) / s.step == pytest.approx(round((s.value - s.min)
-               / s.step)) for s in explorer.sliders)
+    assert all(
+        s.value == round(s.value, 6) and (s.value - s.min) / s.step == pytest.approx(round((s.value - s.min) / s.step))
+        for s in explorer.sliders
+    )
     slider, before = explorer.sliders[0], explorer.image.value
     slider.value += 1e-12  # the browser echoes the value with a rounding error: still the class mean
     assert explorer.image.value == before and "class mean" in explorer.z_label.value
@@ -133,8 +137,9 @@ def test_clicking_a_point_moves_the_sliders_to_its_image(untrained):
     decoded, picked = explorer.image.value, explorer.picked.value
     state = SimpleNamespace(ctrl=False, alt=False, shift=False, meta=False, button=0, buttons=1)
     for c, other in enumerate(explorer.figure.data):  # as FigureWidget dispatches a plotly_click: to every trace
-        other._dispatch_on_click(Points(point_inds=[point] if c == 7 else [], xs=[], ys=[], trace_name=other.name,
-                                        trace_index=c), state)
+        other._dispatch_on_click(
+            Points(point_inds=[point] if c == 7 else [], xs=[], ys=[], trace_name=other.name, trace_index=c), state
+        )
     assert explorer.z().tolist() == on_sliders(explorer, means[index])
     assert explorer.image.value != decoded
     assert explorer.picked.value != picked
@@ -245,12 +250,15 @@ def test_an_html_export_shows_the_static_picture_with_or_without_widget_state(tm
     import nbformat
     from nbconvert import HTMLExporter
 
-    source = ("import torch\nfrom config import ModelConfig\nfrom explorer import LatentExplorer\n"
-              "from models import build_model\nmodel = build_model(ModelConfig(hidden=(16,)), seed=0).eval()\n"
-              "LatentExplorer(model, torch.randn(100, 3), torch.arange(100) % 10)")
+    source = (
+        "import torch\nfrom config import ModelConfig\nfrom explorer import LatentExplorer\n"
+        "from models import build_model\nmodel = build_model(ModelConfig(hidden=(16,)), seed=0).eval()\n"
+        "LatentExplorer(model, torch.randn(100, 3), torch.arange(100) % 10)"
+    )
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
-    nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3",
-                            resources={"metadata": {"path": str(Path(__file__).parents[1])}}).execute()
+    nbclient.NotebookClient(
+        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(Path(__file__).parents[1])}}
+    ).execute()
     assert [output.output_type for output in notebook.cells[0].outputs] == ["display_data", "display_data"]
     assert "application/vnd.jupyter.widget-state+json" in notebook.metadata.widgets
     html = HTMLExporter().from_notebook_node(notebook)[0]

@@ -1,5 +1,6 @@
 """The continuous Bernoulli and sigma likelihoods, the [0, 1] NLL, precision/recall, per-class errors and the
 architecture options."""
+
 import math
 
 import pytest
@@ -13,8 +14,7 @@ from data import CLASS_NAMES
 from evaluate import evaluate, reconstruction_quality, reconstructions
 from likelihoods import LIKELIHOODS
 from metrics import knn_radii, precision_recall
-from models import (CNNVAE, FCVAE, VAEOutput, beta_vae_loss, build_model, count_parameters,
-                    reconstruction_nll)
+from models import CNNVAE, FCVAE, VAEOutput, beta_vae_loss, build_model, count_parameters, reconstruction_nll
 from train import main
 
 
@@ -25,14 +25,20 @@ def closed_form_cb_log_density(logit: float, x: float) -> float:
     return log_c + x * log_sigmoid(logit) + (1 - x) * log_sigmoid(-logit)
 
 
-@pytest.mark.parametrize("logits", [[0.0, 1e-6, -2e-4, 9e-4, -9e-4],   # |logit| < 1e-3: torch's Taylor branch
-                                    [-8.0, -3.0, -0.5, 0.7, 4.0, 10.0]])  # the exact expression
+@pytest.mark.parametrize(
+    "logits",
+    [
+        [0.0, 1e-6, -2e-4, 9e-4, -9e-4],  # |logit| < 1e-3: torch's Taylor branch
+        [-8.0, -3.0, -0.5, 0.7, 4.0, 10.0],
+    ],
+)  # the exact expression
 def test_continuous_bernoulli_density_equals_the_closed_form(logits):
     x = torch.tensor([0.0, 0.1, 0.5, 0.93, 1.0])
     grid_logits, grid_x = torch.meshgrid(torch.tensor(logits), x, indexing="ij")
     nll = reconstruction_nll(grid_logits.reshape(1, -1), grid_x.reshape(1, -1), LIKELIHOODS["continuous_bernoulli"])
-    expected = -sum(closed_form_cb_log_density(l, v) for l, v in zip(grid_logits.flatten().tolist(),
-                                                                       grid_x.flatten().tolist()))
+    expected = -sum(
+        closed_form_cb_log_density(lo, v) for lo, v in zip(grid_logits.flatten().tolist(), grid_x.flatten().tolist())
+    )
     assert nll.item() == pytest.approx(expected, abs=1e-4 * len(grid_x.flatten()), rel=1e-5)
 
 
@@ -50,8 +56,10 @@ def test_sigma_nll_equals_a_hand_computation():
     logits = torch.tensor([[0.0, 2.0, -1.0]]).view(1, 1, 1, 3)
     x = torch.tensor([[0.2, 1.0, 0.0]]).view(1, 1, 1, 3)
     log_scale = torch.tensor(math.log(0.3))
-    expected = sum(0.5 * ((v - 1 / (1 + math.exp(-l))) / 0.3) ** 2 + math.log(0.3) + 0.5 * math.log(2 * math.pi)
-                   for l, v in zip([0.0, 2.0, -1.0], [0.2, 1.0, 0.0]))
+    expected = sum(
+        0.5 * ((v - 1 / (1 + math.exp(-lo))) / 0.3) ** 2 + math.log(0.3) + 0.5 * math.log(2 * math.pi)
+        for lo, v in zip([0.0, 2.0, -1.0], [0.2, 1.0, 0.0])
+    )
     assert reconstruction_nll(logits, x, LIKELIHOODS["sigma"], log_scale).item() == pytest.approx(expected, abs=1e-5)
     zeros = torch.zeros(1, 2)
     output = VAEOutput(torch.sigmoid(logits), logits, zeros, zeros, zeros, log_scale)
@@ -69,12 +77,16 @@ def test_sigma_scale_is_one_learned_parameter_only_for_sigma():
 
 def test_gaussian_nll_on_the_unit_pixel_scale_is_the_density_of_the_rescaled_data():
     torch.manual_seed(0)
-    logits, x = torch.randn(2, 1, 28, 28), 2 * torch.rand(2, 1, 28, 28) - 1   # x on [-1, 1]
+    logits, x = torch.randn(2, 1, 28, 28), 2 * torch.rand(2, 1, 28, 28) - 1  # x on [-1, 1]
     nll = reconstruction_nll(logits, x, LIKELIHOODS["gaussian"])
     on_unit = Normal((torch.tanh(logits) + 1) / 2, 0.5).log_prob((x + 1) / 2).flatten(1).sum(1).neg()
     for a, b in zip(nll.tolist(), on_unit.tolist()):
         assert LIKELIHOODS["gaussian"].unit_range_nll(a, 784) == pytest.approx(b, rel=1e-5)
-    assert LIKELIHOODS["sigma"].unit_range_nll(123.0, 784) == LIKELIHOODS["continuous_bernoulli"].unit_range_nll(123.0, 784) == 123.0
+    assert (
+        LIKELIHOODS["sigma"].unit_range_nll(123.0, 784)
+        == LIKELIHOODS["continuous_bernoulli"].unit_range_nll(123.0, 784)
+        == 123.0
+    )
 
 
 # ---------------------------------------------------------------------------------------------- precision and recall
@@ -106,8 +118,12 @@ def test_per_class_mse_weighted_by_class_sizes_is_the_overall_mse(fmnist):
     recon = model(bags, sample=False).recon
     assert mse_bag == pytest.approx((recon - bags).pow(2).mean().item(), rel=1e-5)
     few = images[:3]
-    assert reconstruction_quality(model, classifier, few, labels[:3], reconstructions(model, few, 500))[
-        "mse_per_class"]["Bag"] is None
+    assert (
+        reconstruction_quality(model, classifier, few, labels[:3], reconstructions(model, few, 500))["mse_per_class"][
+            "Bag"
+        ]
+        is None
+    )
 
 
 # ---------------------------------------------------------------------------------------------- training and evaluating
@@ -129,9 +145,11 @@ def test_new_likelihood_trains_from_the_command_line_and_resumes_bit_exact(likel
 @pytest.mark.parametrize("likelihood", ["gaussian", "continuous_bernoulli", "sigma"])
 def test_evaluate_reports_a_normalised_nll_for_each_likelihood(likelihood, loaded_once):
     from data import FashionMNISTData
+
     data = loaded_once(likelihood, limit=500)  # as load_fashion_mnist scales it, without decoding the files again
-    data = FashionMNISTData(data.train_images, data.train_labels, data.test_images[:300], data.test_labels[:300],
-                            likelihood)
+    data = FashionMNISTData(
+        data.train_images, data.train_labels, data.test_images[:300], data.test_labels[:300], likelihood
+    )
     torch.manual_seed(0)
     model = FCVAE(hidden=(32,), likelihood=likelihood)
     result = evaluate(model, data, beta=1.0, config=EvalConfig(k=2, iwae_images=100, samples=200))
@@ -144,8 +162,12 @@ def test_evaluate_reports_a_normalised_nll_for_each_likelihood(likelihood, loade
 # ---------------------------------------------------------------------------------------------- architectures
 def test_default_models_keep_their_layers_and_parameter_counts():
     assert count_parameters(CNNVAE()) == 49_575 and count_parameters(FCVAE()) == 1_069_590
-    assert ModelConfig(model="cnn").as_dict() == {"model": "cnn", "latent_dim": 3, "likelihood": "bernoulli",
-                                                  "channels": [32, 32]}  # what older checkpoints hold
+    assert ModelConfig(model="cnn").as_dict() == {
+        "model": "cnn",
+        "latent_dim": 3,
+        "likelihood": "bernoulli",
+        "channels": [32, 32],
+    }  # what older checkpoints hold
     old = {"model": "cnn", "latent_dim": 3, "likelihood": "bernoulli", "channels": [32, 32], "image_shape": [1, 28, 28]}
     assert build_model(old).plain_config() == old and build_model(old).config == ModelConfig(model="cnn")
 
@@ -196,7 +218,9 @@ def test_a_copied_model_or_dataset_keeps_the_one_likelihood_object_of_its_name(t
     """Data and model are matched by their Likelihood object: a deepcopy or pickle must not make a second one."""
     import copy
     import pickle
+
     from data import check_data
+
     model = FCVAE(hidden=(8,), likelihood="sigma")
     assert copy.deepcopy(model).likelihood is model.likelihood is pickle.loads(pickle.dumps(model.likelihood))
     check_data(copy.deepcopy(tiny_data), FCVAE(hidden=(8,)).likelihood)  # bernoulli data, a bernoulli model

@@ -1,5 +1,6 @@
 """Issue 25, part 1: density and coverage (Naeem et al. 2020) and the class mix of samples, on hand-made inputs
 where the balls can be counted, and on real images with the project classifier (the sanity rows)."""
+
 import math
 
 import pytest
@@ -64,19 +65,24 @@ def test_coverage_falls_with_dropped_modes_while_density_stays():
 def test_class_mix_of_hand_made_probabilities():
     one_hot = torch.eye(10)
     uniform = class_mix(one_hot)  # one image of every class, each certain
-    assert uniform == {"class_entropy": pytest.approx(math.log(10)), "class_kl_uniform": pytest.approx(0.0),
-                       "unsure": 0.0}
+    assert uniform == {
+        "class_entropy": pytest.approx(math.log(10)),
+        "class_kl_uniform": pytest.approx(0.0),
+        "unsure": 0.0,
+    }
     single = class_mix(one_hot[[3] * 7])
     assert single == {"class_entropy": 0.0, "class_kl_uniform": pytest.approx(math.log(10)), "unsure": 0.0}
     # classes 0, 0, 1, 1 (shares 1/2, 1/2: entropy log 2); the last two only just (0.4 and 0.3 < 0.5: unsure)
-    probs = torch.tensor([[0.9, 0.1] + [0.0] * 8, [0.6, 0.4] + [0.0] * 8,
-                          [0.3, 0.4] + [0.3 / 8] * 8, [0.2, 0.3] + [0.5 / 8] * 8])
+    probs = torch.tensor(
+        [[0.9, 0.1] + [0.0] * 8, [0.6, 0.4] + [0.0] * 8, [0.3, 0.4] + [0.3 / 8] * 8, [0.2, 0.3] + [0.5 / 8] * 8]
+    )
     mix = class_mix(probs)
     assert mix["class_entropy"] == pytest.approx(math.log(2)) and mix["unsure"] == pytest.approx(0.5)
     assert mix["class_kl_uniform"] == pytest.approx(math.log(10) - math.log(2))
     assert class_mix(probs, unsure=0.35)["unsure"] == pytest.approx(0.25)  # only the 0.3
     assert class_mix(torch.tensor([[0.2, 0.8], [0.7, 0.3], [0.1, 0.9]]))["class_entropy"] == pytest.approx(
-        -(1 / 3) * math.log(1 / 3) - (2 / 3) * math.log(2 / 3))  # two classes: at most log 2
+        -(1 / 3) * math.log(1 / 3) - (2 / 3) * math.log(2 / 3)
+    )  # two classes: at most log 2
 
 
 # ---------------------------------------------------------------------------------------------- real images
@@ -88,8 +94,13 @@ def classifier():
 @pytest.fixture(scope="module")
 def data(fmnist):
     """2,000 test images as the reference; 20,000 training images (about 2,000 of the one class)."""
-    return FashionMNISTData(fmnist.train_images[:20000], fmnist.train_labels[:20000], fmnist.test_images[:2000],
-                            fmnist.test_labels[:2000], "bernoulli")
+    return FashionMNISTData(
+        fmnist.train_images[:20000],
+        fmnist.train_labels[:20000],
+        fmnist.test_images[:2000],
+        fmnist.test_labels[:2000],
+        "bernoulli",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +140,13 @@ def test_sanity_sets_are_the_four_sets_in_unit_range(data):
     assert torch.equal(sets["blurred"], blur(data.test_images)) and not torch.equal(sets["blurred"], data.test_images)
     assert torch.equal(sets["noise"], sanity_sets(data, seed=3)["noise"])
     assert not torch.equal(sets["noise"], sanity_sets(data, seed=4)["noise"])
-    signed = FashionMNISTData(data.train_images[:300] * 2 - 1, data.train_labels[:300], data.test_images[:100] * 2 - 1,
-                              data.test_labels[:100], "gaussian")
+    signed = FashionMNISTData(
+        data.train_images[:300] * 2 - 1,
+        data.train_labels[:300],
+        data.test_images[:100] * 2 - 1,
+        data.test_labels[:100],
+        "gaussian",
+    )
     for name, images in sanity_sets(signed).items():  # in [0, 1] whatever the likelihood's range
         assert 0.0 <= images.min() and images.max() <= 1.0, name
     assert torch.allclose(sanity_sets(signed)["real"], data.train_images[:100], atol=1e-6)

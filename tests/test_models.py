@@ -6,8 +6,16 @@ import torch
 from config import ModelConfig, TrainConfig
 from data import check_data_range
 from likelihoods import LIKELIHOODS
-from models import (CNNVAE, FCVAE, beta_vae_loss, build_model, count_parameters, dataset_scaled_beta,
-                    kl_per_dimension, reconstruction_nll)
+from models import (
+    CNNVAE,
+    FCVAE,
+    beta_vae_loss,
+    build_model,
+    count_parameters,
+    dataset_scaled_beta,
+    kl_per_dimension,
+    reconstruction_nll,
+)
 from samplers import PriorSampler
 
 
@@ -33,8 +41,13 @@ def test_shapes_and_output_range(cls, likelihood):
 def test_fc_parameter_count_follows_layer_sizes():
     sizes = [784, 512, 256]
     linear = lambda a, b: a * b + b  # noqa: E731
-    expected = (sum(linear(a, b) for a, b in zip(sizes, sizes[1:])) + linear(256, 6)
-                + linear(3, 256) + linear(256, 512) + linear(512, 784))
+    expected = (
+        sum(linear(a, b) for a, b in zip(sizes, sizes[1:]))
+        + linear(256, 6)
+        + linear(3, 256)
+        + linear(256, 512)
+        + linear(512, 784)
+    )
     assert count_parameters(FCVAE()) == expected
 
 
@@ -74,6 +87,7 @@ def test_closed_form_kl_matches_monte_carlo():
 
 def fake_output(logits, mu, logvar):
     from models import VAEOutput
+
     return VAEOutput(torch.sigmoid(logits), logits, mu, logvar, mu)
 
 
@@ -97,7 +111,7 @@ def test_bernoulli_loss_equals_hand_computation():
 def test_gaussian_loss_is_half_squared_error_of_tanh_output():
     logits = torch.tensor([0.2, -0.4, 1.0]).view(1, 1, 1, 3)
     x = torch.tensor([-1.0, 0.0, 0.5]).view(1, 1, 1, 3)
-    expected = 0.5 * sum((math.tanh(l) - t) ** 2 for l, t in zip([0.2, -0.4, 1.0], [-1.0, 0.0, 0.5]))
+    expected = 0.5 * sum((math.tanh(lo) - t) ** 2 for lo, t in zip([0.2, -0.4, 1.0], [-1.0, 0.0, 0.5]))
     assert reconstruction_nll(logits, x, LIKELIHOODS["gaussian"]).item() == pytest.approx(expected, rel=1e-6)
 
 
@@ -166,7 +180,9 @@ def test_settings_given_to_a_model_override_its_config():
 def test_a_model_over_the_parameter_limit_is_refused_before_allocating():
     import resource
     import time
+
     from models import MAX_PARAMETERS, architecture_size
+
     huge = ModelConfig(hidden=(65536, 65536))  # the config itself is valid: the size is build_model's to check
     assert architecture_size(huge) > MAX_PARAMETERS
     peak, started = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.monotonic()
@@ -180,6 +196,7 @@ def test_a_model_over_the_parameter_limit_is_refused_before_allocating():
 
 def test_dataset_loss_is_recon_and_kl_drawn_from_its_seed():
     from models import dataset_loss
+
     torch.manual_seed(0)
     model, x = FCVAE(hidden=(32,)).train(), torch.rand(30, 1, 28, 28)
     loss = dataset_loss(model, x, batch_size=7, seed=1)
@@ -187,5 +204,7 @@ def test_dataset_loss_is_recon_and_kl_drawn_from_its_seed():
     assert loss == dataset_loss(model, x, batch_size=7, seed=1) != dataset_loss(model, x, batch_size=7, seed=2)
     out = model(x, generator=torch.Generator().manual_seed(1), sample=True)  # one batch: the same noise
     terms = beta_vae_loss(out, x, beta=1.0)
-    assert dataset_loss(model, x, batch_size=30, seed=1) == {"recon": pytest.approx(terms.recon.item(), rel=1e-5),
-                                                             "kl": pytest.approx(terms.kl.item(), rel=1e-5)}
+    assert dataset_loss(model, x, batch_size=30, seed=1) == {
+        "recon": pytest.approx(terms.recon.item(), rel=1e-5),
+        "kl": pytest.approx(terms.kl.item(), rel=1e-5),
+    }

@@ -2,14 +2,14 @@
 settings (epochs = 2, train_limit = 5000) and Run All, executed by nbclient as Jupyter does (no papermill, which
 would replace that cell). Nothing tracked may change and training shows its progress bar.
 lab/tests/test_notebooks_papermill.py covers `make run`'s papermill path."""
+
 import asyncio
 import re
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
-
 from conftest import ROOT, fingerprint
+from nbclient import NotebookClient
 
 NOTEBOOKS = ("Fully_Connected_VAE.ipynb", "CNN_VAE.ipynb")
 QUICK = {"epochs": "2", "train_limit": "5000"}  # the README's quick look, typed into the first cell
@@ -37,9 +37,13 @@ async def run_all(name: str, folder: Path) -> nbformat.NotebookNode:
 
 def progress_bars(notebook: nbformat.NotebookNode) -> list[str]:
     """The text of every progress bar (tqdm's widget) the notebook's outputs show."""
-    return [output.data["text/plain"] for cell in notebook.cells for output in cell.get("outputs", [])
-            if "application/vnd.jupyter.widget-view+json" in output.get("data", {})
-            and re.search(r"epoch \d+/\d+", output.data.get("text/plain", ""))]
+    return [
+        output.data["text/plain"]
+        for cell in notebook.cells
+        for output in cell.get("outputs", [])
+        if "application/vnd.jupyter.widget-view+json" in output.get("data", {})
+        and re.search(r"epoch \d+/\d+", output.data.get("text/plain", ""))
+    ]
 
 
 def test_the_committed_notebooks_carry_no_papermill_cell():
@@ -60,6 +64,7 @@ def test_run_all_with_the_quick_settings_changes_nothing_tracked_and_shows_progr
 
     async def both():
         return await asyncio.gather(*(run_all(name, folder) for name, folder in folders.items()))
+
     executed = dict(zip(NOTEBOOKS, asyncio.run(both())))
     assert fingerprint() == before, "Run All changed a tracked file (or left a new one)"
     for name, notebook in executed.items():

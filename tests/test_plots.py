@@ -1,4 +1,5 @@
 """The per-model figures: titles naming the model, images shown in [0, 1] whatever the likelihood's range."""
+
 import matplotlib
 import matplotlib.pyplot as plt
 import pytest
@@ -23,16 +24,24 @@ def test_every_per_model_figure_names_the_model_and_shows_images_in_unit_range(t
     name = model.config.model.upper()
     z = torch.randn(20, model.latent_dim)
     means = torch.randn(50, model.latent_dim)
-    figures = [plots.plot_samples(model, z), plots.plot_reconstructions(model, images, labels, per_class=2),
-               plots.plot_latent_projections(means, torch.arange(50) % 10, name=name),
-               plots.plot_latent_map(model, means, steps=5), plots.plot_traversal(model, steps=5),
-               plots.plot_samplers(model, z, z, z), plots.plot_interpolation(model, images, labels, [(0, 1)], steps=3),
-               plots.plot_curves([{"epoch": 1, "train": {"recon": 2.0, "kl": 1.0}, "test": {"recon": 2.5, "kl": 1.1}}],
-                                 name=name)]
+    figures = [
+        plots.plot_samples(model, z),
+        plots.plot_reconstructions(model, images, labels, per_class=2),
+        plots.plot_latent_projections(means, torch.arange(50) % 10, name=name),
+        plots.plot_latent_map(model, means, steps=5),
+        plots.plot_traversal(model, steps=5),
+        plots.plot_samplers(model, z, z, z),
+        plots.plot_interpolation(model, images, labels, [(0, 1)], steps=3),
+        plots.plot_curves(
+            [{"epoch": 1, "train": {"recon": 2.0, "kl": 1.0}, "test": {"recon": 2.5, "kl": 1.1}}], name=name
+        ),
+    ]
     for fig in figures:
         assert fig.get_suptitle().startswith(f"{name}: "), fig.get_suptitle()
     real = figures[1].axes[1].images[0].get_array()  # the real test images, converted from [-1, 1]
     assert real.min() >= 0 and real.max() <= 1 and abs(real[1:29, 1:29] - (images[0, 0].numpy() + 1) / 2).max() < 1e-6
-    assert plots.plot_curves([{"epoch": 1, "train": {"recon": 2, "kl": 1}, "test": {"recon": 2, "kl": 1}}]
-                             ).get_suptitle() == "training curves"  # the old call still works
+    assert (
+        plots.plot_curves([{"epoch": 1, "train": {"recon": 2, "kl": 1}, "test": {"recon": 2, "kl": 1}}]).get_suptitle()
+        == "training curves"
+    )  # the old call still works
     plt.close("all")

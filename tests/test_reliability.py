@@ -1,6 +1,7 @@
 """Issues 15 and 23: no raw tracebacks on the paths a user hits, and no run silently lost (locks, overwrite, disk
 full, Ctrl-C, hand-edited checkpoints, small evaluation inputs, numbers out of range, file modes). The hostile lock
 files, optimizer states and weights of issue 23 are in test_checkpoint.py."""
+
 import errno
 import json
 import os
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings, strategies as st
+from conftest import TINY, run_main, tiny_fit  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import checkpoint
 import evaluate
@@ -25,8 +28,6 @@ from files import write_json
 from models import FCVAE
 from samplers import AggregateSampler, ClassSampler
 from train import fit
-
-from conftest import TINY, run_main, tiny_fit  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------- runs lost
@@ -53,15 +54,29 @@ def test_fit_into_an_existing_run_refuses_or_moves_it_aside(tmp_path, tiny_data)
     assert (run / CHECKPOINT).read_bytes() == before
     lines = []
     torch.manual_seed(0)
-    fit(FCVAE(hidden=(16,)), tiny_data, TrainConfig(epochs=2, batch_size=100), out_dir=run, overwrite=True,
-        progress=False, log=lines.append)
+    fit(
+        FCVAE(hidden=(16,)),
+        tiny_data,
+        TrainConfig(epochs=2, batch_size=100),
+        out_dir=run,
+        overwrite=True,
+        progress=False,
+        log=lines.append,
+    )
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("run.old-")]
     assert len(aside) == 1 and (aside[0] / CHECKPOINT).read_bytes() == before
     assert any(str(aside[0]) in line and "(1 .old-* copy of it now" in line for line in lines)
     assert load_checkpoint(run)["epoch"] == 2
     (tmp_path / "run.old-earlier").mkdir()  # copies pile up only in plain sight: the next move counts them
-    fit(FCVAE(hidden=(16,)), tiny_data, TrainConfig(epochs=1, batch_size=100), out_dir=run, overwrite=True,
-        progress=False, log=lines.append)
+    fit(
+        FCVAE(hidden=(16,)),
+        tiny_data,
+        TrainConfig(epochs=1, batch_size=100),
+        out_dir=run,
+        overwrite=True,
+        progress=False,
+        log=lines.append,
+    )
     assert "(3 .old-* copies of it now: delete those you do not need)" in lines[-2], lines[-2]
 
 
@@ -85,6 +100,7 @@ def test_resume_removes_stale_temporary_files_and_rewrites_metrics(tmp_path, tin
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
+
     monkeypatch.setattr(models, "beta_vae_loss", interrupt)
     with pytest.raises(KeyboardInterrupt):
         tiny_fit(tiny_data, run, epochs=2, checkpoint=load_checkpoint(run))
@@ -116,10 +132,12 @@ def test_disk_full_is_one_line_and_keeps_the_previous_checkpoint(full_at, tmp_pa
 
 
 @pytest.mark.parametrize("where", ["data", "first write"])
-def test_ctrl_c_before_the_first_checkpoint_is_one_line_and_leaves_no_folder(where, tmp_path, capsys, monkeypatch,
-                                                                             loaded_once):
+def test_ctrl_c_before_the_first_checkpoint_is_one_line_and_leaves_no_folder(
+    where, tmp_path, capsys, monkeypatch, loaded_once
+):
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
+
     monkeypatch.setattr(*(train, "load_fashion_mnist") if where == "data" else (checkpoint.torch, "save"), interrupt)
     out = tmp_path / "new" / "run"
     code, err = run_main([*TINY, "--out", str(out)], capsys)
@@ -153,8 +171,10 @@ def valid_checkpoint(tmp_path_factory):
 
 def edited(checkpoint_dict, edit):
     """A deep-enough copy of a checkpoint with `edit` (a function of the copy) applied."""
-    copy = {k: (dict(v) if isinstance(v, dict) else list(v) if isinstance(v, list) else v)
-            for k, v in checkpoint_dict.items()}
+    copy = {
+        k: (dict(v) if isinstance(v, dict) else list(v) if isinstance(v, list) else v)
+        for k, v in checkpoint_dict.items()
+    }
     edit(copy)
     return copy
 
@@ -166,10 +186,11 @@ EDITS = {
     "history": lambda c: c.update(history=[]),
     "history[0]": lambda c: c.update(history=[{"epoch": 1, "train": {}, "test": {}, "seconds": 1.0}]),
     "config": lambda c: c["config"].update(latent_dim="3"),
-    "model_state (size mismatch for encoder.1.weight)":
-        lambda c: c["model_state"].update({"encoder.1.weight": torch.zeros(3, 3)}),
+    "model_state (size mismatch for encoder.1.weight)": lambda c: c["model_state"].update(
+        {"encoder.1.weight": torch.zeros(3, 3)}
+    ),
     "model_state (not of the model's dtypes)":  # load_state_dict alone would convert float64 silently
-        lambda c: c["model_state"].update({k: v.double() for k, v in c["model_state"].items()}),
+    lambda c: c["model_state"].update({k: v.double() for k, v in c["model_state"].items()}),
     "optimizer_state": lambda c: c.update(optimizer_state={"state": {}}),
     "rng.train": lambda c: c["rng"].update(train=torch.zeros(3)),
     "train_config": lambda c: c["train_config"].update(beta="high"),
@@ -192,24 +213,34 @@ def test_corrupt_foreign_and_size_claiming_files_are_named_for_what_they_are(tmp
     save_checkpoint(good, FCVAE(hidden=(16,)))
     data = bytearray(good.read_bytes())
     start = data.index(b"\x80\x02") + 3  # inside the pickle of data.pkl: a corrupt, not an unsafe, file
-    data[start:start + 8] = b"\xff" * 8
+    data[start : start + 8] = b"\xff" * 8
     (tmp_path / "corrupt.pt").write_bytes(data)
     with zipfile.ZipFile(tmp_path / "foreign.zip", "w") as archive:
         archive.writestr("notes.txt", "hello")
     bomb = bytearray(good.read_bytes())
     central = bomb.index(b"PK\x01\x02")  # central directory entry: uncompressed size at offset 24
-    bomb[central + 24:central + 28] = (2 ** 32 - 2).to_bytes(4, "little")
+    bomb[central + 24 : central + 28] = (2**32 - 2).to_bytes(4, "little")
     (tmp_path / "bomb.pt").write_bytes(bomb)
-    for name, message in (("corrupt.pt", "not a checkpoint"), ("foreign.zip", "not a checkpoint"),
-                          ("bomb.pt", r"claim 4,29\d,\d+,\d+ bytes in a file of")):
+    for name, message in (
+        ("corrupt.pt", "not a checkpoint"),
+        ("foreign.zip", "not a checkpoint"),
+        ("bomb.pt", r"claim 4,29\d,\d+,\d+ bytes in a file of"),
+    ):
         with pytest.raises(CheckpointError, match=f"{name}: .*{message}") as error:
             load_checkpoint(tmp_path / name)
         assert "could run code" not in str(error.value)
 
 
-VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10, 10 ** 20), st.floats(), st.text(max_size=5),
-                   st.lists(st.integers(-3, 40), max_size=4), st.dictionaries(st.text(max_size=3), st.integers()),
-                   st.builds(torch.zeros, st.integers(0, 5)))
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-10, 10**20),
+    st.floats(),
+    st.text(max_size=5),
+    st.lists(st.integers(-3, 40), max_size=4),
+    st.dictionaries(st.text(max_size=3), st.integers()),
+    st.builds(torch.zeros, st.integers(0, 5)),
+)
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -246,13 +277,15 @@ def tiny_run(tmp_path_factory, tiny_data):
     return run
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--train-limit", "12"], "has a single training image"),
-    (["--train-limit", "40"], "the one-class sanity row needs > 3 training images of class 1, got 3"),
-    (["--k", str(10 ** 9)], "--k must be >= 1 (an integer below 100001)"),
-])
-def test_small_or_huge_evaluation_inputs_are_one_line_errors(args, message, tiny_run, capsys, monkeypatch,
-                                                             loaded_once):
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--train-limit", "12"], "has a single training image"),
+        (["--train-limit", "40"], "the one-class sanity row needs > 3 training images of class 1, got 3"),
+        (["--k", str(10**9)], "--k must be >= 1 (an integer below 100001)"),
+    ],
+)
+def test_small_or_huge_evaluation_inputs_are_one_line_errors(args, message, tiny_run, capsys, monkeypatch, loaded_once):
     monkeypatch.setattr(evaluate, "load_classifier", lambda: None)  # check_inputs comes before it is used
     with pytest.raises(SystemExit) as exit_info:
         evaluate.main([str(tiny_run), *args, "--iwae-images", "10"])
@@ -260,18 +293,22 @@ def test_small_or_huge_evaluation_inputs_are_one_line_errors(args, message, tiny
     assert exit_info.value.code == 2 and message in err and err.count("\n") == 1, err
 
 
-@pytest.mark.parametrize("args, message", [  # issue 23, case 8: refused before any work
-    (["--samples", "2"], "--samples must be >= 10"),
-    (["--samples", "3"], "--samples must be >= 10"),
-    (["--samples", "9"], "--samples must be >= 10"),
-    (["--eval-limit", "1"], "--eval-limit must be >= 10"),
-    (["--eval-limit", "9"], "--eval-limit must be >= 10"),
-    (["--iwae-images", "0"], "--iwae-images must be >= 1"),
-    (["--batch-size", "0"], "--batch-size must be >= 1"),
-    (["--train-limit", "0"], "--train-limit must be >= 1"),
-])
-def test_evaluation_settings_too_small_are_one_line_errors_before_any_work(args, message, tiny_run, capsys,
-                                                                           monkeypatch):
+@pytest.mark.parametrize(
+    "args, message",
+    [  # issue 23, case 8: refused before any work
+        (["--samples", "2"], "--samples must be >= 10"),
+        (["--samples", "3"], "--samples must be >= 10"),
+        (["--samples", "9"], "--samples must be >= 10"),
+        (["--eval-limit", "1"], "--eval-limit must be >= 10"),
+        (["--eval-limit", "9"], "--eval-limit must be >= 10"),
+        (["--iwae-images", "0"], "--iwae-images must be >= 1"),
+        (["--batch-size", "0"], "--batch-size must be >= 1"),
+        (["--train-limit", "0"], "--train-limit must be >= 1"),
+    ],
+)
+def test_evaluation_settings_too_small_are_one_line_errors_before_any_work(
+    args, message, tiny_run, capsys, monkeypatch
+):
     for name in ("load_checkpoint", "load_fashion_mnist", "load_classifier", "evaluate_run"):
         monkeypatch.setattr(evaluate, name, lambda *args, **kwargs: pytest.fail("worked before refusing"))
     with pytest.raises(SystemExit) as exit_info:
@@ -285,15 +322,34 @@ def test_the_smallest_evaluation_settings_accepted_complete(tiny_run, tmp_path, 
     run = tmp_path / "run"
     run.mkdir()
     (run / CHECKPOINT).write_bytes((tiny_run / CHECKPOINT).read_bytes())
-    assert evaluate.main([str(run), "--samples", "10", "--eval-limit", "10", "--k", "1", "--iwae-images", "1",
-                          "--batch-size", "1", "--train-limit", "100"]) == 0
+    assert (
+        evaluate.main(
+            [
+                str(run),
+                "--samples",
+                "10",
+                "--eval-limit",
+                "10",
+                "--k",
+                "1",
+                "--iwae-images",
+                "1",
+                "--batch-size",
+                "1",
+                "--train-limit",
+                "100",
+            ]
+        )
+        == 0
+    )
     result = json.loads((run / evaluate.EVAL_FILE).read_text())
     assert (result["samples"], result["test_images"], result["train_images"]) == (10, 10, 100)
     assert set(result["sanity"]) == set(evaluate.SANITY_NAMES) and f"every metric: {run}" in capsys.readouterr().out
 
 
-def test_evaluate_refuses_non_finite_weights_and_unwritable_folders_before_computing(tiny_run, tmp_path, capsys,
-                                                                                     monkeypatch, loaded_once):
+def test_evaluate_refuses_non_finite_weights_and_unwritable_folders_before_computing(
+    tiny_run, tmp_path, capsys, monkeypatch, loaded_once
+):
     monkeypatch.setattr(evaluate, "load_classifier", lambda: None)
     broken = tmp_path / "broken"
     state = load_checkpoint(tiny_run)
@@ -320,14 +376,17 @@ def test_samplers_name_what_is_too_small(small_fmnist):
 
 
 # ---------------------------------------------------------------------------------------------- command line
-@pytest.mark.parametrize("args, message", [
-    (["--seed", str(2 ** 64)], "--seed must be >= 0 (an integer below 9223372036854775808)"),
-    (["--latent-dim", str(10 ** 12)], "--latent-dim must be >= 1"),
-    (["--hidden", "65536", "65536"], "parameters are too many"),
-    (["--beta", "inf"], "must be a finite number"),
-    (["--beta", "1e309"], "must be a finite number"),
-    (["--lr", "nan"], "must be a finite number"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--seed", str(2**64)], "--seed must be >= 0 (an integer below 9223372036854775808)"),
+        (["--latent-dim", str(10**12)], "--latent-dim must be >= 1"),
+        (["--hidden", "65536", "65536"], "parameters are too many"),
+        (["--beta", "inf"], "must be a finite number"),
+        (["--beta", "1e309"], "must be a finite number"),
+        (["--lr", "nan"], "must be a finite number"),
+    ],
+)
 def test_numbers_out_of_range_are_one_line_and_leave_no_folder(args, message, tmp_path, capsys):
     code, err = run_main([*args, "--out", str(tmp_path / "run")], capsys)
     assert code == 2 and message in err and err.count("\n") == 1, err
@@ -335,7 +394,7 @@ def test_numbers_out_of_range_are_one_line_and_leave_no_folder(args, message, tm
 
 
 def test_settings_out_of_range_in_python_are_value_errors():
-    for bad in ({"seed": 2 ** 64}, {"seed": 1.5}, {"beta": float("inf")}):
+    for bad in ({"seed": 2**64}, {"seed": 1.5}, {"beta": float("inf")}):
         with pytest.raises(ValueError):
             TrainConfig(**bad)
 

@@ -53,16 +53,23 @@ def test_checkpoint_round_trip_restores_identical_outputs(tmp_path, small_fmnist
 
 def train_run(data, epochs, out_dir=None, checkpoint=None):
     model = build_model(ModelConfig(hidden=(64,)), seed=3)
-    history = fit(model, data, TrainConfig(beta=0.5, epochs=epochs, batch_size=100, seed=3), out_dir=out_dir,
-                  checkpoint=checkpoint, **QUIET)
+    history = fit(
+        model,
+        data,
+        TrainConfig(beta=0.5, epochs=epochs, batch_size=100, seed=3),
+        out_dir=out_dir,
+        checkpoint=checkpoint,
+        **QUIET,
+    )
     return model, history
 
 
 def test_resume_is_bit_identical_to_training_straight_through(tmp_path, small_fmnist):
     straight, straight_history = train_run(small_fmnist, 3)
     train_run(small_fmnist, 1, out_dir=tmp_path)
-    resumed, resumed_history = train_run(small_fmnist, 3, out_dir=tmp_path,
-                                         checkpoint=load_checkpoint(tmp_path / "checkpoint.pt"))
+    resumed, resumed_history = train_run(
+        small_fmnist, 3, out_dir=tmp_path, checkpoint=load_checkpoint(tmp_path / "checkpoint.pt")
+    )
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
     assert strip(resumed_history) == strip(straight_history)
@@ -72,8 +79,13 @@ def test_resume_is_bit_identical_to_training_straight_through(tmp_path, small_fm
 def test_the_same_seed_gives_the_same_numbers_and_another_seed_others(tmp_path, small_fmnist):
     def run(name, seed):
         model = build_model(ModelConfig(hidden=(32,)), seed=seed)
-        fit(model, small_fmnist, TrainConfig(epochs=2, batch_size=100, seed=seed, train_limit=500),
-            out_dir=tmp_path / name, **QUIET)
+        fit(
+            model,
+            small_fmnist,
+            TrainConfig(epochs=2, batch_size=100, seed=seed, train_limit=500),
+            out_dir=tmp_path / name,
+            **QUIET,
+        )
         return json.loads((tmp_path / name / "metrics.json").read_text()), load_checkpoint(tmp_path / name)
 
     (first, first_state), (second, second_state), (other, _) = run("a", 5), run("b", 5), run("c", 6)
@@ -96,8 +108,11 @@ def test_non_finite_loss_stops_with_message_and_keeps_last_checkpoint(tmp_path, 
 
     monkeypatch.setattr(models, "beta_vae_loss", loss_that_fails_in_epoch_two)
     torch.manual_seed(0)
-    with pytest.raises(TrainingError, match=r"non-finite reconstruction loss at epoch 2, step 3.*learning rate"
-                                            r".*smaller beta \(beta=0.1\).*last good checkpoint"):
+    with pytest.raises(
+        TrainingError,
+        match=r"non-finite reconstruction loss at epoch 2, step 3.*learning rate"
+        r".*smaller beta \(beta=0.1\).*last good checkpoint",
+    ):
         fit(FCVAE(hidden=(64,)), small_fmnist, TrainConfig(epochs=3), out_dir=tmp_path, **QUIET)
     checkpoint = load_checkpoint(tmp_path)
     assert checkpoint["epoch"] == 1
@@ -120,8 +135,10 @@ def test_fit_takes_its_settings_as_a_train_config_only(small_fmnist):
 
 @pytest.mark.parametrize("existed", [True, False])
 def test_disk_full_while_writing_keeps_the_previous_checkpoint_and_claims_intact_only_if_there_was_one(
-        tmp_path, monkeypatch, existed):
+    tmp_path, monkeypatch, existed
+):
     import files
+
     model, path = FCVAE(hidden=(16,)), tmp_path / "checkpoint.pt"
     if existed:
         save_checkpoint(path, model, train_config={"seed": 1})
@@ -172,15 +189,24 @@ def test_truncated_or_foreign_files_are_clear_errors(tmp_path):
     (tmp_path / "cut.pt").write_bytes(good.read_bytes()[:500])
     (tmp_path / "text.pt").write_text("hello")
     torch.save({"weights": torch.ones(2)}, tmp_path / "other.pt")
-    for name, message in (("cut.pt", "truncated"), ("text.pt", "truncated"), ("other.pt", "not a checkpoint"),
-                          ("missing.pt", "no checkpoint")):
+    for name, message in (
+        ("cut.pt", "truncated"),
+        ("text.pt", "truncated"),
+        ("other.pt", "not a checkpoint"),
+        ("missing.pt", "no checkpoint"),
+    ):
         with pytest.raises(CheckpointError, match=f"{name}.*{message}"):
             load_checkpoint(tmp_path / name)
 
 
-@pytest.mark.parametrize("other, mismatch", [({"model": "cnn"}, "model 'fc' vs 'cnn'"),
-                                             ({"latent_dim": 5}, "latent_dim 3 vs 5"),
-                                             ({"likelihood": "gaussian"}, "likelihood 'bernoulli' vs 'gaussian'")])
+@pytest.mark.parametrize(
+    "other, mismatch",
+    [
+        ({"model": "cnn"}, "model 'fc' vs 'cnn'"),
+        ({"latent_dim": 5}, "latent_dim 3 vs 5"),
+        ({"likelihood": "gaussian"}, "likelihood 'bernoulli' vs 'gaussian'"),
+    ],
+)
 def test_loading_into_another_model_names_the_mismatch(tmp_path, other, mismatch):
     save_checkpoint(tmp_path / "checkpoint.pt", FCVAE(hidden=(16,)))
     model = build_model({"model": "fc", "hidden": [16], "latent_dim": 3, "likelihood": "bernoulli", **other})
@@ -190,8 +216,25 @@ def test_loading_into_another_model_names_the_mismatch(tmp_path, other, mismatch
 
 def test_cli_end_to_end_and_resume_continues_the_epoch_count(tmp_path, capsys, loaded_once):
     out = tmp_path / "run"
-    assert main(["--model", "cnn", "--channels", "8", "8", "--epochs", "1", "--train-limit", "1000",
-                 "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "--model",
+                "cnn",
+                "--channels",
+                "8",
+                "8",
+                "--epochs",
+                "1",
+                "--train-limit",
+                "1000",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["model"] == "cnn" and metrics["config"]["train_images"] == 1000
     assert metrics["config"]["channels"] == [8, 8] and "target_capacity" not in metrics["config"]
@@ -203,7 +246,10 @@ def test_cli_end_to_end_and_resume_continues_the_epoch_count(tmp_path, capsys, l
     # the run's checkpoint file names its folder
     assert main(["--resume", str(out / "checkpoint.pt"), "--epochs", "3", "--no-progress"]) == 0
     assert load_checkpoint(out)["epoch"] == 3 and sorted(p.name for p in out.iterdir()) == [
-        ".lock", "checkpoint.pt", "metrics.json"]
+        ".lock",
+        "checkpoint.pt",
+        "metrics.json",
+    ]
 
 
 def test_ctrl_c_saves_the_last_epoch_and_says_how_to_resume(tmp_path, capsys, monkeypatch, loaded_once):
@@ -218,16 +264,22 @@ def test_ctrl_c_saves_the_last_epoch_and_says_how_to_resume(tmp_path, capsys, mo
 
     monkeypatch.setattr(models, "beta_vae_loss", interrupt_in_epoch_two)
     out = tmp_path / "run"
-    code = main(["--model", "fc", "--hidden", "32", "--epochs", "3", "--train-limit", "500", "--out", str(out),
-                 "--no-progress"])
+    code = main(
+        ["--model", "fc", "--hidden", "32", "--epochs", "3", "--train-limit", "500", "--out", str(out), "--no-progress"]
+    )
     assert code == 130
     assert f"python train.py --resume {out}" in capsys.readouterr().err
     assert load_checkpoint(out)["epoch"] == 1
 
 
 def test_ctrl_c_while_the_imports_load_exits_130_without_a_traceback(tmp_path):
-    process = subprocess.Popen([sys.executable, "train.py", "--out", str(tmp_path / "run")], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "train.py", "--out", str(tmp_path / "run")],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     maps, deadline = Path(f"/proc/{process.pid}/maps"), time.monotonic() + 60
     while process.poll() is None and time.monotonic() < deadline:  # until torch loads: the lines above it have run
         try:
@@ -244,26 +296,29 @@ def test_ctrl_c_while_the_imports_load_exits_130_without_a_traceback(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--beta", "-1"], "--beta must be >= 0"),
-    (["--epochs", "0"], "--epochs must be >= 1"),
-    (["--latent-dim", "0"], "--latent-dim must be >= 1"),
-    (["--batch-size", "0"], "--batch-size must be >= 1"),
-    (["--lr", "0"], "--lr must be > 0"),
-    (["--model", "rnn"], "invalid choice: 'rnn'"),
-    (["--likelihood", "laplace"], "invalid choice: 'laplace'"),
-    (["--beta", "abc"], "invalid float value"),
-    (["--channels", "0"], "--channels must be integers >= 1"),
-    (["--hidden", "-3"], "--hidden must be integers >= 1"),
-    (["--kernel-size", "0"], "--kernel-size must be >= 1"),
-    (["--kernel-size", "7"], "--kernel-size must be >= 1 (an integer below 7)"),
-    (["--norm", "layer"], "invalid choice: 'layer'"),
-    (["--activation", "tanh"], "invalid choice: 'tanh'"),
-    (["--channels", "16", "x"], "invalid int value"),
-    (["--gamma", "3"], "only apply with capacity"),
-    (["--capacity-epochs", "4"], "only apply with capacity"),
-    (["--capacity", "-1"], "--capacity must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--beta", "-1"], "--beta must be >= 0"),
+        (["--epochs", "0"], "--epochs must be >= 1"),
+        (["--latent-dim", "0"], "--latent-dim must be >= 1"),
+        (["--batch-size", "0"], "--batch-size must be >= 1"),
+        (["--lr", "0"], "--lr must be > 0"),
+        (["--model", "rnn"], "invalid choice: 'rnn'"),
+        (["--likelihood", "laplace"], "invalid choice: 'laplace'"),
+        (["--beta", "abc"], "invalid float value"),
+        (["--channels", "0"], "--channels must be integers >= 1"),
+        (["--hidden", "-3"], "--hidden must be integers >= 1"),
+        (["--kernel-size", "0"], "--kernel-size must be >= 1"),
+        (["--kernel-size", "7"], "--kernel-size must be >= 1 (an integer below 7)"),
+        (["--norm", "layer"], "invalid choice: 'layer'"),
+        (["--activation", "tanh"], "invalid choice: 'tanh'"),
+        (["--channels", "16", "x"], "invalid int value"),
+        (["--gamma", "3"], "only apply with capacity"),
+        (["--capacity-epochs", "4"], "only apply with capacity"),
+        (["--capacity", "-1"], "--capacity must be >= 0"),
+    ],
+)
 def test_bad_command_line_is_one_line_and_exit_status_2(args, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*args, "--out", str(tmp_path / "run")])
@@ -287,17 +342,25 @@ def test_bad_output_and_resume_folders_are_one_line_errors(tmp_path, capsys):
     existing = tmp_path / "existing"
     existing.mkdir()
     terms = {"recon": 1.0, "kl": 1.0, "total": 2.0}  # a trained epoch: a checkpoint at epoch 0 would be replaced
-    save_checkpoint(existing / "checkpoint.pt", FCVAE(hidden=(16,)), epoch=1,
-                    history=[{"epoch": 1, "train": terms, "test": terms, "seconds": 1.0}])
-    cases = [(["--out", str(a_file)], "is a file"),
-             (["--out", str(a_file / "sub")], "not writable"),
-             (["--out", str(existing)], "already holds a run"),
-             (["--out", ""], "--out '' is not a folder name"),
-             (["--resume", str(tmp_path / "empty")], "no checkpoint"),
-             (["--resume", str(tmp_path / "empty" / "checkpoint.pt")], "no checkpoint"),
-             (["--resume", str(existing), "--beta", "0.7"], "differs from the run's"),
-             (["--resume", str(existing / "checkpoint.pt"), "--epochs", "2", "--out", str(a_file)],
-              "--out and --resume name different folders")]
+    save_checkpoint(
+        existing / "checkpoint.pt",
+        FCVAE(hidden=(16,)),
+        epoch=1,
+        history=[{"epoch": 1, "train": terms, "test": terms, "seconds": 1.0}],
+    )
+    cases = [
+        (["--out", str(a_file)], "is a file"),
+        (["--out", str(a_file / "sub")], "not writable"),
+        (["--out", str(existing)], "already holds a run"),
+        (["--out", ""], "--out '' is not a folder name"),
+        (["--resume", str(tmp_path / "empty")], "no checkpoint"),
+        (["--resume", str(tmp_path / "empty" / "checkpoint.pt")], "no checkpoint"),
+        (["--resume", str(existing), "--beta", "0.7"], "differs from the run's"),
+        (
+            ["--resume", str(existing / "checkpoint.pt"), "--epochs", "2", "--out", str(a_file)],
+            "--out and --resume name different folders",
+        ),
+    ]
     for args, message in cases:
         with pytest.raises(SystemExit) as exit_info:
             main(args)
@@ -307,8 +370,13 @@ def test_bad_output_and_resume_folders_are_one_line_errors(tmp_path, capsys):
 
 
 def test_missing_data_is_a_one_line_error_from_the_real_command(tmp_path):
-    result = subprocess.run([sys.executable, "train.py", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r")],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "train.py", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and "dataset-fashion-mnist" in result.stderr
     assert not (tmp_path / "r").exists()
@@ -316,6 +384,7 @@ def test_missing_data_is_a_one_line_error_from_the_real_command(tmp_path):
 
 def test_samplers_py_is_not_a_command(monkeypatch):
     import runpy
+
     monkeypatch.setattr(sys, "argv", ["samplers.py", "--samples", "5"])
     with pytest.raises(SystemExit) as exit_info:  # as `python samplers.py` runs it, without a second torch import
         runpy.run_path(str(ROOT / "samplers.py"), run_name="__main__")
@@ -325,9 +394,14 @@ def test_samplers_py_is_not_a_command(monkeypatch):
 
 def test_a_run_killed_with_sigkill_resumes_to_the_same_weights_and_history(tmp_path, fmnist):
     from data import FashionMNISTData
+
     run, settings = tmp_path / "run", ["--hidden", "16", "--train-limit", "300", "--batch-size", "100", "--seed", "4"]
-    process = subprocess.Popen([sys.executable, "train.py", *settings, "--epochs", "1000", "--no-progress",
-                                "--out", str(run)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "train.py", *settings, "--epochs", "1000", "--no-progress", "--out", str(run)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 120
         while process.poll() is None and time.monotonic() < deadline:
@@ -342,8 +416,9 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_weights_and_history(tmp_p
     assert process.returncode == -signal.SIGKILL, stderr
     saved = load_checkpoint(run)  # the last checkpoint is whole, whatever the kill interrupted
     epochs = saved["epoch"] + 1
-    data = FashionMNISTData(fmnist.train_images[:300], fmnist.train_labels[:300], fmnist.test_images,
-                            fmnist.test_labels, "bernoulli")  # what train.py loaded
+    data = FashionMNISTData(
+        fmnist.train_images[:300], fmnist.train_labels[:300], fmnist.test_images, fmnist.test_labels, "bernoulli"
+    )  # what train.py loaded
     config = TrainConfig(epochs=epochs, batch_size=100, seed=4, train_limit=300)
     straight = build_model(ModelConfig(hidden=(16,)), seed=4)
     straight_history = fit(straight, data, config, **QUIET)

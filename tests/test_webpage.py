@@ -1,6 +1,7 @@
 """The explorer's web page without a browser: one self-contained file that loads nothing from the network, with the
 run's config, checkpoint sha256 and decoder weights embedded; refusals and command-line errors in one line.
 (lab/tests/test_explorer_page.py opens the pages in Chromium and checks the decoder that runs there.)"""
+
 import re
 
 import pytest
@@ -14,7 +15,8 @@ from files import sha256
 from models import CNNVAE, FCVAE, build_model
 
 NETWORK_LOADS = re.compile(  # an address the browser would fetch: src=, href=, <link>, CSS @import and url()
-    r"""(src|href|action)\s*=\s*["']?\s*(https?:)?//|<link\b|@import|url\(\s*["']?(https?:)?//""", re.I)
+    r"""(src|href|action)\s*=\s*["']?\s*(https?:)?//|<link\b|@import|url\(\s*["']?(https?:)?//""", re.I
+)
 
 
 def run_with(tmp_path, model, name="run"):
@@ -54,22 +56,39 @@ def test_the_command_writes_one_self_contained_page_with_the_run_embedded(tmp_pa
 def test_the_layer_plan_names_every_weight_the_forward_pass_reads():
     model = FCVAE(hidden=(8, 4), norm="batch", activation="silu")
     plan = webpage.layer_plan(model.decoder)
-    assert [layer["op"] for layer in plan] == ["linear", "batchnorm", "silu", "linear", "batchnorm", "silu", "linear",
-                                               "reshape"]
+    assert [layer["op"] for layer in plan] == [
+        "linear",
+        "batchnorm",
+        "silu",
+        "linear",
+        "batchnorm",
+        "silu",
+        "linear",
+        "reshape",
+    ]
     named = {layer[key] for layer in plan for key in ("weight", "bias", "mean", "var") if layer.get(key)}
     assert named == {key for key in model.decoder.state_dict() if not key.endswith("num_batches_tracked")}
-    convolutions = [layer for layer in webpage.layer_plan(CNNVAE(channels=(4, 4, 4), kernel_size=5).decoder)
-                    if layer["op"].startswith("conv")]
-    assert [(layer["op"], layer["kernel"], layer["stride"], layer["output_padding"]) for layer in convolutions] == \
-        [("conv", 3, 1, 0), ("convT", 5, 2, 1), ("convT", 5, 2, 1)]
+    convolutions = [
+        layer
+        for layer in webpage.layer_plan(CNNVAE(channels=(4, 4, 4), kernel_size=5).decoder)
+        if layer["op"].startswith("conv")
+    ]
+    assert [(layer["op"], layer["kernel"], layer["stride"], layer["output_padding"]) for layer in convolutions] == [
+        ("conv", 3, 1, 0),
+        ("convT", 5, 2, 1),
+        ("convT", 5, 2, 1),
+    ]
 
 
-@pytest.mark.parametrize("change, words", [
-    (lambda model: build_model({"latent_dim": 2, "hidden": [8]}), "latent_dim must be >= 3"),
-    (lambda model: model.decoder.append(nn.Dropout()) and model, "cannot run the decoder's layer 4 (Dropout)"),
-    (lambda model: model.decoder.insert(1, nn.ELU(alpha=0.5)) and model, "cannot run the decoder's layer 1 (ELU)"),
-    (lambda model: model.decoder.append(nn.Sequential(nn.ReLU())) and model, "decoder's layer 4 (Sequential)"),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (lambda model: build_model({"latent_dim": 2, "hidden": [8]}), "latent_dim must be >= 3"),
+        (lambda model: model.decoder.append(nn.Dropout()) and model, "cannot run the decoder's layer 4 (Dropout)"),
+        (lambda model: model.decoder.insert(1, nn.ELU(alpha=0.5)) and model, "cannot run the decoder's layer 1 (ELU)"),
+        (lambda model: model.decoder.append(nn.Sequential(nn.ReLU())) and model, "decoder's layer 4 (Sequential)"),
+    ],
+)
 def test_a_model_the_page_cannot_run_is_refused_in_one_line(tmp_path, capsys, change, words):
     model = change(FCVAE(hidden=(8,)))
     with pytest.raises(webpage.PageError, match=re.escape(words)) as refusal:

@@ -1,4 +1,5 @@
 """The lab's tests use the core suite's fixtures (tests/conftest.py): the real data, loaded once, and tiny runs."""
+
 import importlib.util
 import sys
 from pathlib import Path

@@ -1,6 +1,7 @@
 """lab.bench, lab.bench_worker, lab.bench_report and lab.conventional: FLOP counting and the replayed matmul rate,
 the floors, x of floor and x vs peer, the load gate, the targets, where results go, the process plumbing (with
 the processes faked) and the conventional script run as a file."""
+
 import gzip
 import json
 import os
@@ -59,12 +60,20 @@ def test_floors_are_imports_plus_data_plus_the_replayed_layers_at_their_best(mon
     assert floor["compute_seconds"] == pytest.approx(0.5 * 120 / 8)
     assert floor["mm_gflops"] == pytest.approx(floor["flops_per_step"] / 0.5 / 1e9)
     images = torch.rand(50, 1, 4, 4)
-    monkeypatch.setattr(bench_worker, "load_fashion_mnist", lambda likelihood: FashionMNISTData(
-        images, torch.zeros(50), images, torch.zeros(50), likelihood))
+    monkeypatch.setattr(
+        bench_worker,
+        "load_fashion_mnist",
+        lambda likelihood: FashionMNISTData(images, torch.zeros(50), images, torch.zeros(50), likelihood),
+    )
     monkeypatch.setattr(bench_worker, "build_model", lambda config, seed: model)
     seen = []
-    monkeypatch.setattr(bench_worker, "compute_floor", lambda model, config, images: seen.append(images) or {
-        "flops_per_step": 10, "mm_gflops": 2.0, "compute_seconds": 4.0})
+    monkeypatch.setattr(
+        bench_worker,
+        "compute_floor",
+        lambda model, config, images: (
+            seen.append(images) or {"flops_per_step": 10, "mm_gflops": 2.0, "compute_seconds": 4.0}
+        ),
+    )
     whole = bench_worker.whole_run_floor(bench_worker.IMPORTED - 3.0, ModelConfig(), config)
     assert seen == [40 * 3]  # the first train_limit images, every epoch
     assert whole["import_seconds"] == pytest.approx(3.0)
@@ -74,8 +83,11 @@ def test_floors_are_imports_plus_data_plus_the_replayed_layers_at_their_best(mon
 def test_an_epoch_is_timed_after_a_warm_up_and_scaled_to_60000_images(monkeypatch):
     epochs_run = []
     monkeypatch.setattr(bench_worker, "epoch_runner", lambda model, loop, config, root, sizes: epochs_run.append)
-    monkeypatch.setattr(bench_worker, "compute_floor", lambda model, config, images: {
-        "flops_per_step": 1, "mm_gflops": 1.0, "compute_seconds": images / 1000})
+    monkeypatch.setattr(
+        bench_worker,
+        "compute_floor",
+        lambda model, config, images: {"flops_per_step": 1, "mm_gflops": 1.0, "compute_seconds": images / 1000},
+    )
     clock = count()
     monkeypatch.setattr(bench_worker.time, "perf_counter", lambda: float(next(clock)))  # the timed epoch: 1 s
     result = bench_worker.epoch(ModelConfig(), "project", steps=2, root=None, warmup=3)
@@ -105,8 +117,9 @@ def test_torchvision_root_links_plain_files_and_decompresses_gzipped_ones(tmp_pa
         source.mkdir()
         for name in names:
             (source / (name + (".gz" if kind == "gz" else ""))).write_bytes(
-                gzip.compress(name.encode()) if kind == "gz" else name.encode())
-        monkeypatch.setattr(conventional, "find_data_dir", lambda download: source)
+                gzip.compress(name.encode()) if kind == "gz" else name.encode()
+            )
+        monkeypatch.setattr(conventional, "find_data_dir", lambda download, source=source: source)
         raw = conventional.torchvision_root(tmp_path / f"root-{kind}") / "FashionMNIST" / "raw"
         assert all((raw / name).read_bytes() == name.encode() for name in names)
         assert all((raw / name).is_symlink() == (kind == "plain") for name in names)
@@ -122,9 +135,25 @@ def test_conventional_loader_yields_the_images_of_data_py(tv_root, fmnist):
 
 def test_conventional_script_runs_a_tiny_epoch_as_a_file(tv_root):
     env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "OMP_NUM_THREADS": "1"}  # run by itself
-    done = subprocess.run([sys.executable, str(ROOT / "lab" / "conventional.py"), "--epochs", "1", "--train-limit",
-                           "256", "--test-limit", "256", "--root", str(tv_root)], capture_output=True, text=True,
-                          cwd=ROOT / "lab", env=env, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "lab" / "conventional.py"),
+            "--epochs",
+            "1",
+            "--train-limit",
+            "256",
+            "--test-limit",
+            "256",
+            "--root",
+            str(tv_root),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT / "lab",
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     last = bench.last_epoch(done.stdout)
     assert last["epoch"] == 1 and last["train_s"] > 0 and last["test_s"] > 0
@@ -135,8 +164,10 @@ def test_conventional_script_runs_a_tiny_epoch_as_a_file(tv_root):
 def test_other_cores_leave_out_this_process_and_guest_time(monkeypatch):
     Times = namedtuple("Times", "user nice system idle iowait irq softirq steal guest guest_nice")
     Ours = namedtuple("Ours", "user system children_user children_system")
-    samples = [(0.0, Times(10, 0, 5, 100, 3, 0, 0, 1, 4, 0), Ours(1, 1, 0, 0)),
-               (2.0, Times(16, 0, 7, 101, 9, 0, 0, 2, 6, 0), Ours(2, 1, 1, 1))]
+    samples = [
+        (0.0, Times(10, 0, 5, 100, 3, 0, 0, 1, 4, 0), Ours(1, 1, 0, 0)),
+        (2.0, Times(16, 0, 7, 101, 9, 0, 0, 2, 6, 0), Ours(2, 1, 1, 1)),
+    ]
     now = {"i": 0}
     monkeypatch.setattr(bench.psutil, "Process", type("Process", (), {"cpu_times": lambda self: samples[now["i"]][2]}))
     monkeypatch.setattr(bench.psutil, "cpu_times", lambda: samples[now["i"]][1])
@@ -162,26 +193,60 @@ def test_the_load_gate_refuses_an_outcome_when_the_machine_was_busy(monkeypatch)
 
 
 def floor_row(compute):
-    return {"import_seconds": 2.0, "data_seconds": 0.5, "flops_per_step": 4e8, "mm_gflops": 100.0,
-            "compute_seconds": compute, "floor_seconds": 2.5 + compute}
+    return {
+        "import_seconds": 2.0,
+        "data_seconds": 0.5,
+        "flops_per_step": 4e8,
+        "mm_gflops": 100.0,
+        "compute_seconds": compute,
+        "floor_seconds": 2.5 + compute,
+    }
 
 
 def synthetic(busy=False):
     load = {"before": 0.0, "during": 0.5 if busy else 0.01, "busy": busy}
-    times = {"fc": {"project": [2.0, 2.1, 1.9], "plain": [3.0] * 3, "dataloader": [7.0, 7.1, 6.9]},
-             "cnn": {"project": [10.0] * 3, "plain": [12.0] * 3, "dataloader": [29.0] * 3}}
+    times = {
+        "fc": {"project": [2.0, 2.1, 1.9], "plain": [3.0] * 3, "dataloader": [7.0, 7.1, 6.9]},
+        "cnn": {"project": [10.0] * 3, "plain": [12.0] * 3, "dataloader": [29.0] * 3},
+    }
     # each loop's floor: 1 s (fc) or 5 s (cnn) with its first epoch, twice that with the others
-    runs = [{"model": model, "loop": loop, "epochs": [
-        {"seconds": s, "timed_images": 60000, "flops_per_step": 7e8, "floor_seconds": (1.0 if model == "fc" else 5.0)
-         * (1 + (i > 0)), "peak_rss_mb": 900.0} for i, s in enumerate(seconds)]}
-        for model, loops in times.items() for loop, seconds in loops.items()]
-    return {"environment": bench.environment(2), "command": "python -m lab.bench",
-            "epochs": {"runs": runs, "load": load},
-            "whole_run": {"seconds": {"train.py": [10.0, 11.0, 12.0], "conventional": [44.0, 45.0, 46.0]},
-                          "test_loss": {"train.py": 254.0, "conventional": 254.4}, "command": "python train.py",
-                          "train_limit": None, "floors": [floor_row(c) for c in (4.0, 4.2, 4.4)], "load": load},
-            "sweep": {"seconds": {bench.PLANS[0]: [20.0, 20.5, 21.0], bench.PLANS[1]: [15.0, 15.1, 15.2]},
-                      "floors": [floor_row(3.0)], "images": 10000, "load": load}}
+    runs = [
+        {
+            "model": model,
+            "loop": loop,
+            "epochs": [
+                {
+                    "seconds": s,
+                    "timed_images": 60000,
+                    "flops_per_step": 7e8,
+                    "floor_seconds": (1.0 if model == "fc" else 5.0) * (1 + (i > 0)),
+                    "peak_rss_mb": 900.0,
+                }
+                for i, s in enumerate(seconds)
+            ],
+        }
+        for model, loops in times.items()
+        for loop, seconds in loops.items()
+    ]
+    return {
+        "environment": bench.environment(2),
+        "command": "python -m lab.bench",
+        "epochs": {"runs": runs, "load": load},
+        "whole_run": {
+            "seconds": {"train.py": [10.0, 11.0, 12.0], "conventional": [44.0, 45.0, 46.0]},
+            "test_loss": {"train.py": 254.0, "conventional": 254.4},
+            "command": "python train.py",
+            "train_limit": None,
+            "floors": [floor_row(c) for c in (4.0, 4.2, 4.4)],
+            "load": load,
+        },
+        "sweep": {
+            "seconds": {bench.PLANS[0]: [20.0, 20.5, 21.0], bench.PLANS[1]: [15.0, 15.1, 15.2]},
+            "floors": [floor_row(3.0)],
+            "images": 10000,
+            "load": load,
+        },
+    }
 
 
 def test_each_timing_is_reported_against_its_floor_and_its_peer():
@@ -214,8 +279,14 @@ def test_a_busy_machine_gets_no_outcome_for_timings_only():
     result = synthetic(busy=True)
     bench_report.summarise(result)
     met = {t["what"]: t["met"] for t in bench_report.targets(result)}
-    assert {met[what] for what in ("fc epoch: DataLoader loop / project loop", "whole run: conventional script / "
-            "train.py", "sweep: two fc runs of 2 epochs on 10,000 images")} == {"unreliable: machine busy"}
+    assert {
+        met[what]
+        for what in (
+            "fc epoch: DataLoader loop / project loop",
+            "whole run: conventional script / train.py",
+            "sweep: two fc runs of 2 epochs on 10,000 images",
+        )
+    } == {"unreliable: machine busy"}
     assert met["fc peak resident memory, project loop"] == "yes"  # not a timing
     result["whole_run"]["train_limit"] = 2000  # a smoke run's losses are not the converged ones compared
     assert bench_report.targets(result)[-2]["met"] == "unreliable: trained on 2,000 images"
@@ -251,8 +322,18 @@ def test_the_committed_report_is_what_the_committed_measurements_make():
     assert bench_report.markdown(measured) == (ROOT / "results" / "bench.md").read_text()
 
 
-@pytest.mark.parametrize("argv", [["--repeats", "0"], ["--steps", "1000"], ["--models", "rnn"], ["--threads", "-1"],
-                                  ["--parts", "gpu"], ["--runs", "0"], ["--train-limit", "70000"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--repeats", "0"],
+        ["--steps", "1000"],
+        ["--models", "rnn"],
+        ["--threads", "-1"],
+        ["--parts", "gpu"],
+        ["--runs", "0"],
+        ["--train-limit", "70000"],
+    ],
+)
 def test_bad_input_is_one_line(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         bench.parse_args(argv)
@@ -287,7 +368,9 @@ def test_whole_run_interleaves_the_runs_and_probes_and_reads_their_losses(tmp_pa
 
 def test_sweep_plans_split_the_cores_two_ways(monkeypatch):
     calls = []
-    monkeypatch.setattr(bench, "run", lambda cmds, threads: calls.append((len(cmds), threads)) or (5.0, [""] * len(cmds)))
+    monkeypatch.setattr(
+        bench, "run", lambda cmds, threads: calls.append((len(cmds), threads)) or (5.0, [""] * len(cmds))
+    )
     monkeypatch.setattr(bench, "worker", lambda part, threads, **settings: floor_row(settings["epochs"]))
     part = bench.sweep(bench.parse_args(["--runs", "1", "--threads", "2"]))
     assert calls == [(1, 2), (1, 2), (2, 1)]  # one after the other at 2 threads, then both at once at 1 thread each
@@ -299,7 +382,9 @@ def test_the_worker_accepts_what_bench_passes_it(monkeypatch, capsys):
     monkeypatch.setattr(bench, "run", lambda cmds, threads: seen.append(cmds[0]) or (1.0, ['{"ok": 1}\n']))
     monkeypatch.setattr(bench.time, "time", lambda: 1700000000.123456)
     assert bench.worker("floor", 1, **bench.EXAMPLES, train_limit=None) == {"ok": 1}
-    monkeypatch.setattr(bench_worker, "whole_run_floor", lambda t0, m, c: {"t0": t0, "hidden": m.hidden, "beta": c.beta})
+    monkeypatch.setattr(
+        bench_worker, "whole_run_floor", lambda t0, m, c: {"t0": t0, "hidden": m.hidden, "beta": c.beta}
+    )
     bench_worker.main(seen[0][3:])  # prints its result; --t0 keeps its microseconds
     assert json.loads(capsys.readouterr().out) == {"t0": 1700000000.123456, "hidden": [400], "beta": 1}
 

@@ -5,6 +5,7 @@ class menu goes to the class mean, and the layout fits a 1280x800 screen and a 3
 each committed page in docs/explorer/ (its model rebuilt from the config and weights it embeds) and for pages built
 here from tiny fresh models of each family, with every layer and likelihood the page's JavaScript runs. Needs a
 system Chromium (/usr/bin/chromium) and Playwright for Python (lab/requirements.txt); it never downloads a browser."""
+
 import base64
 import copy
 import re
@@ -21,13 +22,31 @@ from samplers import decode, posterior_means
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = sorted((ROOT / "docs" / "explorer").glob("*.html"))
 CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--no-first-run"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 FRESH = {  # tiny untrained models: each layer kind, activation, likelihood and kernel shape the page's JS runs
-    "fc-continuous-bernoulli": {"model": "fc", "hidden": [24, 16], "norm": "batch", "activation": "elu",
-                                "likelihood": "continuous_bernoulli", "latent_dim": 4},
-    "cnn-gaussian": {"model": "cnn", "channels": [4, 6, 5], "kernel_size": 5, "norm": "batch", "activation": "silu",
-                     "likelihood": "gaussian"},
+    "fc-continuous-bernoulli": {
+        "model": "fc",
+        "hidden": [24, 16],
+        "norm": "batch",
+        "activation": "elu",
+        "likelihood": "continuous_bernoulli",
+        "latent_dim": 4,
+    },
+    "cnn-gaussian": {
+        "model": "cnn",
+        "channels": [4, 6, 5],
+        "kernel_size": 5,
+        "norm": "batch",
+        "activation": "silu",
+        "likelihood": "gaussian",
+    },
     "cnn-default-shape": {"model": "cnn", "channels": [6, 4]},
 }
 FRESH_POINTS = 300
@@ -55,8 +74,12 @@ def fresh_model(settings: dict) -> torch.nn.Module:
         if isinstance(layer, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
             layer.weight.data.mul_(3)
         elif isinstance(layer, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
-            for tensor, low, high in ((layer.running_mean, -0.5, 0.5), (layer.running_var, 0.3, 2.0),
-                                      (layer.weight, 0.5, 1.5), (layer.bias, -0.3, 0.3)):
+            for tensor, low, high in (
+                (layer.running_mean, -0.5, 0.5),
+                (layer.running_var, 0.3, 2.0),
+                (layer.weight, 0.5, 1.5),
+                (layer.bias, -0.3, 0.3),
+            ):
                 tensor.data.copy_(torch.rand(tensor.shape, generator=generator) * (high - low) + low)
     return model
 
@@ -78,8 +101,14 @@ def open_offline(browser, path: Path, width: int = 1280, height: int = 800):
     attempts, errors = [], []
     page.on("request", lambda request: request.url.startswith("file://") or attempts.append(request.url))
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file://")
-               else (attempts.append(route.request.url), route.abort()))
+    page.route(
+        "**/*",
+        lambda route: (
+            route.continue_()
+            if route.request.url.startswith("file://")
+            else (attempts.append(route.request.url), route.abort())
+        ),
+    )
     page.goto(path.as_uri())
     page.wait_for_function("window.explorer !== undefined")
     page.evaluate("explorer.ready")
@@ -97,8 +126,9 @@ def check_decoder(page, model, low: list, high: list) -> None:
     low, high = torch.tensor(low, dtype=torch.float64), torch.tensor(high, dtype=torch.float64)
     around = low + (high - low) * (torch.rand(10, len(low), generator=generator, dtype=torch.float64) * 1.4 - 0.2)
     z = torch.cat([around, torch.randn(10, len(low), generator=generator, dtype=torch.float64) * 2])
-    pixels = torch.tensor(page.evaluate("zs => zs.map(z => { explorer.setZ(z); return explorer.pixels(); })",
-                                        z.tolist()))
+    pixels = torch.tensor(
+        page.evaluate("zs => zs.map(z => { explorer.setZ(z); return explorer.pixels(); })", z.tolist())
+    )
     expected = decode(model, z).flatten(1)
     assert expected.std(1).median() > 0.02, "flat pictures would test little"
     assert (pixels - expected).abs().max() <= TOLERANCE, (pixels - expected).abs().max()
@@ -176,8 +206,10 @@ def check_page(browser, path: Path, model, images: torch.Tensor, labels: torch.T
     assert re.fullmatch(r"[0-9a-f]{64}", data["sha256"]) and data["config"]["image_shape"] == [1, 28, 28]
     page, attempts, errors = open_offline(browser, path)
     timings = page.evaluate("explorer.timings")
-    print(f"\n{path.name}: first decoded image {timings['firstImageMs']:.0f} ms after navigation, scatter drawn "
-          f"{timings['scatterMs']:.0f} ms, {path.stat().st_size / 1e6:.1f} MB")
+    print(
+        f"\n{path.name}: first decoded image {timings['firstImageMs']:.0f} ms after navigation, scatter drawn "
+        f"{timings['scatterMs']:.0f} ms, {path.stat().st_size / 1e6:.1f} MB"
+    )
     record_property(f"{path.name} first image ms", round(timings["firstImageMs"]))
     assert 0 < timings["firstImageMs"] <= min(timings["scatterMs"], FIRST_IMAGE_BOUND_MS)
     check_decoder(page, model, data["low"], data["high"])
@@ -189,8 +221,14 @@ def check_page(browser, path: Path, model, images: torch.Tensor, labels: torch.T
 
 @pytest.mark.parametrize("path", COMMITTED, ids=[path.name for path in COMMITTED])
 def test_a_committed_page_runs_its_own_decoder_offline(browser, path, fmnist, record_property):
-    data = check_page(browser, path, rebuilt(webpage.embedded_data(path.read_text())),
-                      fmnist.test_images, fmnist.test_labels, record_property)
+    data = check_page(
+        browser,
+        path,
+        rebuilt(webpage.embedded_data(path.read_text())),
+        fmnist.test_images,
+        fmnist.test_labels,
+        record_property,
+    )
     assert data["points"]["count"] >= 1000 and data["test_images"] == 10000
     check_layout(browser, path)
 
@@ -202,8 +240,9 @@ def test_a_page_built_from_a_fresh_model_decodes_as_pytorch(browser, name, fmnis
     images = fmnist.test_images[:FRESH_POINTS] * (high - low) + low
     path = tmp_path / f"{name}.html"
     path.write_text(webpage.page_html(model, images, fmnist.test_labels[:FRESH_POINTS], "0" * 64, FRESH_POINTS))
-    data = check_page(browser, path, model, to_unit_range(images, model.likelihood), fmnist.test_labels,
-                      record_property)
+    data = check_page(
+        browser, path, model, to_unit_range(images, model.likelihood), fmnist.test_labels, record_property
+    )
     assert torch.equal(torch.tensor(page_codes(data)), posterior_means(model, images))
     if name == "cnn-default-shape":
         check_layout(browser, path)

@@ -1,6 +1,7 @@
 """`make run`'s path (the full suite: it is slow): both notebooks run by papermill on a small override, each with one
 of the new likelihoods, into a temporary folder, leaving the committed files alone; the explorer exports as a
 picture. tests/test_notebooks.py runs them as Jupyter's Run All does."""
+
 import json
 import os
 import subprocess
@@ -8,7 +9,6 @@ import sys
 from pathlib import Path
 
 import torch
-
 from core_conftest import fingerprint  # noqa: E402  (tests/conftest.py)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,12 +28,34 @@ def execute_both(tmp_path: Path) -> tuple[dict[str, str | None], dict[str, tuple
         folder.mkdir()
         # save_figures and progress keep their defaults: a quick run must leave img/ alone by itself
         parameters = {"epochs": 1, "train_limit": 2000, "run_dir": str(folder / "run"), "likelihood": likelihood}
-        command = [sys.executable, "-m", "papermill", str(ROOT / name), str(folder / name), "-y",
-                   json.dumps(parameters), "-k", "python3", "--cwd", str(ROOT), "--no-progress-bar"]
-        processes[name] = folder, subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, text=True,
-                                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    results = {name: (folder, process.communicate(timeout=600)[0], process.returncode)
-               for name, (folder, process) in processes.items()}
+        command = [
+            sys.executable,
+            "-m",
+            "papermill",
+            str(ROOT / name),
+            str(folder / name),
+            "-y",
+            json.dumps(parameters),
+            "-k",
+            "python3",
+            "--cwd",
+            str(ROOT),
+            "--no-progress-bar",
+        ]
+        processes[name] = (
+            folder,
+            subprocess.Popen(
+                command,
+                env={**os.environ, "OMP_NUM_THREADS": "1"},
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            ),
+        )
+    results = {
+        name: (folder, process.communicate(timeout=600)[0], process.returncode)
+        for name, (folder, process) in processes.items()
+    }
     return before, results
 
 

@@ -1,5 +1,6 @@
 """lab.study: grouping over seeds, the difference rule, which records count, the new parts (diversity with its blur
 test, latent width, capacity against H at the same rate), and that no committed table is replaced by less."""
+
 import json
 import math
 import shlex
@@ -15,9 +16,20 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(model="fc", seed=0, mse=0.02, **config):
-    return {"model": model, "likelihood": "bernoulli", "beta": 0.1, "seed": seed, "capacity": None, "mse": mse,
-            "architecture": "512x256" if model == "fc" else "32x32 k4", "latent_dim": 3,
-            "default_architecture": True, "classifier": "weights", "run": f"{model}-{seed}", **config}
+    return {
+        "model": model,
+        "likelihood": "bernoulli",
+        "beta": 0.1,
+        "seed": seed,
+        "capacity": None,
+        "mse": mse,
+        "architecture": "512x256" if model == "fc" else "32x32 k4",
+        "latent_dim": 3,
+        "default_architecture": True,
+        "classifier": "weights",
+        "run": f"{model}-{seed}",
+        **config,
+    }
 
 
 def runs(*rows):
@@ -25,8 +37,9 @@ def runs(*rows):
 
 
 def test_grouped_gives_mean_and_sample_std_over_seeds():
-    table = study.grouped(runs(run(seed=0, mse=1.0), run(seed=1, mse=2.0), run(seed=2, mse=3.0), run("cnn", mse=5.0)),
-                          ["model"], ["mse"]).set_index("model")
+    table = study.grouped(
+        runs(run(seed=0, mse=1.0), run(seed=1, mse=2.0), run(seed=2, mse=3.0), run("cnn", mse=5.0)), ["model"], ["mse"]
+    ).set_index("model")
     assert table.seeds.fc == 3 and (table.mse_mean.fc, table.mse_std.fc) == (2.0, 1.0)
     assert table.mse_mean.cnn == 5.0 and pd.isna(table.mse_std.cnn)
     assert list(table.index) == ["cnn", "fc"] and list(table.columns) == ["seeds", "mse_mean", "mse_std"]
@@ -50,8 +63,14 @@ def test_a_difference_is_called_only_beyond_twice_the_larger_std_with_two_seeds_
 
 
 def test_comparison_rows_pair_settings_that_differ_in_one_field():
-    table = study.grouped(runs(*[run(seed=s, mse=1.0 + 0.01 * s) for s in range(3)],
-                               *[run("cnn", seed=s, mse=2.0 + 0.01 * s) for s in range(3)]), ["model", "beta"], ["mse"])
+    table = study.grouped(
+        runs(
+            *[run(seed=s, mse=1.0 + 0.01 * s) for s in range(3)],
+            *[run("cnn", seed=s, mse=2.0 + 0.01 * s) for s in range(3)],
+        ),
+        ["model", "beta"],
+        ["mse"],
+    )
     [row] = study.comparison_rows(table, "model", "fc", "cnn", ["mse"]).to_dict("records")
     assert row["verdict"] == "cnn higher" and row["seeds"] == "3/3" and row["beta"] == 0.1
     assert (row["fc_mean"], row["cnn_mean"]) == pytest.approx((1.01, 2.01))
@@ -60,9 +79,13 @@ def test_comparison_rows_pair_settings_that_differ_in_one_field():
 def test_beta_steps_call_each_step_down_the_bernoulli_sweep_and_not_a_step_with_one_seed():
     def metrics(beta, seed):
         return {"recon": 240.0 + beta + 0.1 * seed, "mse": 0.02, "knn_accuracy": 0.75, "kl": 10 / beta}
+
     rows = [run(beta=b, seed=s, **metrics(b, s)) for b, seeds in ((4.0, 3), (2.0, 3), (1.0, 1)) for s in range(seeds)]
-    table = study.grouped(runs(*rows, run(beta=4.0, likelihood="gaussian", **metrics(4.0, 0))),
-                          ["model", "likelihood", "beta"], ["recon", "mse", "knn_accuracy", "kl"])
+    table = study.grouped(
+        runs(*rows, run(beta=4.0, likelihood="gaussian", **metrics(4.0, 0))),
+        ["model", "likelihood", "beta"],
+        ["recon", "mse", "knn_accuracy", "kl"],
+    )
     steps = study.beta_steps(table).set_index(["step", "metric"])
     assert list(steps.index.unique("step")) == ["4 → 2", "2 → 1"] and set(steps.likelihood) == {"bernoulli"}
     assert steps.to_minus_from["4 → 2", "recon"] == pytest.approx(-2.0) and steps.seeds["4 → 2", "recon"] == "3/3"
@@ -74,15 +97,30 @@ def test_beta_steps_call_each_step_down_the_bernoulli_sweep_and_not_a_step_with_
 def test_architecture_names_come_from_the_config_defaults():
     assert study.architecture({"model": "fc"}) == "512x256"
     assert study.architecture({"model": "cnn", "channels": [64, 80]}) == "64x80 k4"
-    assert study.architecture({"model": "cnn", "channels": [24, 24], "decoder_channels": [40, 40],
-                               "norm": "batch"}) == "24x24 k4 decoder 40x40 batch"
+    assert (
+        study.architecture({"model": "cnn", "channels": [24, 24], "decoder_channels": [40, 40], "norm": "batch"})
+        == "24x24 k4 decoder 40x40 batch"
+    )
 
 
 def record(epochs=2, evaluated=2, **config):
-    config = {"model": "fc", "likelihood": "bernoulli", "latent_dim": 3, "beta": 0.1, "seed": 0, "epochs": epochs,
-              "train_limit": None, **config}
-    return {"name": search.run_name(config), "config": config, "parameters": 10, "epochs": [{"test": {"recon": 1.0}}]
-            * epochs, "eval": {"epoch": evaluated, "mse": 0.5, "beta": config["beta"], "parameters": 10}}
+    config = {
+        "model": "fc",
+        "likelihood": "bernoulli",
+        "latent_dim": 3,
+        "beta": 0.1,
+        "seed": 0,
+        "epochs": epochs,
+        "train_limit": None,
+        **config,
+    }
+    return {
+        "name": search.run_name(config),
+        "config": config,
+        "parameters": 10,
+        "epochs": [{"test": {"recon": 1.0}}] * epochs,
+        "eval": {"epoch": evaluated, "mse": 0.5, "beta": config["beta"], "parameters": 10},
+    }
 
 
 def save(folder, content, name=None):
@@ -93,8 +131,10 @@ def save(folder, content, name=None):
 
 def test_only_complete_finite_records_load_and_each_other_file_is_a_line(tmp_path, monkeypatch):
     done = save(tmp_path, record())
-    stale, nan = save(tmp_path, record(seed=1, evaluated=1)), save(tmp_path, {**record(seed=2), "eval": {"epoch": 2,
-                                                                                                      "mse": math.nan}})
+    stale, nan = (
+        save(tmp_path, record(seed=1, evaluated=1)),
+        save(tmp_path, {**record(seed=2), "eval": {"epoch": 2, "mse": math.nan}}),
+    )
     garbage, broken = save(tmp_path, "[]", "garbage"), save(tmp_path, '{"name": ', "broken")
     loaded, problems = records.load_records(tmp_path)
     assert [r["name"] for r in loaded] == [done.stem]
@@ -136,16 +176,18 @@ def test_a_record_whose_settings_were_edited_disagrees_with_its_name_and_its_eva
 def test_a_truncated_record_is_named_and_not_read(tmp_path):
     """Issue 34, case 3 (a NaN record: above)."""
     text = (COMMITTED / "fc-bernoulli-z3-beta2.json").read_text()
-    loaded, [problem] = records.load_records(save(tmp_path, text[:len(text) // 2], "fc-bernoulli-z3-beta2").parent)
+    loaded, [problem] = records.load_records(save(tmp_path, text[: len(text) // 2], "fc-bernoulli-z3-beta2").parent)
     assert not loaded and problem.startswith(f"{tmp_path / 'fc-bernoulli-z3-beta2.json'}: unreadable")
 
 
 def test_run_folders_are_read_when_evaluated_and_checked_like_records(tmp_path):
     def folder(name, content):
         (tmp_path / name).mkdir()
-        (tmp_path / name / "metrics.json").write_text(json.dumps({k: content[k] for k in ("config", "parameters",
-                                                                                         "epochs")}))
+        (tmp_path / name / "metrics.json").write_text(
+            json.dumps({k: content[k] for k in ("config", "parameters", "epochs")})
+        )
         (tmp_path / name / "eval.json").write_text(json.dumps(content["eval"]))
+
     folder(record()["name"], record())  # fc-bernoulli-z3-beta0.1: a dot in a folder's name
     folder("fc-bernoulli-z3-beta0.5", record(seed=1))
     (tmp_path / "training").mkdir()
@@ -164,35 +206,66 @@ def test_records_that_are_not_evidence_change_no_table_and_are_named_a_line_each
     save(runs_dir, {**edited, "config": {**edited["config"], "beta": 3.0}})
     truncated = runs_dir / "cnn-gaussian-z3-beta1.json"
     truncated.write_text(truncated.read_text()[:1000])
-    assert study.main(["--records-dir", str(runs_dir), "--results-dir", str(results), "--img-dir",
-                       str(tmp_path / "img")]) == 1
+    assert (
+        study.main(["--records-dir", str(runs_dir), "--results-dir", str(results), "--img-dir", str(tmp_path / "img")])
+        == 1
+    )
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 4 and "no table or figure written (3 problems" in lines[-1]
-    assert sorted(line.split(": ")[0] for line in lines[:3]) == sorted(map(str, (copy, runs_dir / "fc-bernoulli-z3-"
-                                                                                   "beta2.json", truncated)))
+    assert sorted(line.split(": ")[0] for line in lines[:3]) == sorted(
+        map(str, (copy, runs_dir / "fc-bernoulli-z3-beta2.json", truncated))
+    )
     assert {p.name: p.read_bytes() for p in results.glob("study-*")} == before and not (tmp_path / "img").exists()
 
 
 def test_the_blur_test_passes_measures_that_rank_blurred_above_one_class():
-    values = {"coverage": (0.97, 0.11, 0.03, 0.0), "class_entropy": (2.3, 0.07, 2.0, 0.6),
-              "density": (1.0, 1.0, 0.3, 0.1), "recall": (0.9, 0.1, 0.001, 0.0), "unsure": (0.02, 0.01, 0.1, 0.01)}
+    values = {
+        "coverage": (0.97, 0.11, 0.03, 0.0),
+        "class_entropy": (2.3, 0.07, 2.0, 0.6),
+        "density": (1.0, 1.0, 0.3, 0.1),
+        "recall": (0.9, 0.1, 0.001, 0.0),
+        "unsure": (0.02, 0.01, 0.1, 0.01),
+    }
     sanity = {f"{m}_{s}": v for m, row in values.items() for s, v in zip(study.DIVERSITY_SANITY, row)}
-    sanity.update({"coverage_recon_real": 0.97, "coverage_recon_one_class": 0.2, "coverage_recon_noise": 0.0,
-                   "recall_recon_real": 0.96, "recall_recon_one_class": 0.6, "recall_recon_noise": 0.0})
+    sanity.update(
+        {
+            "coverage_recon_real": 0.97,
+            "coverage_recon_one_class": 0.2,
+            "coverage_recon_noise": 0.0,
+            "recall_recon_real": 0.96,
+            "recall_recon_one_class": 0.6,
+            "recall_recon_noise": 0.0,
+        }
+    )
     table = study.sanity_rows(runs(run(**sanity), run("cnn", **sanity))).set_index("measure")
     assert table.loc["coverage", "blur test"] == "fails" and table.loc["class_entropy", "blur test"] == "passes"
     assert list(table.loc[["recall", "coverage_recon", "recall_recon", "unsure"], "blur test"]) == [
-        "fails", "passes", "passes", "-"]
+        "fails",
+        "passes",
+        "passes",
+        "-",
+    ]
     assert (table.loc["coverage", "blurred_mean"], table.loc["coverage", "blurred_std"]) == (0.03, 0.0)
     assert table.loc["coverage_recon", ["noise_mean", "blurred_mean"]].isna().tolist() == [False, True]
 
 
 def test_family_gaps_compare_cnn_with_fc_of_the_same_size_per_latent_dim():
-    table = study.grouped(runs(*[run(architecture="32x16", latent_dim=d, recon=250.0 - d + 0.1 * s, mse=0.03, seed=s)
-                                 for d in (2, 8) for s in range(2)],
-                               *[run("cnn", architecture="32x32 k4", latent_dim=d, recon=245.0 - 2 * d + 0.1 * s,
-                                     mse=0.03, seed=s) for d in (2, 8) for s in range(2)]),
-                          ["model", "architecture", "latent_dim"], ["recon", "mse"])
+    table = study.grouped(
+        runs(
+            *[
+                run(architecture="32x16", latent_dim=d, recon=250.0 - d + 0.1 * s, mse=0.03, seed=s)
+                for d in (2, 8)
+                for s in range(2)
+            ],
+            *[
+                run("cnn", architecture="32x32 k4", latent_dim=d, recon=245.0 - 2 * d + 0.1 * s, mse=0.03, seed=s)
+                for d in (2, 8)
+                for s in range(2)
+            ],
+        ),
+        ["model", "architecture", "latent_dim"],
+        ["recon", "mse"],
+    )
     gaps = study.family_gaps(table).set_index("latent_dim")
     assert gaps.recon_cnn_minus_fc.tolist() == pytest.approx([-7.0, -13.0]) and gaps.seeds.tolist() == ["2/2"] * 2
     assert gaps.recon_verdict[2] == "CNN lower" and gaps.mse_verdict[2] == "no difference called"
@@ -201,11 +274,34 @@ def test_family_gaps_compare_cnn_with_fc_of_the_same_size_per_latent_dim():
 def test_capacity_runs_meet_h_at_the_same_kl_by_interpolation():
     nan = math.nan
     h = ((0.1, 13.0, 237.0, 0.2), (0.5, 10.0, 238.0, 0.3), (1.0, 8.0, 240.0, 0.1))
-    rows = [{"model": "fc", "capacity": nan, "gamma": nan, "beta": b, "seeds": 2, "kl_mean": kl, "kl_std": 0.1,
-             "recon_mean": recon, "recon_std": std} for b, kl, recon, std in h]
-    rows += [{"model": "fc", "capacity": 10.0, "gamma": g, "beta": 0.1, "seeds": 2, "kl_mean": kl, "kl_std": 0.1,
-              "recon_mean": recon, "recon_std": 0.1} for g, kl, recon in ((3.0, 9.0, 239.5), (100.0, 20.0, 254.0),
-                                                                          (30.0, 10.0, 237.0))]
+    rows = [
+        {
+            "model": "fc",
+            "capacity": nan,
+            "gamma": nan,
+            "beta": b,
+            "seeds": 2,
+            "kl_mean": kl,
+            "kl_std": 0.1,
+            "recon_mean": recon,
+            "recon_std": std,
+        }
+        for b, kl, recon, std in h
+    ]
+    rows += [
+        {
+            "model": "fc",
+            "capacity": 10.0,
+            "gamma": g,
+            "beta": 0.1,
+            "seeds": 2,
+            "kl_mean": kl,
+            "kl_std": 0.1,
+            "recon_mean": recon,
+            "recon_std": 0.1,
+        }
+        for g, kl, recon in ((3.0, 9.0, 239.5), (100.0, 20.0, 254.0), (30.0, 10.0, 237.0))
+    ]
     matched = study.rate_matched(pd.DataFrame(rows)).set_index("gamma")
     assert matched.h_recon_same_kl_mean[3.0] == pytest.approx(239.0)
     assert matched.b_minus_h_mean[3.0] == pytest.approx(0.5)
@@ -215,12 +311,26 @@ def test_capacity_runs_meet_h_at_the_same_kl_by_interpolation():
 
 
 def test_the_design_screen_keeps_runs_in_the_budget_and_sets_its_two_best_against_both_defaults():
-    design = lambda name, parameters, early, seeds=(0,), epochs=20: [run(  # noqa: E731
-        "cnn", seed=s, architecture=name, default_architecture=False, parameters=parameters, recon_epoch10=early,
-        recon=105.0 + 0.1 * s, mse=0.03, epochs=epochs) for s in seeds]
+    def design(name, parameters, early, seeds=(0,), epochs=20):
+        return [
+            run(
+                "cnn",
+                seed=s,
+                architecture=name,
+                default_architecture=False,
+                parameters=parameters,
+                recon_epoch10=early,
+                recon=105.0 + 0.1 * s,
+                mse=0.03,
+                epochs=epochs,
+            )
+            for s in seeds
+        ]
+
     rows = [run(seed=s, parameters=1000, recon=100.0 + s, mse=0.02, epochs=20) for s in range(3)]  # budget: 50
-    rows += [run("cnn", seed=s, parameters=40, recon=110.0 + s, mse=0.03, epochs=20, recon_epoch10=115.0)
-             for s in range(3)]
+    rows += [
+        run("cnn", seed=s, parameters=40, recon=110.0 + s, mse=0.03, epochs=20, recon_epoch10=115.0) for s in range(3)
+    ]
     rows += design("a", 45, 112.0, seeds=(0, 1, 2)) + design("b", 48, 113.0, epochs=10) + design("big", 60, 100.0)
     rows += design("short", 30, None, epochs=5)  # fewer than 10 epochs: no epoch-10 reconstruction
     made = study.design_tables(runs(*rows))
@@ -237,7 +347,8 @@ def test_a_committed_table_is_not_replaced_by_a_smaller_one_unless_forced(tmp_pa
     assert "2 rows" in tables.write_part("x", table, "t", ["cmd"], tmp_path, force=False)
     before = (tmp_path / "study-x.md").read_bytes()
     assert "kept (2 rows, 6 seeds committed; the records give 1 rows, 3 seeds" in tables.write_part(
-        "x", table[:1], "t", ["cmd"], tmp_path, force=False)
+        "x", table[:1], "t", ["cmd"], tmp_path, force=False
+    )
     assert "kept" in tables.write_part("x", table.assign(seeds=["1/1", "1"]), "t", ["c"], tmp_path, force=False)
     assert "kept" in tables.write_part("x", table[:0], "t", ["cmd"], tmp_path, force=True)  # nothing never replaces
     assert (tmp_path / "study-x.md").read_bytes() == before
@@ -245,20 +356,48 @@ def test_a_committed_table_is_not_replaced_by_a_smaller_one_unless_forced(tmp_pa
 
 
 def test_a_table_splits_mean_and_std_into_columns_and_reads_back_as_the_rows_it_was_written_from(tmp_path):
-    rows = [{"model": "fc", "architecture": "8", "beta": 0.1, "capacity": None, "seeds": 3, "mse": (0.02031, 0.00012),
-             "parameters": (1069590.0, 0.0)},
-            {"model": "cnn", "architecture": "32x32 k4", "beta": 1.0, "capacity": 10.0, "seeds": 1,
-             "mse": (0.0222, None), "parameters": (49575.0, None)}]
-    table = pd.DataFrame([{k: v for key, value in row.items() for k, v in (
-        zip((f"{key}_mean", f"{key}_std"), value) if isinstance(value, tuple) else [(key, value)])} for row in rows])
+    rows = [
+        {
+            "model": "fc",
+            "architecture": "8",
+            "beta": 0.1,
+            "capacity": None,
+            "seeds": 3,
+            "mse": (0.02031, 0.00012),
+            "parameters": (1069590.0, 0.0),
+        },
+        {
+            "model": "cnn",
+            "architecture": "32x32 k4",
+            "beta": 1.0,
+            "capacity": 10.0,
+            "seeds": 1,
+            "mse": (0.0222, None),
+            "parameters": (49575.0, None),
+        },
+    ]
+    table = pd.DataFrame(
+        [
+            {
+                k: v
+                for key, value in row.items()
+                for k, v in (zip((f"{key}_mean", f"{key}_std"), value) if isinstance(value, tuple) else [(key, value)])
+            }
+            for row in rows
+        ]
+    )
     csv_path, md_path = tables.write_table(table, tmp_path / "tables" / "frontier", header="# Frontier\n\n")
     assert csv_path.read_text().splitlines() == [
         "model,architecture,beta,capacity,seeds,mse_mean,mse_std,parameters_mean,parameters_std",
-        "fc,8,0.1,,3,0.02031,0.00012,1069590.0,0.0", "cnn,32x32 k4,1.0,10.0,1,0.0222,,49575.0,"]
+        "fc,8,0.1,,3,0.02031,0.00012,1069590.0,0.0",
+        "cnn,32x32 k4,1.0,10.0,1,0.0222,,49575.0,",
+    ]
     assert md_path.read_text().splitlines()[2:] == [
-        "| model | architecture | beta | capacity | seeds | mse | parameters |", "|---|---|---|---|---|---|---|",
+        "| model | architecture | beta | capacity | seeds | mse | parameters |",
+        "|---|---|---|---|---|---|---|",
         "| fc | 8 | 0.1 | None | 3 | 0.0203 ± 0.0001 | 1,069,590 |",
-        "| cnn | 32x32 k4 | 1 | 10 | 1 | 0.0222 | 49,575 |"]
+        "| cnn | 32x32 k4 | 1 | 10 | 1 | 0.0222 | 49,575 |",
+    ]
     assert study.figure_rows(pd.read_csv(csv_path, dtype={"architecture": str})) == rows
     assert tables.read_table(csv_path.with_suffix(""))[1]["mse_std"] == "" and tables.read_table(tmp_path / "no") == []
 
@@ -269,10 +408,12 @@ def test_a_record_that_replaces_other_numbers_says_so(tmp_path):
 
     def finish(recons, seconds=1.0):
         epochs = [{"test": {"recon": r}, "seconds": seconds} for r in recons]
-        (run_dir / "metrics.json").write_text(json.dumps({"config": {"epochs": len(recons)}, "parameters": 10,
-                                                          "epochs": epochs}))
+        (run_dir / "metrics.json").write_text(
+            json.dumps({"config": {"epochs": len(recons)}, "parameters": 10, "epochs": epochs})
+        )
         (run_dir / "eval.json").write_text(json.dumps({"epoch": len(recons), "mse": 0.5, "seconds": seconds}))
         return records.write_record(run_dir, out)
+
     assert finish([3.0, 2.0]) == "" and finish([3.0, 2.0], seconds=9.0) == ""  # new, or the same numbers
     assert "extended its record from 2 to 3 epochs" in finish([3.0, 2.0, 1.0])
     assert "replaced a record with other numbers" in finish([3.0, 2.5, 1.0])
@@ -284,8 +425,20 @@ def test_an_empty_records_folder_changes_no_committed_table(tmp_path):
     shutil.copytree(ROOT / "results", results, ignore=shutil.ignore_patterns("runs"))
     before = {p.name: p.read_bytes() for p in results.glob("study-*")}
     (tmp_path / "empty").mkdir()
-    assert study.main(["--records-dir", str(tmp_path / "empty"), "--results-dir", str(results),
-                       "--img-dir", str(tmp_path / "img"), "--no-figures"]) == 0
+    assert (
+        study.main(
+            [
+                "--records-dir",
+                str(tmp_path / "empty"),
+                "--results-dir",
+                str(results),
+                "--img-dir",
+                str(tmp_path / "img"),
+                "--no-figures",
+            ]
+        )
+        == 0
+    )
     assert {p.name: p.read_bytes() for p in results.glob("study-*")} == before
     assert not (tmp_path / "img").exists()
 
@@ -303,9 +456,11 @@ def test_the_committed_records_regenerate_the_committed_tables_byte_for_byte(tmp
             name = Path(stem).name + suffix
             assert (results / name).read_bytes() == (ROOT / "results" / name).read_bytes(), name
     drawn = sorted((tmp_path / "img").glob("*.png"))  # from the records, or the CSVs of kept tables
-    assert {p.stem for p in drawn} == {name for name in ("betas", "likelihoods", "frontier", "latent_dims",
-                                                          "capacity_gamma")
-                                       if (results / f"study-{name.replace('_', '-')}.csv").exists()}
+    assert {p.stem for p in drawn} == {
+        name
+        for name in ("betas", "likelihoods", "frontier", "latent_dims", "capacity_gamma")
+        if (results / f"study-{name.replace('_', '-')}.csv").exists()
+    }
     for figure in drawn:
         assert figure.read_bytes() == (ROOT / "img" / figure.name).read_bytes(), figure.name
 
@@ -347,9 +502,12 @@ def test_a_table_that_the_study_rewrites_says_whether_its_rows_changed(tmp_path)
     first = write_part("demo", table, "a demo", ["python -m lab.sweep --model fc"], tmp_path, force=False)
     assert first.endswith("2 rows, CHANGED: 2 rows differ")  # no table before: both rows are new
     assert write_part("demo", table, "a demo", ["python -m lab.sweep --model fc"], tmp_path, False).endswith(
-        "2 rows, unchanged")
+        "2 rows, unchanged"
+    )
     assert write_part("demo", table, "a demo", ["python -m lab.sweep --model cnn"], tmp_path, False).endswith(
-        "CHANGED: its header only")
+        "CHANGED: its header only"
+    )
     table.loc[1, "mse_mean"] = 0.031
     assert write_part("demo", table, "a demo", ["python -m lab.sweep --model cnn"], tmp_path, False).endswith(
-        "CHANGED: 1 rows differ")
+        "CHANGED: 1 rows differ"
+    )

@@ -1,5 +1,6 @@
 """lab/sweep.py in this process: grids and their reuse, records, cached evaluations keyed by the checkpoint,
 continuing a study with other settings, the table guard, a damaged journal, the search, and bad input."""
+
 import hashlib
 import importlib.util
 import json
@@ -28,16 +29,44 @@ GRID = ("--betas", "1", "--seeds", "0", "1")  # two points, one beta: no figures
 
 def sweep_args(folder, *extra, epochs="1", hidden="16"):
     """A tiny sweep in `folder`: FC with one hidden layer of 16, 500 training images, 1 epoch, in this process."""
-    return ["--model", "fc", "--set", f"hidden={hidden}", "--epochs", epochs, "--train-limit", "500",
-            "--eval-limit", "300", "--iwae-images", "100", "--k", "2", "--samples", "100", "--workers", "1",
-            "--runs-dir", str(folder / "runs"), "--results-dir", str(folder / "results"),
-            "--img-dir", str(folder / "img"), "--records-dir", str(folder / "records"), "--no-progress", *extra]
+    return [
+        "--model",
+        "fc",
+        "--set",
+        f"hidden={hidden}",
+        "--epochs",
+        epochs,
+        "--train-limit",
+        "500",
+        "--eval-limit",
+        "300",
+        "--iwae-images",
+        "100",
+        "--k",
+        "2",
+        "--samples",
+        "100",
+        "--workers",
+        "1",
+        "--runs-dir",
+        str(folder / "runs"),
+        "--results-dir",
+        str(folder / "results"),
+        "--img-dir",
+        str(folder / "img"),
+        "--records-dir",
+        str(folder / "records"),
+        "--no-progress",
+        *extra,
+    ]
 
 
 def studies(folder, journal="runs/optuna.journal"):
     storage = JournalStorage(JournalFileBackend(str(folder / journal)))
-    return {s.study_name: optuna.load_study(study_name=s.study_name, storage=storage).get_trials()
-            for s in optuna.get_all_study_summaries(storage)}
+    return {
+        s.study_name: optuna.load_study(study_name=s.study_name, storage=storage).get_trials()
+        for s in optuna.get_all_study_summaries(storage)
+    }
 
 
 def stamps(folder):
@@ -66,8 +95,12 @@ def copy(swept, tmp_path):
 
 def test_run_names_add_the_settings_that_differ_from_the_defaults():
     assert search.run_name({"model": "fc", "beta": 0.5}) == "fc-bernoulli-z3-beta0.5"
-    assert search.run_name({"model": "cnn", "beta": 1.0, "seed": 2, "channels": (16, 32), "hidden": (7,),
-                           "lr": 3e-4, "epochs": 5}) == "cnn-bernoulli-z3-beta1-seed2-channels16x32-lr0.0003"
+    assert (
+        search.run_name(
+            {"model": "cnn", "beta": 1.0, "seed": 2, "channels": (16, 32), "hidden": (7,), "lr": 3e-4, "epochs": 5}
+        )
+        == "cnn-bernoulli-z3-beta1-seed2-channels16x32-lr0.0003"
+    )
     assert search.parse_value("hidden", "400x200") == (400, 200) and search.parse_value("train_limit", "none") is None
 
 
@@ -265,7 +298,7 @@ def test_records_follow_the_results_dir_unless_a_records_dir_is_given(copy, tmp_
     """Case 7: records landed in the committed results/runs from a sweep whose other folders were elsewhere."""
     monkeypatch.chdir(tmp_path)  # where the default results/runs would be
     args = sweep_args(copy, *GRID, "--storage", str(copy / "other.journal"))  # a new study: each run is recorded
-    del args[args.index("--records-dir"):args.index("--records-dir") + 2]
+    del args[args.index("--records-dir") : args.index("--records-dir") + 2]
     assert sweep.main(args) == 0
     assert not (tmp_path / "results").exists()
     assert sorted(p.stem for p in (copy / "results" / "runs").glob("*.json")) == [p.name for p in runs(copy)]
@@ -291,6 +324,7 @@ def test_a_trial_holds_its_run_folder_before_it_names_it(copy, monkeypatch):
             except CheckpointError:
                 named.append("held")
         real(trial, key, value)
+
     monkeypatch.setattr(optuna.trial.Trial, "set_user_attr", set_user_attr)
     assert sweep.main(sweep_args(copy, *GRID, "--storage", str(copy / "other.journal"))) == 0
     assert named == ["held", "held"]
@@ -326,6 +360,7 @@ def test_a_database_gone_mid_sweep_is_one_line_and_the_same_command_continues(co
         def execute(connection, cursor, statement, *rest):
             if gone:
                 raise sqlalchemy.exc.OperationalError(statement, None, Exception("server closed the connection"))
+
         sqlalchemy.event.listen(storage.engine, "before_cursor_execute", execute)
         return storage
 
@@ -333,12 +368,15 @@ def test_a_database_gone_mid_sweep_is_one_line_and_the_same_command_continues(co
         gone.append(True)
         time.sleep(1.5)  # a heartbeat or two fails meanwhile
         return train_run(*given, **kwargs)
+
     monkeypatch.setattr(sweep, "open_storage", dying)
     monkeypatch.setattr(sweep, "train_run", training)
     assert sweep.main(args) == 1
     out, err = capfd.readouterr()
     assert err.count("\n") == 1 and "Traceback" not in out + err, err
-    assert err.startswith("sweep: error: the database went away (server closed the connection)") and \
-        "run the same command again to continue" in err
+    assert (
+        err.startswith("sweep: error: the database went away (server closed the connection)")
+        and "run the same command again to continue" in err
+    )
     monkeypatch.undo()
     assert sweep.main(args) == 0 and all(load_checkpoint(run)["epoch"] == 2 for run in runs(copy))

@@ -1,6 +1,7 @@
 """lab/sweep.py at a real PostgreSQL server (issue 22): two sweep processes share one study, as two machines
 would; one is killed mid-run, Optuna's heartbeat fails its trial and the other retries it from the checkpoint.
 Skipped, with the reason, where PostgreSQL (Debian package postgresql) or psycopg2 is missing."""
+
 import glob
 import os
 import pwd
@@ -13,7 +14,6 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
-
 from test_sweep_workers import a_worker_in_training, command, complete_points, in_background, sweep_args
 
 
@@ -30,8 +30,9 @@ def postgres():
     pytest.importorskip("psycopg2", reason="the PostgreSQL driver psycopg2-binary is not installed")
     tools = sorted(Path(p).parent for p in glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not tools:
-        pytest.skip("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb; Debian: apt-get install "
-                    "postgresql)")
+        pytest.skip(
+            "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb; Debian: apt-get install postgresql)"
+        )
     as_user = []
     if os.geteuid() == 0:  # the server refuses to run as root
         try:
@@ -46,15 +47,28 @@ def postgres():
 
     def run(*command):
         subprocess.run([*as_user, *map(str, command)], check=True, capture_output=True, timeout=60)
+
     try:
         run(bin_dir / "initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync")
-        run(bin_dir / "pg_ctl", "-D", data, "-l", folder / "log", "-w", "-o",
-            f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+        run(
+            bin_dir / "pg_ctl",
+            "-D",
+            data,
+            "-l",
+            folder / "log",
+            "-w",
+            "-o",
+            f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        )
         run(bin_dir / "createdb", "-h", folder, "-p", port, "-U", "postgres", "sweep")
         yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/sweep"
     finally:
-        subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
         shutil.rmtree(folder, ignore_errors=True)
 
 

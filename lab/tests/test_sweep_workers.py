@@ -1,5 +1,6 @@
 """lab/sweep.py with worker processes: a worker killed mid-run (its trial retried from the run folder's checkpoint),
 a whole sweep killed and run again, a worker paused past its heartbeat's limit and then resumed."""
+
 import json
 import multiprocessing
 import os
@@ -21,16 +22,45 @@ EPOCHS = 6
 
 SEEDS = ("--betas", "1", "--seeds", "0", "1")  # two points, one beta: no figures
 BETAS = ("--betas", "0.5", "1")  # two points, a curve over beta: figures
-NAMES = {SEEDS: [f"fc-bernoulli-z3-beta1{s}-hidden16-train_limit500" for s in ("", "-seed1")],
-         BETAS: [f"fc-bernoulli-z3-beta{b}-hidden16-train_limit500" for b in ("0.5", "1")]}
+NAMES = {
+    SEEDS: [f"fc-bernoulli-z3-beta1{s}-hidden16-train_limit500" for s in ("", "-seed1")],
+    BETAS: [f"fc-bernoulli-z3-beta{b}-hidden16-train_limit500" for b in ("0.5", "1")],
+}
 
 
 def sweep_args(folder, *extra, grid=SEEDS):
     """A tiny two-point sweep of EPOCHS short epochs in `folder`, two worker processes."""
-    return ["--model", "fc", "--set", "hidden=16", "--epochs", str(EPOCHS), "--train-limit", "500", *grid,
-            "--eval-limit", "300", "--iwae-images", "100", "--k", "2", "--samples", "100", "--workers", "2",
-            "--runs-dir", str(folder / "runs"), "--results-dir", str(folder / "results"),
-            "--img-dir", str(folder / "img"), "--records-dir", str(folder / "records"), "--no-progress", *extra]
+    return [
+        "--model",
+        "fc",
+        "--set",
+        "hidden=16",
+        "--epochs",
+        str(EPOCHS),
+        "--train-limit",
+        "500",
+        *grid,
+        "--eval-limit",
+        "300",
+        "--iwae-images",
+        "100",
+        "--k",
+        "2",
+        "--samples",
+        "100",
+        "--workers",
+        "2",
+        "--runs-dir",
+        str(folder / "runs"),
+        "--results-dir",
+        str(folder / "results"),
+        "--img-dir",
+        str(folder / "img"),
+        "--records-dir",
+        str(folder / "records"),
+        "--no-progress",
+        *extra,
+    ]
 
 
 def in_background(args):
@@ -61,6 +91,7 @@ def wait_for(condition, timeout=240.0):
 def a_worker_in_training(folder, pid=None):
     """(run folder, pid) of a sweep process (`pid`, or any process this one started) that has trained an epoch of
     a run and holds it for more."""
+
     def training():
         for run in (folder / "runs").glob("*/"):
             if 1 <= trained_epochs(run) < EPOCHS - 2:
@@ -71,6 +102,7 @@ def a_worker_in_training(folder, pid=None):
                     continue  # being rewritten, or gone
                 if holder == pid or pid is None and parent == os.getpid():  # never signal anything else
                     return run, holder
+
     return wait_for(training)
 
 
@@ -101,8 +133,9 @@ def test_a_killed_worker_is_reported_and_its_trial_retried_from_the_checkpoint(t
     assert f"nobody holds {run}: its worker is gone; retrying it" in out and f"{run}: resumed, evaluated" in out
     complete_points(tmp_path, BETAS)
     assert len(list((tmp_path / "img").glob("sweep-fc-bernoulli-hidden16-train_limit500-*.png"))) == 3
-    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
-        str(tmp_path / "runs" / "optuna.journal")))
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "runs" / "optuna.journal"))
+    )
     [summary] = optuna.get_all_study_summaries(storage)
     states = [t.state for t in optuna.load_study(study_name=summary.study_name, storage=storage).get_trials()]
     assert sorted(states, key=str) == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.FAIL]
@@ -111,6 +144,7 @@ def test_a_killed_worker_is_reported_and_its_trial_retried_from_the_checkpoint(t
 def command(args, log):
     """The sweep command `args` in a process of its own, as another terminal or machine would run it (forked from
     this one, whose imports are done), its output in the file `log`."""
+
     def run():
         sys.stdout = sys.stderr = open(log, "w", buffering=1)
         os.dup2(sys.stdout.fileno(), 1)
@@ -121,6 +155,7 @@ def command(args, log):
         finally:
             sys.stdout.flush()
             os._exit(code)  # not through pytest's exit handlers, which this process shares
+
     process = multiprocessing.get_context("fork").Process(target=run)
     process.start()
     return process
@@ -158,6 +193,7 @@ def test_a_worker_paused_past_its_heartbeat_limit_then_resumed_does_not_crash(tm
     assert "no heartbeat; retried" in out and "was failed meanwhile (taken for dead)" in paused_out
     assert all("Cannot tell" not in text and "Traceback" not in text for text in (out, err, paused_out))
     for path in complete_points(tmp_path):  # trained once: the retry waited for the folder, then reused it
-        assert [e["epoch"] for e in json.loads((path / "metrics.json").read_text())["epochs"]] == \
-            list(range(1, EPOCHS + 1))
+        assert [e["epoch"] for e in json.loads((path / "metrics.json").read_text())["epochs"]] == list(
+            range(1, EPOCHS + 1)
+        )
     assert f"{run}: reused" in out and f"{run}: trained" not in out
