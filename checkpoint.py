@@ -1,42 +1,36 @@
-"""Run folders on disk: checkpoints (saved, loaded safely and validated), metrics.json, the writer's lock.
+"""The checkpoint file format: save, load safely, verify. Run folders are in runs.py.
 
-A run folder holds checkpoint.pt (model weights, optimizer and RNG states, the model and training settings
-as plain data) and metrics.json (the settings and the per-epoch history), both rewritten after every epoch.
-One process at a time writes a run folder: it holds an OS lock on RUN/.lock (see run_folder).
+A checkpoint (checkpoint.pt) holds the model weights, optimizer and RNG states, the model and training settings as
+plain data, the per-epoch history, and a sha256 digest of all of it. One without a digest (written before digests,
+or resumed from such a one) still loads: it is unverified, and runs.RunFolder says so.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
+import json
 import math
-import os
 import pickle
-import socket
-import stat
-import time
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from config import IMAGE_SHAPE, TrainConfig
-from files import atomic_write, write_json
-from models import BetaVAE, build_model, count_parameters
+from config import TrainConfig
+from files import atomic_write
+from models import IMAGE_SHAPE, BetaVAE, build_model
 
-CHECKPOINT = "checkpoint.pt"
-METRICS = "metrics.json"
-LOCK = ".lock"
-FORMAT = 2  # 2: train_config is the TrainConfig as a dict (no kl_weight)
+CHECKPOINT = "checkpoint.pt"  # its name in a run folder
 MAX_UNPACKED = 4 * 2**30  # bytes a file's zip entries may declare in all (and at most 2x the file + 1 MiB)
-FIELDS = ("format", "config", "train_config", "epoch", "history", "model_state", "optimizer_state", "rng")
+CONTENT = ("format", "config", "train_config", "epoch", "history", "model_state", "optimizer_state", "rng")
+DIGEST = "digest"  # sha256 of every other field (content_digest); None: unverified
+FORMAT = 3  # 3: one digest over the whole content
+FORMATS = {3: DIGEST, 2: "tensor_sha256"}  # each format's digest field; 2's covers the tensors only: unverified
 ADAM_STATE = ("step", "exp_avg", "exp_avg_sq")
-DIGEST = "tensor_sha256"  # of the tensors (tensor_digest); checkpoints written before it have none
 
 
 class CheckpointError(Exception):
@@ -51,8 +45,10 @@ def save_checkpoint(
     epoch: int = 0,
     history: list[dict] | None = None,
     rng: dict[str, torch.Tensor] | None = None,
+    verified: bool = True,
 ) -> None:
-    """Save model and training state; the settings travel as plain data (loadable with weights_only).
+    """Save model and training state; the settings travel as plain data (loadable with weights_only). Its digest is
+    left out (None) when not `verified`: a run resumed from an unverified checkpoint stays unverified.
     Serialised in memory first, so that a failing write is a files.WriteError, not a zip writer's error."""
     state = {
         "format": FORMAT,
@@ -64,21 +60,12 @@ def save_checkpoint(
         "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
         "rng": dict(rng or {}),
     }
-    state[DIGEST] = tensor_digest(state)
+    state[DIGEST] = content_digest(state) if verified else None
     buffer = io.BytesIO()
     torch.save(state, buffer)
     atomic_write(Path(path), lambda f: f.write(buffer.getbuffer()))
 
 
-def write_metrics(out_dir: Path, model: BetaVAE, train_config: dict[str, Any], history: list[dict]) -> None:
-    """metrics.json: the model and training settings, the parameter count and the per-epoch history."""
-    write_json(
-        out_dir / METRICS,
-        {"config": {**model.plain_config(), **train_config}, "parameters": count_parameters(model), "epochs": history},
-    )
-
-
-# ---------------------------------------------------------------------------------------------- loading
 def load_tensors(path: Path, error: type[Exception] = CheckpointError, map_location: Any = "cpu") -> Any:
     """torch.load of tensors and plain data only (weights_only), after refusing zip bombs; `error` names the file.
     Every torch.load of the project goes through here."""
@@ -105,13 +92,15 @@ def load_tensors(path: Path, error: type[Exception] = CheckpointError, map_locat
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a checkpoint (a file, or a run folder's) safely, its tensors onto `map_location` (torch.load's), and
-    validate it; CheckpointError for unsafe, corrupt, altered, foreign or inconsistent files."""
+    """Load a checkpoint file (or a run folder's) safely, its tensors onto `map_location` (torch.load's), and verify
+    it (its digest, when it has one); CheckpointError for unsafe, corrupt, altered, foreign or inconsistent files."""
     path = Path(path) / CHECKPOINT if Path(path).is_dir() else Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint there")
     checkpoint = load_tensors(path, map_location=map_location)
     check_checkpoint(checkpoint, path)
+    checkpoint.pop("tensor_sha256", None)  # format 2's: not a digest of the whole
+    checkpoint.setdefault(DIGEST, None)
     return checkpoint
 
 
@@ -153,19 +142,16 @@ def check_checkpoint(checkpoint: Any, path: Path) -> None:
         "missing: not a checkpoint of this project",
     )
     need(
-        type(checkpoint["format"]) is int and checkpoint["format"] == FORMAT,
-        "format",  # type first: no tensor ==
-        f"version {checkpoint['format']!r} is not {FORMAT}, the one this code reads",
+        type(checkpoint["format"]) is int and checkpoint["format"] in FORMATS,  # type first: no tensor ==
+        "format",
+        f"version {checkpoint['format']!r} is not one this code reads ({', '.join(map(str, FORMATS))})",
     )
+    fields = set(checkpoint) - {FORMATS[checkpoint["format"]]}  # the digest may be missing: unverified
+    need(fields == set(CONTENT), ", ".join(sorted(fields ^ set(CONTENT))), "missing or unknown")
     need(
-        set(checkpoint) - {DIGEST} == set(FIELDS),
-        ", ".join(sorted(set(checkpoint) ^ {*FIELDS, DIGEST})),
-        "missing or unknown",
-    )
-    need(
-        DIGEST not in checkpoint or str(checkpoint[DIGEST]) == tensor_digest(checkpoint),
+        checkpoint.get(DIGEST) is None or checkpoint[DIGEST] == judged(DIGEST, lambda: content_digest(checkpoint)),
         DIGEST,
-        "its tensors do not match the digest saved with them (the file was changed or damaged)",
+        "the content does not match the digest saved with it (the file was changed or damaged)",
     )
     config, train_config = checkpoint["config"], checkpoint["train_config"]
     need(
@@ -186,6 +172,11 @@ def check_checkpoint(checkpoint: Any, path: Path) -> None:
         "its tensors are not of the model's dtypes",
     )  # load_state_dict would convert them silently
     need(
+        all(torch.isfinite(v).all() for v in checkpoint["model_state"].values() if v.is_floating_point()),
+        "model_state",
+        "holds non-finite weights (NaN or infinite)",
+    )
+    need(
         isinstance(train_config, dict)
         and plain(train_config)
         and type(train_config.get("train_images", 1)) is int
@@ -193,13 +184,14 @@ def check_checkpoint(checkpoint: Any, path: Path) -> None:
         "train_config",
         "not a dict of plain settings",
     )
-    lr = judged(
-        "train_config", lambda: TrainConfig(**{k: v for k, v in train_config.items() if k != "train_images"})
-    ).lr
+    lr = judged("train_config", lambda: TrainConfig.from_dict(train_config)).lr
     epoch, history = checkpoint["epoch"], checkpoint["history"]
     need(type(epoch) is int and epoch >= 0, "epoch", f"{epoch!r} is not a non-negative integer")
     need(isinstance(history, list) and len(history) == epoch, "history", f"not a list of {epoch} epochs")
-    numbers = lambda part, keys: isinstance(part, dict) and all(type(part.get(k)) in (int, float) for k in keys)  # noqa
+
+    def numbers(part: Any, keys: tuple[str, ...]) -> bool:
+        return isinstance(part, dict) and all(type(part.get(k)) in (int, float) for k in keys)
+
     for i, entry in enumerate(history):  # plain: finite
         need(
             plain(entry)
@@ -232,14 +224,13 @@ def check_checkpoint(checkpoint: Any, path: Path) -> None:
                 f"not Adam's {', '.join(ADAM_STATE)} (finite float32 tensors)",
             )
     need(isinstance(checkpoint["rng"], dict) and set(checkpoint["rng"]) <= {"train", "torch"}, "rng", "not RNG states")
-    for key, value in checkpoint["rng"].items():
-        judged(
-            f"rng.{key}", lambda value=value: torch.Generator().set_state(value.cpu())
-        )  # any map_location: CPU states
+    for key, value in checkpoint["rng"].items():  # any map_location: CPU states
+        judged(f"rng.{key}", lambda value=value: torch.Generator().set_state(value.cpu()))
 
 
-def tensor_digest(checkpoint: dict[str, Any]) -> str:
-    """sha256 over the name, dtype, shape and bytes of every tensor in the model, optimizer and RNG states."""
+def content_digest(checkpoint: dict[str, Any]) -> str:
+    """sha256 over every field but the digest, in the file's order: each tensor's name, dtype, shape and bytes,
+    each other value's name and JSON."""
     digest = hashlib.sha256()
 
     def add(value: Any, name: str) -> None:
@@ -248,17 +239,23 @@ def tensor_digest(checkpoint: dict[str, Any]) -> str:
             digest.update(f"{name} {value.dtype} {tuple(value.shape)}\n".encode())
             digest.update(value.reshape(-1).view(torch.uint8).numpy())
         elif isinstance(value, (dict, list, tuple)):
+            digest.update(f"{name} {type(value).__name__} {len(value)}\n".encode())
             for key, item in value.items() if isinstance(value, dict) else enumerate(value):
                 add(item, f"{name}.{key}")
+        else:
+            digest.update(f"{name} {json.dumps(value)}\n".encode())
 
-    for field in ("model_state", "optimizer_state", "rng"):
+    for field in CONTENT:
         add(checkpoint.get(field), field)
     return digest.hexdigest()
 
 
 def config_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """'key saved vs wanted' for every key of `wanted` whose value differs from the saved one."""
-    normal = lambda value: list(value) if isinstance(value, tuple) else value  # noqa: E731
+
+    def normal(value: Any) -> Any:
+        return list(value) if isinstance(value, tuple) else value
+
     return [f"{k} {saved.get(k)!r} vs {normal(v)!r}" for k, v in wanted.items() if normal(saved.get(k)) != normal(v)]
 
 
@@ -284,97 +281,8 @@ def restore(
     return list(checkpoint["history"])
 
 
-def load_model(path: str | Path, checkpoint: dict[str, Any] | None = None) -> BetaVAE:
-    """Rebuild a trained model from a checkpoint file or run folder (or its loaded `checkpoint`), in eval mode."""
-    checkpoint = load_checkpoint(path) if checkpoint is None else checkpoint
+def model_of(checkpoint: dict[str, Any], path: str | Path = "checkpoint") -> BetaVAE:
+    """The trained model of a loaded checkpoint, in eval mode."""
     model = build_model(checkpoint["config"])
     load_model_state(model, checkpoint, path)
     return model.eval()
-
-
-# ---------------------------------------------------------------------------------------------- run folders
-def trained(folder: str | Path) -> bool:
-    """Whether `folder` holds a checkpoint past epoch 0 (one at epoch 0 holds no training: a new run replaces it)."""
-    return (Path(folder) / CHECKPOINT).exists() and load_checkpoint(folder)["epoch"] > 0
-
-
-def lock(folder: Path, wait: bool = False, name: str = LOCK) -> int:
-    """An exclusive OS lock on folder/NAME, a regular file opened without following links (released when the
-    process ends); it records our pid and host. CheckpointError naming the holder when another process has it."""
-    path = folder / name
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
-    except OSError as error:
-        raise CheckpointError(
-            f"{path}: cannot open the run's lock file ({error.strerror}); remove it if it is a link or a folder"
-        ) from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise CheckpointError(f"{path}: the run's lock is not a regular file; remove it")
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-    except BlockingIOError:
-        holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
-        os.close(fd)
-        raise CheckpointError(
-            f"{folder} is being written by {holder}; wait for it to end or choose another folder"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
-    return fd
-
-
-@contextmanager
-def run_folder(
-    folder: str | Path | None,
-    checkpoint: dict[str, Any] | None = None,
-    overwrite: bool = False,
-    log: Callable[[str], None] = print,
-) -> Iterator[None]:
-    """Hold `folder` for writing a run (nothing when None): created if missing, locked, our stale temporary files
-    removed. A run already there (past epoch 0) is refused unless `checkpoint` continues it (at the same epoch) or
-    `overwrite` moves it aside to FOLDER.old-TIMESTAMP. If nothing was saved, the folders made here go, if empty."""
-    if folder is None:
-        yield
-        return
-    folder = Path(folder)
-    created = [p for p in [folder, *folder.parents] if not p.exists()]
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = lock(folder)
-    try:
-        for stale in (p for name in (CHECKPOINT, METRICS) for p in folder.glob(f".{name}.*.tmp")):  # ours only
-            stale.unlink(missing_ok=True)
-        if (folder / CHECKPOINT).exists() and checkpoint is not None:
-            saved = load_checkpoint(folder)["epoch"]
-            if saved != checkpoint["epoch"]:
-                raise CheckpointError(
-                    f"{folder} holds epoch {saved}, the checkpoint given is at epoch "
-                    f"{checkpoint['epoch']}: load it again"
-                )
-        elif (folder / CHECKPOINT).exists() and overwrite:
-            stamp = f"{folder}.old-{time.strftime('%Y%m%d-%H%M%S')}"  # -2, -3, ... after a second one that second
-            aside = next(a for i in range(1, 10**6) if not (a := Path(stamp + (f"-{i}" if i > 1 else ""))).exists())
-            folder.rename(aside)  # our lock moves with it until the new folder is locked
-            folder.mkdir()
-            os.close(fd)
-            fd = lock(folder)
-            kept = sum(p.name.startswith(f"{folder.name}.old-") for p in folder.parent.iterdir())
-            log(
-                f"moved the previous run in {folder} aside to {aside} ({kept} .old-* cop{'y' if kept == 1 else 'ies'} "
-                f"of it now: delete those you do not need)"
-            )
-        elif trained(folder):
-            raise CheckpointError(
-                f"{folder} already holds a run: pass checkpoint=load_checkpoint({str(folder)!r}) "
-                f"to continue it, or overwrite=True to start over (the old run is moved aside)"
-            )
-        yield
-    finally:
-        if not (folder / CHECKPOINT).exists():
-            (folder / LOCK).unlink(missing_ok=True)
-            for path in created:  # innermost first; a folder someone else wrote into stays
-                try:
-                    path.rmdir()
-                except OSError:
-                    break
-        os.close(fd)

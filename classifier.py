@@ -13,10 +13,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from checkpoint import load_tensors
+from fashion_mnist import CLASSIFIER_WEIGHTS
 from files import sha256
 from models import EVAL_BATCH_SIZE, map_batches
 
-WEIGHTS = Path(__file__).resolve().parent / "assets" / "fmnist_classifier.pt"
+WEIGHTS = CLASSIFIER_WEIGHTS
 FEATURES = 64
 PIXEL_MEAN, PIXEL_STD = 0.286, 0.353  # of the Fashion-MNIST training images in [0, 1]
 

@@ -1,11 +1,12 @@
-"""Command-line plumbing shared by the scripts: one-line errors, and options generated from a settings dataclass
-(config.py)."""
+"""Settings and the command line: a dataclass field with its doc (`setting`), range checks, options generated from
+a settings dataclass, one-line errors."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import math
+import os
 import types
 import typing
 from typing import Any
@@ -44,6 +45,25 @@ def add_options(parser: argparse.ArgumentParser, settings_class: type, skip: tup
         )
 
 
+def setting(default: Any, doc: str, **argparse_options: Any) -> Any:
+    """A dataclass field with its one-line doc (the --help text) and extra argparse options (e.g. choices)."""
+    return dataclasses.field(default=default, metadata={"doc": doc, **argparse_options})
+
+
+def check_range(
+    name: str, value: Any, low: float, high: float = float("inf"), strict: bool = False, integer: bool = False
+) -> None:
+    """ValueError unless low <= value < high (low < value with strict), finite, and an int if `integer`."""
+    kind_ok = (
+        isinstance(value, int) and not isinstance(value, bool)
+        if integer
+        else isinstance(value, (int, float)) and not isinstance(value, bool)
+    )
+    if not kind_ok or not ((low < value) if strict else (low <= value)) or not value < high:
+        what = f"an integer below {high:.0f}" if integer else "finite"
+        raise ValueError(f"{name} must be {'>' if strict else '>='} {low:g} ({what}), got {value!r}")
+
+
 def finite(kind: type) -> Any:
     """argparse type for `kind`; floats must be finite (inf and nan would end up as invalid JSON)."""
     if kind is not float:
@@ -63,6 +83,35 @@ def option_error(error: Exception) -> str:
     """A settings error ('batch_size must be ...') worded for the command line ('--batch-size must be ...')."""
     name, _, rest = str(error).partition(" ")
     return f"--{name.replace('_', '-')} {rest}" if name.isidentifier() and name.islower() else str(error)
+
+
+ISA_VARIABLE = "ONEDNN_MAX_CPU_ISA"  # caps the CPU kernels oneDNN (PyTorch's convolutions) may use
+ISAS = (
+    "ALL",
+    "DEFAULT",
+    "SSE41",
+    "AVX",
+    "AVX2",
+    "AVX2_VNNI",
+    "AVX2_VNNI_2",
+    "AVX512_CORE",
+    "AVX512_CORE_VNNI",
+    "AVX512_CORE_BF16",
+    "AVX10_1_512",
+    "AVX512_CORE_FP16",
+    "AVX10_1_512_AMX",
+    "AVX512_CORE_AMX",
+    "AVX10_1_512_AMX_FP16",
+    "AVX512_CORE_AMX_FP16",
+    "AVX10_2_512",
+    "AVX10_2_512_AMX_2",
+)  # oneDNN's names
+
+
+def onednn_problem() -> str | None:
+    """Why ONEDNN_MAX_CPU_ISA is set to a value oneDNN does not know (it would ignore it silently), or None."""
+    isa = os.environ.get(ISA_VARIABLE, "ALL")
+    return None if isa in ISAS else f"{ISA_VARIABLE}={isa[:40]!r} is not one of oneDNN's: {', '.join(ISAS)}"
 
 
 def unavailable(device: str) -> str | None:

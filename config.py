@@ -1,4 +1,4 @@
-"""Every setting of the project, written once: the model, training and evaluation settings as frozen dataclasses.
+"""The training and evaluation settings as frozen dataclasses (the model's, ModelConfig, are in models.py).
 
 Each field carries its default and a one-line doc; cli.add_options turns a class into command-line options.
 Invalid values raise ValueError on construction, so they are checked once, where they enter.
@@ -6,104 +6,12 @@ Invalid values raise ValueError on construction, so they are checked once, where
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
-from likelihoods import LIKELIHOODS
-from likelihoods import likelihood as check_likelihood
-
-MODEL_KINDS = ("fc", "cnn")
-ACTIVATION_NAMES = ("relu", "elu", "silu")
-NORMS = ("none", "batch")
-IMAGE_SHAPE = (1, 28, 28)
-
-
-def setting(default: Any, doc: str, **argparse_options: Any) -> Any:
-    """A dataclass field with its one-line doc (the --help text) and extra argparse options (e.g. choices)."""
-    return dataclasses.field(default=default, metadata={"doc": doc, **argparse_options})
-
-
-def check_range(
-    name: str, value: Any, low: float, high: float = float("inf"), strict: bool = False, integer: bool = False
-) -> None:
-    """ValueError unless low <= value < high (low < value with strict), finite, and an int if `integer`."""
-    kind_ok = (
-        isinstance(value, int) and not isinstance(value, bool)
-        if integer
-        else isinstance(value, (int, float)) and not isinstance(value, bool)
-    )
-    if not kind_ok or not ((low < value) if strict else (low <= value)) or not value < high:
-        what = f"an integer below {high:.0f}" if integer else "finite"
-        raise ValueError(f"{name} must be {'>' if strict else '>='} {low:g} ({what}), got {value!r}")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Everything models.build_model needs, as plain data."""
-
-    model: str = setting("fc", "architecture: fc (fully connected) or cnn (convolutional)", choices=MODEL_KINDS)
-    latent_dim: int = setting(3, "latent dimensions")
-    likelihood: str = setting(
-        "bernoulli",
-        "decoder likelihood: bernoulli, gaussian, continuous_bernoulli or sigma (docs/results.md compares them)",
-        choices=tuple(LIKELIHOODS),
-    )
-    hidden: tuple[int, ...] = setting((512, 256), "fc: widths of the hidden layers, input side first")
-    channels: tuple[int, ...] = setting(
-        (32, 32),
-        "cnn: channels per convolution, input side first; the first two "
-        "have stride 2 (28 -> 14 -> 7), further ones stride 1",
-    )
-    decoder_channels: tuple[int, ...] = setting(
-        (), "cnn: the decoder's own channels, input side first, as many as channels (empty: mirror channels)"
-    )
-    kernel_size: int = setting(4, "cnn: kernel size of the two stride-2 convolutions (stride-1 ones use 3)")
-    norm: str = setting("none", "normalisation after each hidden layer: none or batch", choices=NORMS)
-    activation: str = setting("relu", "activation of the hidden layers", choices=ACTIVATION_NAMES)
-
-    def __post_init__(self) -> None:
-        if self.model not in MODEL_KINDS:
-            raise ValueError(f"unknown model {self.model!r}; choose one of {', '.join(MODEL_KINDS)}")
-        check_likelihood(self.likelihood)
-        check_range("latent_dim", self.latent_dim, 1, 4096, integer=True)
-        for name in ("hidden", "channels", "decoder_channels"):  # decoder_channels may be empty: the mirror
-            widths = getattr(self, name)
-            if not (widths or name == "decoder_channels") or not all(
-                isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= 65536 for w in widths
-            ):
-                raise ValueError(f"{name} must be integers >= 1 (up to 65536), got {list(widths)}")
-        if self.decoder_channels and len(self.decoder_channels) != len(self.channels):
-            raise ValueError(
-                f"decoder_channels must be {len(self.channels)} integers >= 1 (as many as channels), "
-                f"got {list(self.decoder_channels)}"
-            )
-        check_range("kernel_size", self.kernel_size, 1, 7, integer=True)
-        for name, choices in (("norm", NORMS), ("activation", ACTIVATION_NAMES)):
-            if getattr(self, name) not in choices:
-                raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(choices)}")
-
-    def as_dict(self) -> dict[str, Any]:
-        """The settings the chosen architecture uses (fc: hidden; cnn: channels, kernel_size), lists for tuples.
-        decoder_channels, kernel_size, norm and activation appear only when not at their defaults."""
-        unused = ("channels", "decoder_channels", "kernel_size") if self.model == "fc" else ("hidden",)
-        optional = {
-            name: ModelConfig.__dataclass_fields__[name].default
-            for name in ("decoder_channels", "kernel_size", "norm", "activation")
-        }
-        return {
-            key: list(value) if isinstance(value, tuple) else value
-            for key, value in asdict(self).items()
-            if key not in unused and not (key in optional and value == optional[key])
-        }
-
-    @classmethod
-    def from_dict(cls, settings: dict[str, Any]) -> ModelConfig:
-        """The config of as_dict's plain data (lists for tuples); ValueError for unknown or invalid settings."""
-        unknown = set(settings) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown model settings {sorted(unknown)}")
-        return cls(**{key: tuple(v) if isinstance(v, list) else v for key, v in settings.items()})
+from cli import check_range, setting
+from data import DATASETS
+from objectives import OBJECTIVES, implied_objective
 
 
 @dataclass(frozen=True)
@@ -112,23 +20,34 @@ class TrainConfig:
 
     beta: float = setting(
         0.1,
-        "weight of the KL term, >= 0; the original's 'KL scaled by dataset size' "
-        "is beta * batch_size / train images (models.dataset_scaled_beta)",
+        "weight of the KL term, >= 0 (TC: of the total correlation); the original's 'KL scaled by dataset size' is "
+        "beta * batch_size / train images (objectives.dataset_scaled_beta)",
+    )
+    objective: str | None = setting(
+        None,
+        "H: recon + beta * KL (Higgins et al.); B: recon + gamma * |KL - C|, C rising to capacity (Burgess et al.); "
+        "TC: beta-TCVAE, recon + KL + (beta - 1) * total correlation (Chen et al.) (default H; B when capacity is "
+        "given)",
+        choices=tuple(OBJECTIVES),
+    )
+    dataset: str = setting(
+        "fashion-mnist", "the images: fashion-mnist, or shapes (made here, with known factors)", choices=tuple(DATASETS)
     )
     epochs: int = setting(20, "train to this epoch")
     batch_size: int = setting(128, "images per optimizer step")
     lr: float = setting(1e-3, "Adam learning rate")
     seed: int = setting(0, "seed of the weights, the shuffling and the reparameterization noise")
-    train_limit: int | None = setting(None, "train on the first N training images only (default: all 60,000)")
-    capacity: float | None = setting(
-        None,
-        "beta-VAE 'B' (Burgess et al.): target KL C_max in nats; the loss is "
-        "recon + gamma * |KL - C| and beta is not used (default: off)",
-    )
-    capacity_epochs: int = setting(10, "epochs over which C rises linearly from 0 to C_max")
-    gamma: float = setting(100.0, "weight of |KL - C| when capacity is set")
+    train_limit: int | None = setting(None, "train on the first N training images only (default: all)")
+    capacity: float | None = setting(None, "objective B: the KL in nats that C rises to (C_max)")
+    capacity_epochs: int = setting(10, "objective B: epochs over which C rises linearly from 0 to capacity")
+    gamma: float = setting(100.0, "objective B: weight of |KL - C|")
 
     def __post_init__(self) -> None:
+        if self.objective is None:  # the one the settings imply
+            object.__setattr__(self, "objective", implied_objective({"capacity": self.capacity}))
+        for name, choices in (("objective", OBJECTIVES), ("dataset", DATASETS)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(choices)}")
         for name in ("epochs", "batch_size", "capacity_epochs"):
             check_range(name, getattr(self, name), 1, 10**9, integer=True)
         if self.train_limit is not None:
@@ -137,12 +56,21 @@ class TrainConfig:
         check_range("lr", self.lr, 0, strict=True)
         for name in ("beta", "gamma") + (("capacity",) if self.capacity is not None else ()):
             check_range(name, getattr(self, name), 0)
-        defaults = TrainConfig.__dataclass_fields__
-        if self.capacity is None and (self.gamma, self.capacity_epochs) != (
-            defaults["gamma"].default,
-            defaults["capacity_epochs"].default,
-        ):
-            raise ValueError("gamma and capacity_epochs only apply with capacity (beta-VAE B): set capacity too")
+        fields, chosen = TrainConfig.__dataclass_fields__, OBJECTIVES[self.objective]
+        for other in OBJECTIVES.values():
+            off_default = [name for name in other.settings if getattr(self, name) != fields[name].default]
+            if other is not chosen and off_default:
+                raise ValueError(
+                    f"{', '.join(off_default)} only apply with objective {other.name}, not {chosen.name}: "
+                    f"set objective {other.name} too"
+                )
+        chosen.check(self)
+
+    @classmethod
+    def from_dict(cls, settings: dict[str, Any]) -> TrainConfig:
+        """The config of saved training settings (a checkpoint's train_config: its train_images is left out); those
+        saved before the objective was named get the one they imply. TypeError for an unknown setting."""
+        return cls(**{key: value for key, value in settings.items() if key != "train_images"})
 
 
 @dataclass(frozen=True)

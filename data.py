@@ -1,205 +1,137 @@
-"""Fashion-MNIST, loaded once from the four official IDX files into in-memory tensors.
+"""The datasets, chosen by name (DATASETS): images in [0, 1] as in-memory tensors, labels, and known factors where the
+dataset has them. Training, evaluation, the notebooks and the explorer take a Dataset without knowing which it is.
 
-Where the files come from, first found wins:
-1. the `data_dir` argument, or the FASHION_MNIST_DIR environment variable;
-2. ./data next to this file (also torchvision's layout data/FashionMNIST/raw);
-3. /usr/share/datasets/fashion-mnist (Debian/Ubuntu package `dataset-fashion-mnist`);
-4. torchvision's download into ./data.
+- fashion-mnist: 60,000 training and 10,000 test images of clothing, 10 classes (fashion_mnist.py).
+- shapes: 70,560 images of a square, an ellipse or a heart with known factors (shape, scale, orientation, x, y),
+  every combination once (shapes.py, made here). Models train on all of them, as in the disentanglement literature;
+  the "test" images are a fixed random 10,000 of them (no held-out split), and the labels are the shapes.
 Batches are cut from tensors: no per-image PIL transforms.
 """
 
 from __future__ import annotations
 
-import gzip
-import os
-import socket
-import struct
-import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from likelihoods import Likelihood
-from likelihoods import likelihood as find_likelihood
+import fashion_mnist
+import shapes
+from fashion_mnist import DataError
 
-CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
-FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
-COUNTS = {"train": 60000, "test": 10000}
-REPO_DATA_DIR = Path(__file__).resolve().parent / "data"
-SYSTEM_DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
-IDX_UBYTE = 0x08  # the only element type Fashion-MNIST uses
+__all__ = ["DATASETS", "DataError", "Dataset", "batches", "load_dataset"]
+SHAPES_TEST = 10_000  # shapes: the images evaluated as its test set
 
 
-class DataError(Exception):
-    """A data file is missing, corrupt or inconsistent; the message names the file."""
+@dataclass(frozen=True)
+class Dataset:
+    """Images as float tensors (N, 1, H, W) in [0, 1]; labels int64 (N,), naming class_names; for a dataset with known
+    factors of variation, their names and each image's value indices (N, K)."""
 
-
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file of unsigned bytes (gzipped or not) into a uint8 array, validating its header and size."""
-    path = Path(path)
-    try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
-        raise DataError(f"{path}: cannot read ({error})") from None
-    if len(raw) < 4:
-        raise DataError(f"{path}: truncated IDX file ({len(raw)} bytes, no header)")
-    zero, dtype, ndim = struct.unpack(">HBB", raw[:4])
-    if zero != 0 or dtype != IDX_UBYTE or ndim not in (1, 3):
-        raise DataError(
-            f"{path}: not an IDX file of unsigned bytes (magic {raw[:4].hex()}, expected 00000801 or 00000803)"
-        )
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path}: truncated IDX header")
-    shape = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = header + int(np.prod(shape, dtype=np.int64))
-    if len(raw) != expected:
-        kind = "truncated" if len(raw) < expected else "has trailing bytes"
-        raise DataError(f"{path}: {kind}: {len(raw)} bytes, header says {expected} for shape {shape}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
-
-
-def find_file(directory: Path, name: str) -> Path | None:
-    for candidate in (directory / name, directory / f"{name}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def load_split(
-    images_path: str | Path, labels_path: str | Path, count: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, 28, 28) and labels (N,) as uint8, checked for consistency (and for `count` images if given)."""
-    images, labels = read_idx(images_path), read_idx(labels_path)
-    if images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise DataError(f"{images_path}: expected images of shape (N, 28, 28), got {images.shape}")
-    if labels.ndim != 1:
-        raise DataError(f"{labels_path}: expected a 1-d label file, got shape {labels.shape}")
-    if len(images) != len(labels):
-        raise DataError(f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels")
-    if count is not None and len(images) != count:
-        raise DataError(f"{images_path}: expected {count} images, got {len(images)}")
-    if labels.size and labels.max() > 9:
-        raise DataError(f"{labels_path}: label {int(labels.max())} outside 0-9")
-    return images, labels
-
-
-def candidate_dirs(data_dir: str | Path | None) -> list[Path]:
-    if data_dir is not None:
-        return [Path(data_dir)]
-    if os.environ.get("FASHION_MNIST_DIR"):
-        return [Path(os.environ["FASHION_MNIST_DIR"])]
-    return [REPO_DATA_DIR, REPO_DATA_DIR / "FashionMNIST" / "raw", SYSTEM_DATA_DIR]
-
-
-def complete_dir(directories: list[Path]) -> Path | None:
-    for directory in directories:
-        if all(find_file(directory, name) for pair in FILES.values() for name in pair):
-            return directory
-    return None
-
-
-def download_with_torchvision(timeout: float = 20.0) -> Path | None:
-    """Try torchvision's download into ./data; None when it fails (no internet, no torchvision)."""
-    try:
-        from torchvision.datasets import FashionMNIST as TorchvisionFashionMNIST
-    except ImportError:
-        return None
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(timeout)
-    try:
-        for train in (True, False):
-            TorchvisionFashionMNIST(str(REPO_DATA_DIR), train=train, download=True)
-    except Exception:  # any network or mirror failure: the caller explains what to do
-        return None
-    finally:
-        socket.setdefaulttimeout(previous)
-    return complete_dir([REPO_DATA_DIR / "FashionMNIST" / "raw"])
-
-
-def find_data_dir(data_dir: str | Path | None = None, download: bool = True) -> Path:
-    """The folder holding the four IDX files; see the module docstring for the search order."""
-    directories = candidate_dirs(data_dir)
-    download = download and data_dir is None and not os.environ.get("FASHION_MNIST_DIR")
-    found = complete_dir(directories) or (download_with_torchvision() if download else None)
-    if found is None:
-        names = ", ".join(name for pair in FILES.values() for name in pair)
-        raise DataError(
-            f"Fashion-MNIST not found in {', '.join(map(str, directories))}"
-            f"{' and the download failed' if download else ''}. Either "
-            f"(1) put the four IDX files ({names}, gzipped or not) in a folder and pass data_dir or set "
-            f"FASHION_MNIST_DIR; (2) put them in {REPO_DATA_DIR}; or "
-            f"(3) on Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist"
-        )
-    return found
-
-
-@dataclass
-class FashionMNISTData:
-    """Images as float tensors (N, 1, 28, 28) scaled to the likelihood's range; labels as int64 (N,)."""
-
+    name: str
     train_images: Tensor
     train_labels: Tensor
     test_images: Tensor
     test_labels: Tensor
-    likelihood: Likelihood  # or its name
+    class_names: tuple[str, ...]
+    factor_names: tuple[str, ...] = ()
+    train_factors: Tensor | None = None
+    test_factors: Tensor | None = None
+    classifier_weights: Path | None = None  # a classifier of its classes, for sample quality (quality.py)
 
     def __post_init__(self) -> None:
-        self.likelihood = find_likelihood(self.likelihood)
+        """ValueError unless images, labels and factors agree in number and the pixels lie in [0, 1]."""
+        for split in ("train", "test"):
+            images, labels = getattr(self, f"{split}_images"), getattr(self, f"{split}_labels")
+            factors = getattr(self, f"{split}_factors")
+            if len(images) != len(labels) or (factors is not None and len(factors) != len(images)):
+                raise ValueError(f"{self.name}: {len(images)} {split} images but {len(labels)} labels")
+            if images.numel() and not (0.0 <= float(images.min()) and float(images.max()) <= 1.0):
+                raise ValueError(f"{self.name}: {split} images must lie in [0, 1]")
+
+    @property
+    def has_factors(self) -> bool:
+        """Whether each image comes with the known factors that made it (disentanglement can be measured)."""
+        return self.train_factors is not None
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_images.shape[1:])
+
+    def limited(self, train: int | None = None, test: int | None = None) -> Dataset:
+        """The same data with only the first `train` training and `test` test images (None: all)."""
+
+        def cut(values: Tensor | None, n: int | None) -> Tensor | None:
+            return None if values is None else values[:n]
+
+        return replace(
+            self,
+            **{f"train_{part}": cut(getattr(self, f"train_{part}"), train) for part in ("images", "labels", "factors")},
+            **{f"test_{part}": cut(getattr(self, f"test_{part}"), test) for part in ("images", "labels", "factors")},
+        )
 
 
-def to_tensor(images: np.ndarray, likelihood: Likelihood) -> Tensor:
-    """uint8 images (N, 28, 28) -> float32 (N, 1, 28, 28) in the likelihood's data range."""
-    low, high = likelihood.data_range
-    x = torch.from_numpy(images.copy()).unsqueeze(1).float().div_(255.0)
-    return x.mul_(high - low).add_(low)
+def to_tensor(images: np.ndarray) -> Tensor:
+    """uint8 images (N, H, W) -> float32 (N, 1, H, W) in [0, 1]."""
+    return torch.from_numpy(images.copy()).unsqueeze(1).float().div_(255.0)
 
 
-def to_unit_range(x: Tensor, likelihood: Likelihood) -> Tensor:
-    """Images in the likelihood's data range -> [0, 1], for plotting and comparisons across likelihoods."""
-    low, high = likelihood.data_range
-    return (x - low) / (high - low)
+def labels_tensor(labels: np.ndarray) -> Tensor:
+    return torch.from_numpy(np.asarray(labels, dtype=np.int64))
 
 
-def check_data_range(x: Tensor, likelihood: Likelihood) -> None:
-    """Called once per dataset: ValueError when x cannot be data of this likelihood (see Likelihood.check)."""
-    low, high = map(float, torch.aminmax(x.detach()))
-    if problem := likelihood.check(low, high):
-        raise ValueError(f"{problem}; load the data with likelihood={likelihood!r}")
+def load_fashion_mnist(data_dir: str | Path | None = None) -> Dataset:
+    """Fashion-MNIST's training and test sets (fashion_mnist.py finds the files)."""
+    splits = fashion_mnist.load_splits(data_dir)
+    (train_x, train_y), (test_x, test_y) = splits["train"], splits["test"]
+    return Dataset(
+        "fashion-mnist",
+        to_tensor(train_x),
+        labels_tensor(train_y),
+        to_tensor(test_x),
+        labels_tensor(test_y),
+        fashion_mnist.CLASS_NAMES,
+        classifier_weights=fashion_mnist.CLASSIFIER_WEIGHTS,
+    )
 
 
-def check_data(data: FashionMNISTData, likelihood: Likelihood, train_limit: int | None = None) -> None:
-    """ValueError unless `data` was scaled for `likelihood` and its images (training ones up to train_limit) lie in
-    its range: once per dataset, where it enters training or evaluation."""
-    if data.likelihood is not likelihood:
-        raise ValueError(f"data scaled for {data.likelihood!r} but the model's likelihood is {likelihood!r}")
-    for images in (data.train_images[:train_limit], data.test_images):
-        check_data_range(images, likelihood)
+def load_shapes(data_dir: str | Path | None = None) -> Dataset:
+    """The shapes dataset (made and cached in `data_dir`, default ./data, on first use): every image for training,
+    a fixed random SHAPES_TEST of them as the test set."""
+    images, factors = shapes.load_shapes(None if data_dir is None else Path(data_dir))
+    test = np.sort(np.random.default_rng(0).permutation(len(images))[:SHAPES_TEST])
+    images, factors = to_tensor(images), torch.from_numpy(factors)
+    return Dataset(
+        "shapes",
+        images,
+        factors[:, 0].clone(),
+        images[test],
+        factors[test, 0],
+        shapes.SHAPE_NAMES,
+        tuple(factor.name for factor in shapes.FACTORS),
+        factors,
+        factors[test],
+    )
 
 
-def load_fashion_mnist(
-    likelihood: str | Likelihood = "bernoulli", data_dir: str | Path | None = None, limit: int | None = None
-) -> FashionMNISTData:
-    """Load train and test sets; `limit` keeps the first N training images (the test set stays whole)."""
-    likelihood = find_likelihood(likelihood)
+DATASETS: dict[str, Callable[[str | Path | None], Dataset]] = {
+    "fashion-mnist": load_fashion_mnist,
+    "shapes": load_shapes,
+}
+
+
+def load_dataset(name: str = "fashion-mnist", data_dir: str | Path | None = None, limit: int | None = None) -> Dataset:
+    """The dataset of this name; `limit` keeps the first N training images (the test set stays whole).
+    ValueError for an unknown name or limit, DataError for missing or corrupt files."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
-    directory = find_data_dir(data_dir)
-    splits = {}
-    for split, (images_name, labels_name) in FILES.items():
-        images, labels = load_split(find_file(directory, images_name), find_file(directory, labels_name), COUNTS[split])
-        splits[split] = (to_tensor(images, likelihood), torch.from_numpy(labels.astype(np.int64)))
-    (train_x, train_y), (test_x, test_y) = splits["train"], splits["test"]
-    if limit is not None:
-        train_x, train_y = train_x[:limit].clone(), train_y[:limit].clone()
-    return FashionMNISTData(train_x, train_y, test_x, test_y, likelihood)
+    data = DATASETS[name](data_dir)
+    return data if limit is None else data.limited(train=limit)
 
 
 def batches(

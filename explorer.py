@@ -17,7 +17,6 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torch import Tensor
 
-from data import CLASS_NAMES, to_unit_range
 from models import BetaVAE, map_batches
 from plots import class_legend, class_scatter
 from samplers import central_range, top_dimensions
@@ -61,13 +60,13 @@ def axis_ranges(means: Tensor, dims: list[int], margin: float = MARGIN) -> list[
     return [[a, b] for a, b in zip((low - pad).tolist(), (high + pad).tolist())]
 
 
-def scatter(means: Tensor, labels: Tensor, dims: list[int]) -> go.FigureWidget:
+def scatter(means: Tensor, labels: Tensor, dims: list[int], class_names: tuple[str, ...]) -> go.FigureWidget:
     """One trace per class (click the legend to hide one) on the given dimensions, and a last trace marking z:
     3-d for three dimensions, 2-d for two, a strip per class for one."""
     n, latent_dim = means.shape
     jitter = torch.rand(n, generator=torch.Generator().manual_seed(0)) * 0.6 - 0.3
     traces = []
-    for c, name in enumerate(CLASS_NAMES):
+    for c, name in enumerate(class_names):
         index = torch.nonzero(labels == c).flatten()
         xyz = [means[index, d] for d in dims] if len(dims) > 1 else [means[index, dims[0]], c + jitter[index]]
         xyz = [coordinate.numpy() for coordinate in xyz]
@@ -110,12 +109,14 @@ def scatter(means: Tensor, labels: Tensor, dims: list[int]) -> go.FigureWidget:
     else:
         layout.update(
             xaxis=dict(title=titles[0], range=ranges[0]),
-            yaxis=dict(tickvals=list(range(len(CLASS_NAMES))), ticktext=CLASS_NAMES, autorange="reversed"),
+            yaxis=dict(tickvals=list(range(len(class_names))), ticktext=class_names, autorange="reversed"),
         )
     return go.FigureWidget(traces, layout)
 
 
-def static_figure(means: Tensor, labels: Tensor, dims: list[int], z: Tensor, decoded: Tensor) -> Figure:
+def static_figure(
+    means: Tensor, labels: Tensor, dims: list[int], z: Tensor, decoded: Tensor, class_names: tuple[str, ...]
+) -> Figure:
     """The scatter's projections on each pair of dimensions (one strip plot for one dimension), z marked, the image
     decoded from z and a class legend: a small matplotlib Figure (no pyplot, so nothing else is shown)."""
     pairs = list(itertools.combinations(dims, 2)) or [(dims[0], None)]
@@ -127,20 +128,22 @@ def static_figure(means: Tensor, labels: Tensor, dims: list[int], z: Tensor, dec
         class_scatter(ax, means[:, i].numpy(), means[:, j].numpy() if j is not None else strip.numpy(), labels)
         ax.plot(z[i], z[j] if j is not None else -1, "D", ms=8, mfc="white", mec="black", mew=2)
         ax.set(xlim=ranges[i], xlabel=f"z{i + 1}", ylabel=f"z{j + 1}" if j is not None else "class")
-        ax.set_ylim(ranges[j] if j is not None else (len(CLASS_NAMES) - 0.5, -1.5))
+        ax.set_ylim(ranges[j] if j is not None else (len(class_names) - 0.5, -1.5))
         ax.tick_params(labelsize=8)
         if j is None:
-            ax.set_yticks(range(len(CLASS_NAMES)), CLASS_NAMES)
+            ax.set_yticks(range(len(class_names)), class_names)
     axes[-1].imshow(decoded[0].clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
     axes[-1].set(xticks=[], yticks=[], title="decoded z (◆)")
-    class_legend(fig, fontsize=8)
+    class_legend(fig, class_names, fontsize=8)
     fig.suptitle("the latent explorer when the cell ran: run the notebook for the live widgets", fontsize=10)
     return fig
 
 
-def static_png(means: Tensor, labels: Tensor, dims: list[int], z: Tensor, decoded: Tensor) -> bytes:
+def static_png(
+    means: Tensor, labels: Tensor, dims: list[int], z: Tensor, decoded: Tensor, class_names: tuple[str, ...]
+) -> bytes:
     """static_figure as PNG bytes, at its own size."""
-    static_figure(means, labels, dims, z, decoded).savefig(buffer := io.BytesIO(), format="png")
+    static_figure(means, labels, dims, z, decoded, class_names).savefig(buffer := io.BytesIO(), format="png")
     return buffer.getvalue()
 
 
@@ -154,11 +157,19 @@ class LatentExplorer(widgets.Box):
     to the last clicked test image (when `images` are given), a slider per latent coordinate (1st-99th percentile of
     the means; its value can be typed in), and a class menu with a button that moves the sliders to a class's mean."""
 
-    def __init__(self, model: BetaVAE, means: Tensor, labels: Tensor, images: Tensor | None = None) -> None:
+    def __init__(
+        self,
+        model: BetaVAE,
+        means: Tensor,
+        labels: Tensor,
+        class_names: tuple[str, ...],
+        images: Tensor | None = None,
+    ) -> None:
         for name, values in (("labels", labels), ("images", images)):
             if values is not None and len(values) != len(means):
                 raise ValueError(f"{len(values)} {name} for {len(means)} posterior means: give one per test image")
         self.model, self.means, self.labels, self.images = model, means.float(), labels, images
+        self.class_names = tuple(class_names)
         self.dims = top_dimensions(self.means, 3)
         look = dict(
             style=dict(description_width="24px"),
@@ -177,7 +188,7 @@ class LatentExplorer(widgets.Box):
         captioned = dict(layout=widgets.Layout(width=f"{IMAGE_SIZE + 20}px"))
         self.z_label, self.picked_label = widgets.HTML(**captioned), widgets.HTML(caption("click a point"), **captioned)
         self.classes = widgets.Dropdown(
-            options=[(CLASS_NAMES[c], c) for c in sorted(set(labels.tolist()))],
+            options=[(self.class_names[c], c) for c in sorted(set(labels.tolist()))],
             description="class",
             layout=dict(width="175px"),
         )
@@ -187,7 +198,7 @@ class LatentExplorer(widgets.Box):
             layout=widgets.Layout(width="145px"),
         )
         self.button.on_click(lambda _: self.go_to_class(self.classes.value))
-        self.figure = scatter(self.means, labels, self.dims)
+        self.figure = scatter(self.means, labels, self.dims, self.class_names)
         for trace in self.figure.data[:-1]:
             trace.on_click(self.on_point_click)
         self.move_to(self.means.median(0).values.tolist(), "the medians")
@@ -206,7 +217,7 @@ class LatentExplorer(widgets.Box):
 
     def decoded(self) -> Tensor:
         """The image decoded from the sliders' z, (1, 28, 28) in [0, 1]."""
-        return to_unit_range(map_batches(self.model, self.model.decode, self.z()[None])[0], self.model.likelihood)
+        return map_batches(self.model, self.model.decode, self.z()[None])[0]
 
     def update(self, source: str = "the sliders") -> None:
         """Decode the sliders' z into the image, caption it with where z came from, and move the scatter's marker."""
@@ -238,16 +249,18 @@ class LatentExplorer(widgets.Box):
     def go_to_class(self, label: int) -> None:
         """Move the sliders to the mean of the class's posterior means; the picked test image is cleared."""
         if not (chosen := self.labels == label).any():
-            raise ValueError(f"no posterior mean of class {label} ({CLASS_NAMES[label]}) in the data: no class mean")
-        self.move_to(self.means[chosen].mean(0).tolist(), f"class mean of {CLASS_NAMES[label]}")
+            raise ValueError(
+                f"no posterior mean of class {label} ({self.class_names[label]}) in the data: no class mean"
+            )
+        self.move_to(self.means[chosen].mean(0).tolist(), f"class mean of {self.class_names[label]}")
         self.picked.value, self.picked_label.value = png(PLACEHOLDER), caption("click a point")
 
     def go_to_image(self, index: int) -> None:
         """Move the sliders to test image `index`'s posterior mean, and show that image."""
         self.move_to(self.means[index].tolist(), f"mean of test image {index}")
         if self.images is not None:
-            self.picked.value = png(to_unit_range(self.images[index].float(), self.model.likelihood))
-            self.picked_label.value = caption(f"test image {index}", CLASS_NAMES[int(self.labels[index])])
+            self.picked.value = png(self.images[index].float())
+            self.picked_label.value = caption(f"test image {index}", self.class_names[int(self.labels[index])])
 
     def on_point_click(self, trace, points, state) -> None:
         """plotly's click callback, called for every trace: go to the clicked point of this one, if any."""
@@ -256,7 +269,7 @@ class LatentExplorer(widgets.Box):
 
     def outputs(self) -> list[dict]:
         """The cell's outputs: the widget view (for a live kernel), then its static picture (what exports show)."""
-        still = static_png(self.means, self.labels, self.dims, self.z(), self.decoded())
+        still = static_png(self.means, self.labels, self.dims, self.z(), self.decoded(), self.class_names)
         return [{**super()._repr_mimebundle_(), "text/plain": PLAIN_TEXT}, {"image/png": still, "text/plain": PICTURE}]
 
     def _ipython_display_(self) -> None:

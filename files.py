@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+NAME_MAX = 255  # bytes of one file or folder name (Linux, macOS)
+
 
 class WriteError(Exception):
     """A file could not be written (disk full, no permission, not a folder); the previous file is intact."""
@@ -61,6 +63,8 @@ def unwritable(folder: str | Path) -> str | None:
     if str(folder) == "":  # before Path(), which makes '' the current folder
         return "'' is not a folder name"
     folder = existing = Path(folder)
+    if any(len(part.encode()) > NAME_MAX for part in folder.parts):
+        return f"{str(folder)[:60]}...: a name in it is longer than {NAME_MAX} bytes"
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():

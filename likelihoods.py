@@ -1,10 +1,11 @@
-"""The decoder likelihoods, one class each: its data range, output activation (logits -> data space) and per-pixel
-negative log-likelihood. A name becomes its object once, where a setting enters (`likelihood(name)`).
+"""The decoder likelihoods, one class each: its output activation (logits -> a picture in [0, 1]), its per-pixel
+negative log-likelihood of images in [0, 1], and that output step for the web page's decoder. A name becomes its
+object once, where a setting enters (`likelihood(name)`).
 
-bernoulli: sigmoid, BCE from logits, data in [0, 1]; not a density on grey levels. gaussian: tanh, 0.5 * squared
-error (unit variance, constant dropped), data in [-1, 1]. continuous_bernoulli: its normalised density
-(Loaiza-Ganem & Cunningham 2019); pictures are its mean. sigma: a Gaussian with sigmoid mean and one learned scale
-(Rybkin et al. 2021). docs/likelihoods.md compares them.
+bernoulli: sigmoid, BCE from logits; not a density on grey levels. gaussian: tanh on [-1, 1] (the original's MSE +
+tanh): the images are mapped there inside its methods, 0.5 * squared error (unit variance, constant dropped).
+continuous_bernoulli: its normalised density (Loaiza-Ganem & Cunningham 2019); pictures are its mean. sigma: a
+Gaussian with sigmoid mean and one learned scale (Rybkin et al. 2021). docs/likelihoods.md compares them.
 """
 
 from __future__ import annotations
@@ -19,31 +20,24 @@ from torch.distributions import Normal
 
 
 class Likelihood:
-    """p(x | logits) for images; the subclasses below are the four the project offers."""
+    """p(x | logits) for images x in [0, 1]; the subclasses below are the four the project offers."""
 
     name = ""
-    data_range = (0.0, 1.0)  # where the data lives: to_tensor scales [0, 1] pixels to it
     density = True  # a normalised density of the pixels, so its NLL compares across likelihoods
     learns_scale = False  # the model carries one learned log standard deviation (sigma)
+    output_steps: tuple[dict, ...] = ({"op": "sigmoid"},)  # mean() as the web page's decoder runs it (webpage.py)
 
     def mean(self, logits: Tensor) -> Tensor:
-        """Decoder logits -> the picture in data space."""
+        """Decoder logits -> the picture, in [0, 1]."""
         return torch.sigmoid(logits)
 
     def nll(self, logits: Tensor, x: Tensor, log_scale: Tensor | None = None) -> Tensor:
-        """Negative log-likelihood per pixel, shape of x."""
+        """Negative log-likelihood per pixel of images x in [0, 1], shape of x."""
         raise NotImplementedError
 
     def unit_range_nll(self, nll: float, pixels: int) -> float:
-        """An NLL in nats/image as a density of [0, 1] pixels (the data's own range for all but gaussian)."""
+        """An NLL in nats/image as a density of [0, 1] pixels (already one for all but gaussian)."""
         return nll
-
-    def check(self, low: float, high: float) -> str | None:
-        """Why data with these extremes cannot be this likelihood's, or None."""
-        lo, hi = self.data_range
-        if low < lo - 1e-6 or high > hi + 1e-6:
-            return f"{self} likelihood needs data in [{lo:g}, {hi:g}], got values in [{low:.3g}, {high:.3g}]"
-        return None
 
     def __reduce__(self) -> tuple:  # a copy (pickle, deepcopy) is the one object of its name
         return likelihood, (self.name,)
@@ -63,29 +57,25 @@ class Bernoulli(Likelihood):
 
 
 class Gaussian(Likelihood):
-    name, data_range = "gaussian", (-1.0, 1.0)
+    """Unit-variance Gaussian on images mapped to [-1, 1] (y = 2x - 1), with a tanh mean."""
+
+    name = "gaussian"
+    output_steps = ({"op": "tanh"}, {"op": "affine", "scale": 0.5, "shift": 0.5})
 
     def mean(self, logits: Tensor) -> Tensor:
-        return torch.tanh(logits)
+        return (torch.tanh(logits) + 1) / 2
 
     def nll(self, logits: Tensor, x: Tensor, log_scale: Tensor | None = None) -> Tensor:
-        return 0.5 * (torch.tanh(logits) - x).pow(2)
+        return 0.5 * (torch.tanh(logits) - (x * 2 - 1)).pow(2)
 
     def unit_range_nll(self, nll: float, pixels: int) -> float:
-        """Adds the dropped 0.5 * log(2 pi) per pixel, then moves [-1, 1] to [0, 1] (p_Y = 2 p_X per pixel)."""
+        """Adds the dropped 0.5 * log(2 pi) per pixel, then moves [-1, 1] to [0, 1] (p_X = 2 p_Y per pixel)."""
         return nll + pixels * (0.5 * math.log(2 * math.pi) - math.log(2))
-
-    def check(self, low: float, high: float) -> str | None:
-        if low >= 0.0 and high <= 1.0:
-            return (
-                "gaussian likelihood (tanh output) needs data scaled to [-1, 1], but these images have no "
-                "negative values: they look like [0, 1] data"
-            )
-        return super().check(low, high)
 
 
 class ContinuousBernoulli(Likelihood):
     name = "continuous_bernoulli"
+    output_steps = ({"op": "continuous_bernoulli_mean"},)
 
     def mean(self, logits: Tensor) -> Tensor:
         return ContinuousBernoulliDistribution(logits=logits, validate_args=False).mean

@@ -17,8 +17,8 @@ from sklearn.neighbors import KNeighborsClassifier
 from torch import Tensor
 from torch.distributions import Normal
 
-from data import CLASS_NAMES
-from models import BetaVAE, map_batches, reconstruction_nll
+from models import BetaVAE, map_batches
+from objectives import reconstruction_nll
 
 NEIGHBOURS = 5  # k of the kNN classifier on posterior means
 PR_NEIGHBOURS = 3  # k of the precision/recall balls (Kynkaanniemi et al.)
@@ -60,11 +60,11 @@ def knn_accuracy(
     return float(knn.score(test_means.numpy(), test_labels.numpy()))
 
 
-def per_class(values: Tensor, labels: Tensor) -> dict[str, float | None]:
+def per_class(values: Tensor, labels: Tensor, class_names: tuple[str, ...]) -> dict[str, float | None]:
     """Mean of `values` (N,) over the images of each class, by class name (None for a class with no images)."""
-    sums = torch.zeros(len(CLASS_NAMES), dtype=torch.float64).index_add_(0, labels, values.double())
-    counts = torch.bincount(labels, minlength=len(CLASS_NAMES))
-    return {name: (s / c).item() if c else None for name, s, c in zip(CLASS_NAMES, sums, counts)}
+    sums = torch.zeros(len(class_names), dtype=torch.float64).index_add_(0, labels, values.double())
+    counts = torch.bincount(labels, minlength=len(class_names))
+    return {name: (s / c).item() if c else None for name, s, c in zip(class_names, sums, counts)}
 
 
 def frechet_distance(a: Tensor, b: Tensor) -> float:

@@ -1,9 +1,9 @@
-"""Beta-VAE models for 28x28 grey images, and their losses.
+"""Beta-VAE models for 28x28 grey images: their settings (ModelConfig) and the two families, FC and CNN.
 
 FCVAE (fully connected) and CNNVAE (convolutional) share one interface: encode, reparameterize, decode, forward;
 each keeps the ModelConfig it was built from (model.config) and its Likelihood (model.likelihood, likelihoods.py).
-Loss convention (pythae's): reconstruction summed over pixels, KL summed over latent dimensions, both averaged over
-the batch; total = recon + beta * KL. Losses are pure arithmetic: inputs are validated where they enter.
+FAMILIES maps a family's name to its class, which knows its label and the settings that shape it. The losses are in
+objectives.py.
 """
 
 from __future__ import annotations
@@ -11,16 +11,18 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Any, NamedTuple
+from dataclasses import asdict, dataclass, replace
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from config import IMAGE_SHAPE, ModelConfig, TrainConfig
-from likelihoods import LIKELIHOODS, Likelihood
+from cli import check_range, setting
+from likelihoods import LIKELIHOODS
 
 ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU}
+NORMS = {"none": (), "batch": (nn.BatchNorm1d, nn.BatchNorm2d)}  # after a linear layer, after a convolution
+IMAGE_SHAPE = (1, 28, 28)
 EVAL_BATCH_SIZE = 500  # images per forward pass outside training
 MAX_PARAMETERS = 2**28  # 1 GiB of float32 weights (4 GiB with Adam's state and the gradients)
 
@@ -28,7 +30,7 @@ MAX_PARAMETERS = 2**28  # 1 GiB of float32 weights (4 GiB with Adam's state and 
 class VAEOutput(NamedTuple):
     """What forward returns. `logits` is the decoder output before the output activation."""
 
-    recon: Tensor  # reconstruction in data space: likelihood.mean(logits)
+    recon: Tensor  # reconstruction in [0, 1]: likelihood.mean(logits)
     logits: Tensor
     mu: Tensor
     logvar: Tensor
@@ -36,90 +38,18 @@ class VAEOutput(NamedTuple):
     log_scale: Tensor | None = None  # sigma: the learned log standard deviation of the pixels; else None
 
 
-class LossTerms(NamedTuple):
-    """Batch-averaged loss terms, in nats per image."""
-
-    recon: Tensor
-    kl: Tensor
-    total: Tensor
-
-
-def reconstruction_nll(logits: Tensor, x: Tensor, likelihood: Likelihood, log_scale: Tensor | None = None) -> Tensor:
-    """Per-image negative log-likelihood of x given decoder logits, summed over pixels: shape (B,)."""
-    return likelihood.nll(logits, x, log_scale).flatten(1).sum(1)
-
-
-def kl_per_dimension(mu: Tensor, logvar: Tensor) -> Tensor:
-    """Closed-form KL(N(mu, exp(logvar)) || N(0, 1)) per latent dimension: shape (B, D)."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
-
-
-def beta_vae_loss(
-    output: VAEOutput, x: Tensor, beta: float = 1.0, likelihood: Likelihood = LIKELIHOODS["bernoulli"]
-) -> LossTerms:
-    """Beta-VAE loss: total = recon + beta * KL, terms averaged over the batch (no validation: see module doc)."""
-    recon = reconstruction_nll(output.logits, x, likelihood, output.log_scale).mean()
-    kl = kl_per_dimension(output.mu, output.logvar).sum(1).mean()
-    return LossTerms(recon, kl, recon + beta * kl)
-
-
-def dataset_scaled_beta(beta: float, batch_size: int, train_images: int = 60000) -> float:
-    """The effective beta of the original's 'KL scaled by dataset size' (KL * batch / N): only another beta."""
-    return beta * batch_size / train_images
-
-
-def capacity_loss(
-    output: VAEOutput,
-    x: Tensor,
-    gamma: float,
-    capacity: float | Tensor,
-    likelihood: Likelihood = LIKELIHOODS["bernoulli"],
-) -> LossTerms:
-    """Burgess et al. (2018), "beta-VAE B": total = recon + gamma * |KL - capacity|, terms averaged over the batch."""
-    recon, kl, _ = beta_vae_loss(output, x, 0.0, likelihood)
-    return LossTerms(recon, kl, recon + gamma * (kl - capacity).abs())
-
-
-@dataclass(frozen=True)
-class Objective:
-    """What training minimises: recon + beta * KL, or with `capacity` the "B" objective recon + gamma * |KL - C|,
-    C rising linearly from 0 to capacity over capacity_epochs: the settings of a TrainConfig (Objective.of)."""
-
-    beta: float
-    capacity: float | None
-    capacity_epochs: int
-    gamma: float
-
-    @classmethod
-    def of(cls, config: TrainConfig) -> Objective:
-        return cls(config.beta, config.capacity, config.capacity_epochs, config.gamma)
-
-    def target(self, epochs_done: float) -> float | None:
-        """C after `epochs_done` epochs (fractions count); None without capacity."""
-        return None if self.capacity is None else self.capacity * min(1.0, epochs_done / self.capacity_epochs)
-
-    def loss(self, output: VAEOutput, x: Tensor, likelihood: Likelihood, epochs_done: float) -> LossTerms:
-        if self.capacity is None:
-            return beta_vae_loss(output, x, self.beta, likelihood)
-        return capacity_loss(output, x, self.gamma, self.target(epochs_done), likelihood)
-
-    def total(self, recon: float, kl: float, epochs_done: float) -> float:
-        """The objective's total for loss terms already averaged (the per-epoch test loss)."""
-        if self.capacity is None:
-            return recon + self.beta * kl
-        return recon + self.gamma * abs(kl - self.target(epochs_done))
-
-
 class BetaVAE(nn.Module):
     """Shared interface; subclasses build self.encoder (x -> 2 * latent_dim) and self.decoder (z -> logits)."""
 
     encoder: nn.Module
     decoder: nn.Module
-    kind: str
+    family: ClassVar[str]  # its name in FAMILIES and in ModelConfig.model
+    label: ClassVar[str]  # in words, for titles
+    widths: ClassVar[tuple[str, ...]]  # the ModelConfig settings that shape this family (the others do not apply)
 
     def __init__(self, config: ModelConfig | None, image_shape: tuple[int, int, int], settings: dict[str, Any]) -> None:
         super().__init__()
-        self.config = replace(config or ModelConfig(), model=self.kind, **settings)
+        self.config = replace(config or ModelConfig(), model=self.family, **settings)
         self.latent_dim = self.config.latent_dim
         self.likelihood = LIKELIHOODS[self.config.likelihood]
         self.image_shape = tuple(image_shape)
@@ -150,7 +80,7 @@ class BetaVAE(nn.Module):
         return self.decoder(z)
 
     def decode(self, z: Tensor) -> Tensor:
-        """Images in data space, (B, *image_shape)."""
+        """Images in [0, 1], (B, *image_shape)."""
         return self.likelihood.mean(self.decode_logits(z))
 
     def forward(self, x: Tensor, generator: torch.Generator | None = None, sample: bool | None = None) -> VAEOutput:
@@ -162,15 +92,14 @@ class BetaVAE(nn.Module):
 
 def norm_and_activation(width: int, norm: str, activation: str, dims: int) -> list[nn.Module]:
     """The layers after a hidden linear (dims 1) or convolutional (dims 2) layer."""
-    norms = [] if norm == "none" else [(nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d)(width)]
-    return norms + [ACTIVATIONS[activation]()]
+    return [layer(width) for layer in NORMS[norm][dims - 1 : dims]] + [ACTIVATIONS[activation]()]
 
 
 class FCVAE(BetaVAE):
     """Fully connected beta-VAE: pixels -> hidden layers -> (mu, logvar); mirrored decoder.
     FCVAE(config) or FCVAE(hidden=(64,), ...): settings override the config's (default ModelConfig())."""
 
-    kind = "fc"
+    family, label, widths = "fc", "fully connected", ("hidden",)
 
     def __init__(
         self, config: ModelConfig | None = None, image_shape: tuple[int, int, int] = IMAGE_SHAPE, **settings: Any
@@ -197,7 +126,7 @@ class CNNVAE(BetaVAE):
     a linear layer to (mu, logvar); the decoder mirrors it (transposed convolutions where the encoder strides).
     Image sides must be divisible by 4 (by 2 with one convolution)."""
 
-    kind = "cnn"
+    family, label, widths = "cnn", "convolutional", ("channels", "decoder_channels", "kernel_size")
 
     def __init__(
         self, config: ModelConfig | None = None, image_shape: tuple[int, int, int] = IMAGE_SHAPE, **settings: Any
@@ -238,7 +167,83 @@ class CNNVAE(BetaVAE):
         self.decoder = nn.Sequential(*decoder)
 
 
-MODELS = {"fc": FCVAE, "cnn": CNNVAE}
+FAMILIES: dict[str, type[BetaVAE]] = {each.family: each for each in (FCVAE, CNNVAE)}
+WIDTHS = tuple(dict.fromkeys(name for family in FAMILIES.values() for name in family.widths))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything build_model needs, as plain data."""
+
+    model: str = setting("fc", "family: fc (fully connected) or cnn (convolutional)", choices=tuple(FAMILIES))
+    latent_dim: int = setting(3, "latent dimensions")
+    likelihood: str = setting(
+        "bernoulli",
+        "decoder likelihood: bernoulli, gaussian, continuous_bernoulli or sigma (docs/results.md compares them)",
+        choices=tuple(LIKELIHOODS),
+    )
+    hidden: tuple[int, ...] = setting((512, 256), "fc: widths of the hidden layers, input side first")
+    channels: tuple[int, ...] = setting(
+        (32, 32),
+        "cnn: channels per convolution, input side first; the first two have stride 2 (28 -> 14 -> 7), further ones "
+        "stride 1",
+    )
+    decoder_channels: tuple[int, ...] = setting(
+        (), "cnn: the decoder's own channels, input side first, as many as channels (empty: mirror channels)"
+    )
+    kernel_size: int = setting(4, "cnn: kernel size of the two stride-2 convolutions (stride-1 ones use 3)")
+    norm: str = setting("none", "normalisation after each hidden layer: none or batch", choices=tuple(NORMS))
+    activation: str = setting("relu", "activation of the hidden layers", choices=tuple(ACTIVATIONS))
+
+    def __post_init__(self) -> None:
+        for name, choices in (
+            ("model", FAMILIES),
+            ("likelihood", LIKELIHOODS),
+            ("norm", NORMS),
+            ("activation", ACTIVATIONS),
+        ):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(choices)}")
+        check_range("latent_dim", self.latent_dim, 1, 4096, integer=True)
+        for name in ("hidden", "channels", "decoder_channels"):  # decoder_channels may be empty: the mirror
+            widths = getattr(self, name)
+            if not (widths or name == "decoder_channels") or not all(
+                isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= 65536 for w in widths
+            ):
+                raise ValueError(f"{name} must be integers >= 1 (up to 65536), got {list(widths)}")
+        if self.decoder_channels and len(self.decoder_channels) != len(self.channels):
+            raise ValueError(
+                f"decoder_channels must be {len(self.channels)} integers >= 1 (as many as channels), "
+                f"got {list(self.decoder_channels)}"
+            )
+        check_range("kernel_size", self.kernel_size, 1, 7, integer=True)
+
+    @property
+    def family(self) -> type[BetaVAE]:
+        """The model class of this family."""
+        return FAMILIES[self.model]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings the family uses (fc: hidden; cnn: channels, kernel_size), lists for tuples.
+        decoder_channels, kernel_size, norm and activation appear only when not at their defaults."""
+        unused = set(WIDTHS) - set(self.family.widths)
+        optional = {
+            name: ModelConfig.__dataclass_fields__[name].default
+            for name in ("decoder_channels", "kernel_size", "norm", "activation")
+        }
+        return {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in asdict(self).items()
+            if key not in unused and not (key in optional and value == optional[key])
+        }
+
+    @classmethod
+    def from_dict(cls, settings: dict[str, Any]) -> ModelConfig:
+        """The config of as_dict's plain data (lists for tuples); ValueError for unknown or invalid settings."""
+        unknown = set(settings) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown model settings {sorted(unknown)}")
+        return cls(**{key: tuple(v) if isinstance(v, list) else v for key, v in settings.items()})
 
 
 def build_model(config: ModelConfig | dict[str, Any], seed: int | None = None) -> BetaVAE:
@@ -259,7 +264,7 @@ def build_model(config: ModelConfig | dict[str, Any], seed: int | None = None) -
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed)
-        return MODELS[config.model](config, image_shape)
+        return config.family(config, image_shape)
 
 
 @torch.no_grad()
@@ -278,20 +283,6 @@ def map_batches(model: nn.Module, fn: Callable[[Tensor], Any], x: Tensor, batch_
     return torch.cat([output.cpu() for output in outputs])
 
 
-def dataset_loss(model: BetaVAE, images: Tensor, batch_size: int = EVAL_BATCH_SIZE, seed: int = 0) -> dict[str, float]:
-    """Mean recon and KL of `images` (nats per image), z drawn batch by batch from `seed`: batch_size changes z."""
-    generator = torch.Generator().manual_seed(seed)
-
-    def per_image(x: Tensor) -> Tensor:
-        output = model(x, generator=generator, sample=True)
-        recon = reconstruction_nll(output.logits, x, model.likelihood, output.log_scale)
-        kl = kl_per_dimension(output.mu, output.logvar).sum(1)
-        return torch.stack([recon, kl], 1).double()
-
-    recon, kl = map_batches(model, per_image, images, batch_size).mean(0).tolist()
-    return {"recon": recon, "kl": kl}
-
-
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -300,4 +291,4 @@ def count_parameters(model: nn.Module) -> int:
 def architecture_size(config: ModelConfig, image_shape: tuple[int, int, int] = IMAGE_SHAPE) -> int:
     """Parameters of the model `config` describes, counted on the meta device without allocating them."""
     with torch.device("meta"):
-        return count_parameters(MODELS[config.model](config, image_shape))
+        return count_parameters(config.family(config, image_shape))

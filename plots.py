@@ -15,7 +15,6 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 from torch import Tensor
 
-from data import CLASS_NAMES, to_unit_range
 from models import BetaVAE
 from samplers import central_range, decode, interpolate, posterior_means, top_dimensions
 
@@ -49,7 +48,7 @@ def grids(
         ax.imshow(tiles[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         ax.set(title=name, xticks=[], yticks=[])
     axes[0, rows[0]].set_yticks([(i + 0.5) * TILE for i in range(len(rows[1]))], rows[1])
-    fig.suptitle(f"{model.config.model.upper()}: {title}")  # the family: FC or CNN
+    fig.suptitle(f"{model.family.upper()}: {title}")  # FC or CNN
     return fig, list(axes[0])
 
 
@@ -68,18 +67,20 @@ def plot_curves(history: list[dict], name: str | None = None) -> Figure:
     return fig
 
 
-def plot_reconstructions(model: BetaVAE, images: Tensor, labels: Tensor, per_class: int = 6) -> Figure:
+def plot_reconstructions(
+    model: BetaVAE, images: Tensor, labels: Tensor, class_names: Sequence[str], per_class: int = 6
+) -> Figure:
     """Reconstructions (left) beside the real test images (right): the first `per_class` of each class, a row each."""
-    x = images[torch.cat([torch.nonzero(labels == c).flatten()[:per_class] for c in range(len(CLASS_NAMES))])]
+    x = images[torch.cat([torch.nonzero(labels == c).flatten()[:per_class] for c in range(len(class_names))])]
     return grids(
         model,
         [
             (decode(model, posterior_means(model, x)), per_class, "reconstructions"),
-            (to_unit_range(x, model.likelihood), per_class, "real test images"),
+            (x, per_class, "real test images"),
         ],
         "test images and their reconstructions",
         (10, 8.3),
-        (0, CLASS_NAMES),
+        (0, class_names),
     )[0]
 
 
@@ -94,13 +95,15 @@ def class_scatter(ax, x, y, labels: Tensor, seed: int = 0) -> None:
     ax.scatter(x[order], y[order], c=plt.cm.tab10(labels[order].numpy()), s=2, alpha=0.5, lw=0, rasterized=True)
 
 
-def class_legend(fig: Figure, **options) -> None:
+def class_legend(fig: Figure, class_names: Sequence[str], **options) -> None:
     """A legend of the classes' colours to the right of the figure."""
-    handles = [Line2D([], [], ls="", marker="o", color=plt.get_cmap("tab10")(c)) for c in range(len(CLASS_NAMES))]
-    fig.legend(handles, CLASS_NAMES, loc="outside right center", frameon=False, **options)
+    handles = [Line2D([], [], ls="", marker="o", color=plt.get_cmap("tab10")(c)) for c in range(len(class_names))]
+    fig.legend(handles, class_names, loc="outside right center", frameon=False, **options)
 
 
-def plot_latent_projections(means: Tensor, labels: Tensor, name: str | None = None) -> Figure:
+def plot_latent_projections(
+    means: Tensor, labels: Tensor, class_names: Sequence[str], name: str | None = None
+) -> Figure:
     """Posterior means coloured by class: 2-d projections of the three most varying dimensions (1-d: strips)."""
     dims, n, z = top_dimensions(means, 3), len(means), means.numpy()
     pairs = list(itertools.combinations(dims, 2)) or [(0, None)]  # latent_dim 1: a strip per class
@@ -110,9 +113,9 @@ def plot_latent_projections(means: Tensor, labels: Tensor, name: str | None = No
         class_scatter(ax, z[:, i], labels.numpy() + jitter if j is None else z[:, j], labels)
         ax.set(xlabel=f"$z_{{{i + 1}}}$", ylabel="" if j is None else f"$z_{{{j + 1}}}$")
     if pairs[0][1] is None:
-        ax.set(yticks=range(len(CLASS_NAMES)), yticklabels=CLASS_NAMES, ylim=(len(CLASS_NAMES) - 0.5, -0.5))
+        ax.set(yticks=range(len(class_names)), yticklabels=class_names, ylim=(len(class_names) - 0.5, -0.5))
     else:
-        class_legend(fig)
+        class_legend(fig, class_names)
     most = f" (the 3 of {means.shape[1]} dimensions that vary most)" if means.shape[1] > 3 else ""
     fig.suptitle(f"{name + ': ' if name else ''}posterior means of {n:,} test images{most}")
     return fig
@@ -153,7 +156,9 @@ def plot_traversal(model: BetaVAE, steps: int = 11, span: float = 3.0) -> Figure
     return fig
 
 
-def plot_samplers(model: BetaVAE, prior_z: Tensor, aggregate_z: Tensor, class_z: Tensor, nrow: int = 10) -> Figure:
+def plot_samplers(
+    model: BetaVAE, prior_z: Tensor, aggregate_z: Tensor, class_z: Tensor, class_names: Sequence[str], nrow: int = 10
+) -> Figure:
     """Samples from the prior, the aggregate posterior and the per-class Gaussians, side by side."""
     return grids(
         model,
@@ -165,20 +170,25 @@ def plot_samplers(model: BetaVAE, prior_z: Tensor, aggregate_z: Tensor, class_z:
         ],
         "samples by sampler",
         (15, 5.9),
-        (2, CLASS_NAMES),
+        (2, class_names),
     )[0]
 
 
 def plot_interpolation(
-    model: BetaVAE, images: Tensor, labels: Tensor, pairs: Sequence[tuple[int, int]], steps: int = 10
+    model: BetaVAE,
+    images: Tensor,
+    labels: Tensor,
+    class_names: Sequence[str],
+    pairs: Sequence[tuple[int, int]],
+    steps: int = 10,
 ) -> Figure:
     """Per pair of classes: decoded images between the first test image of each (the real ones at the ends)."""
     ends = [(images[labels == a][0], images[labels == b][0]) for a, b in pairs]
     rows = torch.cat([torch.cat([x_a[None], interpolate(model, x_a, x_b, steps), x_b[None]]) for x_a, x_b in ends])
     return grids(
         model,
-        [(to_unit_range(rows, model.likelihood), steps + 2, "")],
+        [(rows, steps + 2, "")],
         "interpolation between posterior means (first and last column: the real images)",
         (12, 1.2 * len(pairs) + 0.8),
-        (0, [f"{CLASS_NAMES[a]} → {CLASS_NAMES[b]}" for a, b in pairs]),
+        (0, [f"{class_names[a]} → {class_names[b]}" for a, b in pairs]),
     )[0]

@@ -17,7 +17,6 @@ import torch
 from sklearn.mixture import GaussianMixture
 from torch import Tensor
 
-from data import to_unit_range
 from models import EVAL_BATCH_SIZE, BetaVAE, map_batches
 
 N_COMPONENTS = 10  # Gaussian mixture components of the aggregate sampler
@@ -34,7 +33,7 @@ def posterior_means(model: BetaVAE, images: Tensor) -> Tensor:
 
 def decode(model: BetaVAE, z: Tensor, batch_size: int = EVAL_BATCH_SIZE) -> Tensor:
     """Images decoded from latent codes z, in [0, 1] pixel space (eval mode)."""
-    return to_unit_range(map_batches(model, model.decode, z, batch_size), model.likelihood).clamp(0, 1)
+    return map_batches(model, model.decode, z, batch_size).clamp(0, 1)
 
 
 def check_sizes(labels: Tensor, n_components: int = N_COMPONENTS) -> None:

@@ -1,9 +1,10 @@
-"""Train a beta-VAE on Fashion-MNIST: the training step, `fit`, and a thin command line.
+"""Train a beta-VAE: the training step, `fit`, and a thin command line.
 
     python train.py --model cnn --beta 0.1 --epochs 20 --out runs/cnn-beta0.1
     python train.py --resume runs/cnn-beta0.1 --epochs 30     # continue to epoch 30
+    python train.py --dataset shapes --latent-dim 10 --beta 4 --out runs/shapes-beta4
 
-Each run folder holds checkpoint.pt and metrics.json (see checkpoint.py), written after every epoch.
+Each run folder holds checkpoint.pt and metrics.json (runs.py), written after every epoch.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ if __name__ == "__main__":  # Ctrl-C while the imports load: a quiet exit, not a
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -24,23 +26,14 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from checkpoint import (
-    CHECKPOINT,
-    METRICS,
-    CheckpointError,
-    config_differences,
-    load_checkpoint,
-    restore,
-    run_folder,
-    save_checkpoint,
-    trained,
-    write_metrics,
-)
-from cli import OneLineParser, add_options, given, option_error, unavailable
-from config import ModelConfig, TrainConfig
-from data import DataError, FashionMNISTData, batches, check_data, load_fashion_mnist
+from checkpoint import DIGEST, CheckpointError, config_differences, restore
+from cli import OneLineParser, add_options, given, onednn_problem, option_error, unavailable
+from config import TrainConfig
+from data import DataError, Dataset, batches, load_dataset
 from files import WriteError, unwritable
-from models import BetaVAE, LossTerms, Objective, build_model, count_parameters, dataset_loss
+from models import BetaVAE, ModelConfig, build_model, count_parameters
+from objectives import LossTerms, Objective, dataset_loss, objective
+from runs import RunFolder
 
 
 class TrainingError(Exception):
@@ -68,31 +61,28 @@ def train_epoch(
     model: BetaVAE,
     optimizer: torch.optim.Optimizer,
     images: torch.Tensor,
+    goal: Objective,
     config: TrainConfig,
     generator: torch.Generator,
     epoch: int = 1,
     bar: tqdm | None = None,
 ) -> dict[str, float]:
-    """One epoch of optimizer steps over `images`, shuffled and noised by `generator`; the mean loss terms.
-    TrainingError, before the update, at the first step whose loss or gradient is not finite."""
+    """One epoch of optimizer steps over `images` minimising `goal`, shuffled and noised by `generator`; the mean loss
+    terms. TrainingError, before the update, at the first step whose loss or gradient is not finite."""
     model.train()
     params = list(model.parameters())
     sums = torch.zeros(3, device=images.device)
-    steps, goal = -(-len(images) // config.batch_size), Objective.of(config)
+    steps = -(-len(images) // config.batch_size)
     for step, x in enumerate(batches(images, config.batch_size, generator), 1):
         terms = goal.loss(model(x, generator=generator), x, model.likelihood, epoch - 1 + step / steps)
         optimizer.zero_grad(set_to_none=True)
         terms.total.backward()
         bad = nonfinite_term(terms, torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
         if bad is not None:
-            weight = (
-                f"a smaller gamma (gamma={config.gamma:g})"
-                if config.capacity is not None
-                else f"a smaller beta (beta={config.beta:g})"
-            )
+            weight = f"{goal.weight}={getattr(config, goal.weight):g}"
             raise TrainingError(
                 f"non-finite {bad} at epoch {epoch}, step {step}: try a lower learning rate "
-                f"(lr={config.lr:g}) or {weight}"
+                f"(lr={config.lr:g}) or a smaller {goal.weight} ({weight})"
             )
         optimizer.step()
         sums += torch.stack(terms).detach() * len(x)
@@ -104,40 +94,52 @@ def train_epoch(
 
 
 # ---------------------------------------------------------------------------------------------- fit
+def check_batches(model: BetaVAE, images: int, batch_size: int) -> None:
+    """ValueError when batch normalisation would meet a batch of one image (the epoch's last)."""
+    if images % batch_size == 1 and any(
+        isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)) for m in model.modules()
+    ):
+        raise ValueError(
+            f"the last batch of each epoch holds one image ({images:,} training images, batch_size {batch_size}), and "
+            f"batch normalisation cannot train on one: choose another batch_size or train_limit"
+        )
+
+
 def fit(
     model: BetaVAE,
-    data: FashionMNISTData,
+    data: Dataset,
     config: TrainConfig = TrainConfig(),
     *,
     device: str = "cpu",
-    out_dir: str | Path | None = None,
+    out_dir: str | Path | RunFolder | None = None,
     checkpoint: dict[str, Any] | None = None,
     overwrite: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> list[dict]:
-    """Train `model` to config.epochs epochs; returns the per-epoch history.
+    """Train `model` on `data` to config.epochs epochs; returns the per-epoch history.
 
     Each history entry: epoch, train and test {recon, kl, total} (test: the whole test set), seconds.
-    With `out_dir`, checkpoint.pt and metrics.json are written at the end of every epoch (checkpoint.run_folder:
-    locked; a run already there needs `checkpoint` to continue it or overwrite=True to move it aside).
-    With `checkpoint` (from load_checkpoint), training continues exactly where it stopped.
+    With `out_dir`, checkpoint.pt and metrics.json are written at the end of every epoch (RunFolder.hold: locked;
+    a run already there needs `checkpoint` to continue it or overwrite=True to move it aside).
+    With `checkpoint` (a RunFolder's), training continues exactly where it stopped; one without a digest stays
+    unverified.
     """
-    check_data(data, model.likelihood, config.train_limit)
     train_x = data.train_images[: config.train_limit]
-    record, goal = {**asdict(config), "train_images": len(train_x)}, Objective.of(config)
+    check_batches(model, len(train_x), config.batch_size)
+    record, goal = {**asdict(config), "train_images": len(train_x)}, objective(config, len(train_x))
     optimizer = prepare_training(model, config.lr, device)
     generator = torch.Generator().manual_seed(config.seed)  # shuffling and reparameterization noise
     history = restore(checkpoint, model, optimizer, generator) if checkpoint is not None else []
-    out_dir = Path(out_dir) if out_dir is not None else None
+    verified = checkpoint is None or checkpoint.get(DIGEST) is not None
+    run = RunFolder(out_dir, log) if isinstance(out_dir, (str, Path)) else out_dir
 
     def save() -> None:
-        if out_dir is not None:
+        if run is not None:
             rng = {"train": generator.get_state(), "torch": torch.get_rng_state()}
-            save_checkpoint(out_dir / CHECKPOINT, model, optimizer, record, len(history), history, rng)
-            write_metrics(out_dir, model, record, history)
+            run.save(model, optimizer, record, history, rng, verified)
 
-    with run_folder(out_dir, checkpoint, overwrite, log):
+    with nullcontext() if run is None else run.hold(checkpoint, overwrite):
         save()  # epoch 0 (an interrupted first epoch can be resumed); on resume, metrics.json from the checkpoint
         train_x, test_x = train_x.to(device), data.test_images.to(device)
         for epoch in range(len(history) + 1, config.epochs + 1):
@@ -146,53 +148,56 @@ def fit(
                 total=len(train_x), desc=f"epoch {epoch}/{config.epochs}", unit="img", leave=False, disable=not progress
             )
             try:
-                train = train_epoch(model, optimizer, train_x, config, generator, epoch, bar)
+                train = train_epoch(model, optimizer, train_x, goal, config, generator, epoch, bar)
             except TrainingError as error:
-                where = (
-                    ""
-                    if out_dir is None
-                    else f"; the last good checkpoint is {out_dir / CHECKPOINT}"
-                    if history
-                    else f"; nothing was trained: a new run may replace {out_dir} (train.py --out {out_dir})"
-                )
-                raise TrainingError(f"{error}{where}") from None
+                raise TrainingError(f"{error}{stopped_at(run, history)}") from None
             finally:
                 bar.close()
             seconds = time.perf_counter() - started
             test = dataset_loss(model, test_x)
             test["total"] = goal.total(test["recon"], test["kl"], epoch)
-            history.append({"epoch": epoch, "train": train, "test": test, "seconds": seconds})
-            if config.capacity is not None:  # the target the KL is pulled to at the epoch's end
-                history[-1]["capacity"] = goal.target(epoch)
+            history.append(
+                {"epoch": epoch, "train": train, "test": test, "seconds": seconds, **goal.epoch_notes(epoch)}
+            )
             save()
             log(
                 f"epoch {epoch}/{config.epochs}  train {train['total']:.2f} (recon {train['recon']:.2f}, "
                 f"kl {train['kl']:.2f})  test {test['total']:.2f} (recon {test['recon']:.2f}, kl {test['kl']:.2f})  "
                 f"{seconds:.1f}s"
             )
-    model.to(memory_format=torch.contiguous_format)  # the layout load_model gives: the same outputs to the bit
+    model.to(memory_format=torch.contiguous_format)  # the layout a loaded model has: the same outputs to the bit
     return history
 
 
-def interrupted(folder: str | Path) -> str:
+def stopped_at(run: RunFolder | None, history: list[dict]) -> str:
+    """Where a run that stopped on a non-finite loss left its last good state."""
+    if run is None:
+        return ""
+    if history:
+        return f"; the last good checkpoint is {run.checkpoint_file}"
+    return f"; nothing was trained: a new run may replace {run.path} (train.py --out {run.path})"
+
+
+def interrupted(run: RunFolder) -> str:
     """What a Ctrl-C left in a run folder, and how to resume it."""
     try:
-        epoch = load_checkpoint(folder)["epoch"]
+        epoch = run.epoch
     except CheckpointError:
-        return f"\ninterrupted before anything was saved in {folder}"
+        return f"\ninterrupted before anything was saved in {run.path}"
     return (
-        f"\ninterrupted; epoch {epoch} is saved in {Path(folder) / CHECKPOINT}. "
-        f"Resume with: python train.py --resume {shlex.quote(str(folder))}"
+        f"\ninterrupted; epoch {epoch} is saved in {run.checkpoint_file}. "
+        f"Resume with: python train.py --resume {shlex.quote(str(run.path))}"
     )
 
 
 # ---------------------------------------------------------------------------------------------- command line
-def parse_args(argv: list[str] | None) -> tuple[Any, ModelConfig | dict, TrainConfig, dict | None]:
-    """(args, model config, training config, checkpoint to resume or None); one-line errors, exit status 2."""
-    p = OneLineParser(prog="train.py", description="Train a beta-VAE on Fashion-MNIST.")
+def parse_args(argv: list[str] | None) -> tuple[Any, ModelConfig | dict, TrainConfig, RunFolder]:
+    """(args, model config, training config, run folder: to resume where it holds a run); one-line errors, exit
+    status 2."""
+    p = OneLineParser(prog="train.py", description="Train a beta-VAE.")
     add_options(p, ModelConfig)
     add_options(p, TrainConfig)
-    p.add_argument("--data-dir", help="folder with the four Fashion-MNIST IDX files")
+    p.add_argument("--data-dir", help="fashion-mnist: the folder of its four IDX files (default: found automatically)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or mps")
     p.add_argument("--out", help="run folder (default runs/MODEL-betaBETA)")
     p.add_argument(
@@ -201,32 +206,32 @@ def parse_args(argv: list[str] | None) -> tuple[Any, ModelConfig | dict, TrainCo
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     model_given, train_given = given(args, ModelConfig), given(args, TrainConfig)
-    if unavailable(args.device):
-        p.error(f"--device {unavailable(args.device)}")
+    for problem in (unavailable(args.device), onednn_problem()):
+        if problem:
+            p.error(problem)
     if args.resume is None:
         try:
             model_config, config = ModelConfig(**model_given), TrainConfig(**train_given)
         except ValueError as error:
             p.error(option_error(error))
-        if args.out == "":
-            p.error("--out '' is not a folder name")
-        args.out = args.out or f"runs/{model_config.model}-beta{config.beta:g}"
-        out = Path(args.out)
+        args.out = f"runs/{model_config.model}-beta{config.beta:g}" if args.out is None else args.out
+        if unwritable(args.out):
+            p.error(f"--out {unwritable(args.out)}")
+        run = RunFolder(args.out)
         try:
-            if trained(out):  # a checkpoint at epoch 0 holds no training: replaced
-                p.error(f"--out {out} already holds a run; continue it with --resume {out} or choose another --out")
+            if run.trained():  # a checkpoint at epoch 0 holds no training: replaced
+                p.error(
+                    f"--out {run.path} already holds a run; continue it with --resume {run.path} or choose "
+                    f"another --out"
+                )
         except CheckpointError as error:
             p.error(f"--out: {error}")
-        if unwritable(out):
-            p.error(f"--out {unwritable(out)}")
-        return args, model_config, config, None
-    if Path(args.resume).name == CHECKPOINT and Path(args.resume).is_file():
-        args.resume = str(Path(args.resume).parent)  # the run's checkpoint file names its folder
+        return args, model_config, config, run
+    run = RunFolder(args.resume)
     try:
-        checkpoint = load_checkpoint(Path(args.resume) / CHECKPOINT)
+        checkpoint, saved = run.checkpoint, run.train_config
     except CheckpointError as error:
         p.error(f"--resume: {error}")
-    saved = TrainConfig(**{k: v for k, v in checkpoint["train_config"].items() if k != "train_images"})
     differences = config_differences(
         {**checkpoint["config"], **asdict(saved)},
         {k: v for k, v in {**model_given, **train_given}.items() if k != "epochs"},
@@ -237,44 +242,40 @@ def parse_args(argv: list[str] | None) -> tuple[Any, ModelConfig | dict, TrainCo
             f"a resumed run keeps them, only --epochs and --device may change"
         )
     config = replace(saved, epochs=train_given.get("epochs", saved.epochs))
-    if config.epochs <= checkpoint["epoch"]:
+    if config.epochs <= run.epoch:
         p.error(
-            f"--resume: the run already has {checkpoint['epoch']} epochs; pass --epochs N "
-            f"with N > {checkpoint['epoch']} to train further"
+            f"--resume: the run already has {run.epoch} epochs; pass --epochs N with N > {run.epoch} to train further"
         )
-    if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
+    if args.out is not None and Path(args.out).resolve() != run.path.resolve():
         p.error("--out and --resume name different folders; a resumed run stays in its folder")
-    args.out = args.resume
-    return args, checkpoint["config"], config, checkpoint
+    args.out = str(run.path)
+    return args, checkpoint["config"], config, run
 
 
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C from here on: KeyboardInterrupt
-    args, model_config, config, checkpoint = parse_args(argv)
+    args, model_config, config, run = parse_args(argv)
     try:
         model = build_model(model_config, seed=config.seed)
-        data = load_fashion_mnist(model.likelihood, args.data_dir)
+        data = load_dataset(config.dataset, args.data_dir)
         print(
-            f"{model.config.model} beta-VAE, {count_parameters(model):,} parameters, latent_dim "
-            f"{model.latent_dim}, {model.likelihood}, beta {config.beta:g}, "
-            f"{len(data.train_images[: config.train_limit]):,} training images -> {args.out}"
+            f"{model.label} beta-VAE, {count_parameters(model):,} parameters, latent_dim {model.latent_dim}, "
+            f"{model.likelihood}, objective {config.objective}, beta {config.beta:g}, {data.name}, "
+            f"{len(data.train_images[: config.train_limit]):,} training images -> {run.path}"
         )
+        if model.latent_dim < len(data.factor_names):
+            print(f"note: latent_dim {model.latent_dim} < the {len(data.factor_names)} factors of {data.name}")
+        checkpoint = run.checkpoint if args.resume is not None else None
         history = fit(
-            model,
-            data,
-            config,
-            device=args.device,
-            out_dir=args.out,
-            checkpoint=checkpoint,
-            progress=not args.no_progress,
+            model, data, config, device=args.device, out_dir=run, checkpoint=checkpoint, progress=not args.no_progress
         )
     except KeyboardInterrupt:
-        print(interrupted(args.out), file=sys.stderr)
+        print(interrupted(run), file=sys.stderr)
         return 130
     except (DataError, TrainingError, CheckpointError, WriteError, ValueError) as error:
         print(f"train.py: error: {error}", file=sys.stderr)
         return 2 if isinstance(error, (DataError, ValueError)) else 1
-    print(f"done: test total {history[-1]['test']['total']:.2f} nats/image; {Path(args.out) / METRICS}")
+    print(f"done: test total {history[-1]['test']['total']:.2f} nats/image; {run.metrics_file}")
     return 0
 
 

@@ -18,13 +18,12 @@ import torch
 from plotly.offline import get_plotlyjs
 from torch import Tensor, nn
 
-from checkpoint import CHECKPOINT, CheckpointError, load_checkpoint, load_model
-from config import IMAGE_SHAPE
-from data import CLASS_NAMES, COUNTS, FILES, DataError, find_data_dir, find_file, load_split, to_tensor, to_unit_range
-from files import WriteError, sha256, write_text
-from likelihoods import Likelihood
+from checkpoint import CheckpointError
+from data import DataError, load_dataset
+from files import WriteError, write_text
 from models import ACTIVATIONS as MODEL_ACTIVATIONS
-from models import BetaVAE
+from models import IMAGE_SHAPE, BetaVAE
+from runs import RunFolder
 from samplers import central_range, posterior_means, top_dimensions
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -123,6 +122,7 @@ def page_data(
     model: BetaVAE,
     images: Tensor,
     labels: Tensor,
+    class_names: tuple[str, ...],
     checkpoint_sha256: str,
     points: int = POINTS,
     about: dict[str, Any] | None = None,
@@ -135,7 +135,7 @@ def page_data(
     dims = top_dimensions(means, 3)
     low, high = central_range(means)
     pad = (high - low).clamp(min=1e-6) * MARGIN
-    pictures = (to_unit_range(images[:shown], model.likelihood).clamp(0, 1) * 255).round().to(torch.uint8)
+    pictures = (images[:shown].clamp(0, 1) * 255).round().to(torch.uint8)
     state = {key: value.float() for key, value in model.decoder.state_dict().items() if value.is_floating_point()}
     return {
         "format": 1,
@@ -144,13 +144,13 @@ def page_data(
         "about": about or {},
         "layers": layer_plan(model.decoder),
         "weights": {key: {"shape": list(value.shape), "float32": packed(value)} for key, value in state.items()},
-        "class_names": list(CLASS_NAMES),
+        "class_names": list(class_names),
         "test_images": len(images),
         "dims": dims,
         "low": (low - pad).tolist(),
         "high": (high + pad).tolist(),
         "start": means.median(0).values.tolist(),
-        "class_means": [means[labels == c].mean(0).tolist() for c in range(len(CLASS_NAMES))],
+        "class_means": [means[labels == c].mean(0).tolist() for c in range(len(class_names))],
         "points": {
             "count": shown,
             "means": packed(means[:shown]),
@@ -164,15 +164,15 @@ def page_html(
     model: BetaVAE,
     images: Tensor,
     labels: Tensor,
+    class_names: tuple[str, ...],
     checkpoint_sha256: str,
     points: int = POINTS,
     about: dict[str, Any] | None = None,
 ) -> str:
     """The whole page as one string: template, page_data as JSON, plotly.js (gzipped, base64) and the script."""
-    data = page_data(model, images, labels, checkpoint_sha256, points, about)
-    kind = {"fc": "fully connected", "cnn": "convolutional"}[model.config.model]
+    data = page_data(model, images, labels, class_names, checkpoint_sha256, points, about)
     parts = {
-        "TITLE": f"{kind} beta-VAE",
+        "TITLE": f"{model.label} beta-VAE",
         "DATA": json.dumps(data, separators=(",", ":")).replace("</", "<\\/"),
         "PLOTLY": packed(np.frombuffer(get_plotlyjs().encode(), np.uint8), compress=True),
         "SCRIPT": SCRIPT.read_text(),
@@ -196,23 +196,18 @@ def embedded_weights(data: dict[str, Any]) -> dict[str, Tensor]:
     }
 
 
-def test_set(likelihood: Likelihood, data_dir: str | Path | None = None) -> tuple[Tensor, Tensor]:
-    """The 10,000 Fashion-MNIST test images in the likelihood's data range, and their labels."""
-    directory = find_data_dir(data_dir, download=False)
-    images, labels = load_split(*(find_file(directory, name) for name in FILES["test"]), COUNTS["test"])
-    return to_tensor(images, likelihood), torch.from_numpy(labels.astype(np.int64))
-
-
 def write_page(run: str | Path, out: str | Path, points: int = POINTS, data_dir: str | Path | None = None) -> Path:
     """The page of a run folder (or checkpoint file), written to `out`; its size and path printed."""
-    checkpoint = load_checkpoint(run)
-    path = Path(run) / CHECKPOINT if Path(run).is_dir() else Path(run)
-    model = load_model(path, checkpoint)
+    run = RunFolder(run)
+    model = run.model()
     check_model(model)
-    images, labels = test_set(model.likelihood, data_dir)
-    about = {"run": Path(run).name, "epoch": checkpoint["epoch"], **checkpoint["train_config"]}
+    data = load_dataset(run.train_config.dataset, data_dir)
+    about = {"run": run.path.name, "epoch": run.epoch, **run.checkpoint["train_config"]}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_text(out, page_html(model, images, labels, sha256(path), points, about))
-    print(f"{out}: {out.stat().st_size / 1e6:.1f} MB, {min(points, len(images)):,} test images in the scatter")
+    html = page_html(model, data.test_images, data.test_labels, data.class_names, run.sha256(), points, about)
+    write_text(out, html)
+    print(
+        f"{out}: {out.stat().st_size / 1e6:.1f} MB, {min(points, len(data.test_images)):,} test images in the scatter"
+    )
     return out

@@ -27,9 +27,11 @@ from typing import Any
 import torch
 
 from cli import OneLineParser, add_options, given
-from config import ModelConfig, TrainConfig
-from data import COUNTS, load_fashion_mnist
-from models import BetaVAE, beta_vae_loss, build_model
+from config import TrainConfig
+from data import load_dataset
+from fashion_mnist import COUNTS
+from models import BetaVAE, ModelConfig, build_model
+from objectives import objective
 from train import prepare_training, train_epoch
 
 IMPORTED = time.time()  # train.py's imports are done: the rest is the benchmark's own
@@ -65,7 +67,7 @@ def step_ops(model: BetaVAE, batch_size: int, beta: float = 1.0) -> tuple[int, l
     hooks = [m.register_forward_hook(keep) for m in model.modules() if isinstance(m, LAYERS)]
     try:
         with FlopCounterMode(display=False) as counter:
-            beta_vae_loss(model(x), x, beta, model.likelihood).total.backward()
+            objective(TrainConfig(beta=beta), len(x)).loss(model(x), x, model.likelihood, 0.0).total.backward()
     finally:
         for hook in hooks:
             hook.remove()
@@ -134,15 +136,20 @@ def epoch_runner(
     layout; dataloader: lab.conventional's DataLoader loop). Data and loaders are set up here, not timed."""
     if loop == "dataloader":
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-        loss = lambda m, x: beta_vae_loss(m(x), x, config.beta, m.likelihood).total  # noqa: E731
+        goal = objective(config, TRAIN_IMAGES)
+
+        def loss(m: BetaVAE, x: torch.Tensor) -> torch.Tensor:
+            return goal.loss(m(x), x, m.likelihood, 0.0).total
+
         loaders = {n: conventional.loader(root, True, config.batch_size, n) for n in sizes}
         return lambda images: conventional.train_epoch(model, optimizer, loaders[images], loss, per_batch_mean=True)
-    train_x = load_fashion_mnist(model.likelihood).train_images
+    train_x = load_dataset(config.dataset).train_images
     optimizer = (
         prepare_training(model, config.lr) if loop == "project" else torch.optim.Adam(model.parameters(), lr=config.lr)
     )
     generator = torch.Generator().manual_seed(config.seed)  # as fit seeds it
-    return lambda images: train_epoch(model, optimizer, train_x[:images], config, generator)
+    goal = objective(config, len(train_x))
+    return lambda images: train_epoch(model, optimizer, train_x[:images], goal, config, generator)
 
 
 def epoch(
@@ -177,7 +184,7 @@ def epoch(
 def whole_run_floor(t0: float, model_config: ModelConfig, config: TrainConfig) -> dict[str, float]:
     """The floor of `python train.py` with these settings: start-up and imports (since t0), data, compute."""
     started = time.perf_counter()
-    data = load_fashion_mnist(model_config.likelihood)
+    data = load_dataset(config.dataset)
     costs = {"import_seconds": IMPORTED - t0, "data_seconds": time.perf_counter() - started}
     model = build_model(model_config, seed=config.seed)
     prepare_training(model, config.lr)

@@ -27,7 +27,7 @@ from torchvision import datasets, transforms
 
 if __package__ in (None, ""):  # run as a file: the project's modules sit one folder up
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from data import FILES, find_data_dir, find_file  # noqa: E402
+from fashion_mnist import FILES, find_data_dir, find_file  # noqa: E402
 
 
 class VAE(nn.Module):

@@ -11,28 +11,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from cli import ISA_VARIABLE, onednn_problem
+
 WORKERS_PER_CORE = 2  # more workers than this per core, or than points left, are not started
-ISAS = (
-    "ALL",
-    "DEFAULT",
-    "SSE41",
-    "AVX",
-    "AVX2",
-    "AVX2_VNNI",
-    "AVX2_VNNI_2",
-    "AVX512_CORE",
-    "AVX512_CORE_VNNI",
-    "AVX512_CORE_BF16",
-    "AVX10_1_512",
-    "AVX512_CORE_FP16",
-    "AVX10_1_512_AMX",
-    "AVX512_CORE_AMX",
-    "AVX10_1_512_AMX_FP16",
-    "AVX512_CORE_AMX_FP16",
-    "AVX10_2_512",
-    "AVX10_2_512_AMX_2",
-)  # oneDNN's names
-ISA_VARIABLE = "ONEDNN_MAX_CPU_ISA"
 
 
 def cores() -> int:
@@ -85,8 +66,8 @@ def supervise(main: Callable[[list[str]], int], argv: list[str], workers: int) -
 def onednn_isa() -> str | None:
     """Pin oneDNN to AVX2 kernels unless ONEDNN_MAX_CPU_ISA is set (AVX-512 ones give CNN runs other numbers);
     why not, when it is set to a value oneDNN does not know (it would ignore it)."""
-    isa = os.environ.setdefault(ISA_VARIABLE, "AVX2")
-    return None if isa in ISAS else f"{ISA_VARIABLE}={isa[:40]!r} is not one of oneDNN's: {', '.join(ISAS)}"
+    os.environ.setdefault(ISA_VARIABLE, "AVX2")
+    return onednn_problem()
 
 
 def cpu_model() -> str:

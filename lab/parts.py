@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from config import ModelConfig, TrainConfig
-from models import dataset_scaled_beta
+from config import TrainConfig
+from models import FAMILIES, ModelConfig
+from objectives import dataset_scaled_beta
 
 SWEEP, SHARED = "python -m lab.sweep", f"--epochs {TrainConfig.epochs} --no-progress"
 HEADLINE = [
@@ -54,7 +55,7 @@ LATENT_SEEDS = (
 )
 LATENT_SEEDS_200K = [
     f"{SWEEP} --study latent-dims-200k-seeds-{m} --model {m} --betas 0.1 --latent-dim 3 8 --set "
-    f"{'hidden' if m == 'fc' else 'channels'}={WIDTHS[m][1].split()[0]} --seeds 1 2 {SHARED}"
+    f"{FAMILIES[m].widths[0]}={WIDTHS[m][1].split()[0]} --seeds 1 2 {SHARED}"
     for m in WIDTHS
 ]  # about 200 k parameters, seeds 1 and 2 (seed 0: the latent-dims commands)
 PARTS: dict[str, dict[str, Any]] = {
@@ -79,7 +80,7 @@ PARTS: dict[str, dict[str, Any]] = {
         "(bernoulli, beta 0.1, 20 epochs)",
         "commands": [
             f"{SWEEP} --study latent-dims-{m} --model {m} --betas 0.1 --latent-dim 2 3 5 8 16 "
-            f"--set {'hidden' if m == 'fc' else 'channels'}="
+            f"--set {FAMILIES[m].widths[0]}="
             f"{','.join(w.split()[0] for w in WIDTHS[m])} {SHARED}"
             for m in WIDTHS
         ]

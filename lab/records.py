@@ -11,11 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from checkpoint import METRICS
-from evaluate import EVAL_FILE
 from files import write_json
 from lab.machine import machine
 from lab.search import run_name
+from runs import EVAL_FILE, METRICS
 
 RECORDS_DIR = Path("results/runs")
 # assets/fmnist_classifier.pt, the only classifier weights ever committed (6c935a6): those that evaluated the records

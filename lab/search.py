@@ -20,15 +20,17 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
-from checkpoint import CheckpointError, lock
+from checkpoint import CheckpointError
 from cli import finite, option_error
-from config import ModelConfig, TrainConfig
+from config import TrainConfig
 from lab.storage import MAX_RETRY
-from models import architecture_size
+from models import ModelConfig, architecture_size
+from objectives import OBJECTIVES
+from runs import lock
 
 BETAS = [0.01, 0.1, 0.5, 1.0, 2.0, 4.0]  # the grid's default
 FIELDS = {f.name: (cls, f) for cls in (ModelConfig, TrainConfig) for f in dataclasses.fields(cls)}
-NAMED = ("model", "likelihood", "latent_dim", "beta", "seed", "epochs")  # in every run name (or not at all)
+NAMED = ("model", "likelihood", "latent_dim", "beta", "seed", "epochs", "objective")  # named as they are, or not
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")  # it becomes part of file names
 START_GRACE = 60.0  # journal: a running trial without a run folder after this long lost its worker
 TRIAL_LOCK = ".trial"  # RUN/.trial: held by the trial's worker from before it names the run until it is told
@@ -51,15 +53,19 @@ def as_param(value: Any) -> Any:
 
 
 def split(settings: dict[str, Any]) -> tuple[ModelConfig, TrainConfig]:
-    """The ModelConfig and TrainConfig of a grid point; ValueError for invalid settings."""
-    pick = lambda cls: {k: v for k, v in settings.items() if k in FIELDS and FIELDS[k][0] is cls}  # noqa: E731
+    """The ModelConfig and TrainConfig of a grid point or a record's settings; ValueError for invalid settings."""
+
+    def pick(cls: type) -> dict[str, Any]:
+        return {k: v for k, v in settings.items() if k in FIELDS and FIELDS[k][0] is cls}
+
     return ModelConfig(**pick(ModelConfig)), TrainConfig(**pick(TrainConfig))
 
 
 def run_name(settings: dict[str, Any]) -> str:
     """{model}-{likelihood}-z{latent_dim}-beta{beta:g}, then -seed{seed} and -{field}{value} for other settings
-    off their defaults (that the model uses); beyond MAX_NAME characters, cut and ended by a digest of the whole.
-    No epochs: a sweep to more epochs resumes the same folders."""
+    off their defaults (that the model uses), and the objective's tag where its settings do not name it; beyond
+    MAX_NAME characters, cut and ended by a digest of the whole. No epochs: a sweep to more epochs resumes the same
+    folders."""
     model_config, config = split(settings)
     name = f"{model_config.model}-{model_config.likelihood}-z{model_config.latent_dim}-beta{config.beta:g}"
     name += f"-seed{config.seed}" if config.seed else ""
@@ -70,8 +76,9 @@ def run_name(settings: dict[str, Any]) -> str:
             and field in used
             and getattr(model_config if field in model_config.as_dict() else config, field) != spec.default
         ):
-            value = settings[field]
+            value = getattr(model_config if field in model_config.as_dict() else config, field)
             name += f"-{field}{value:g}" if isinstance(value, float) else f"-{field}{as_param(value)}"
+    name += OBJECTIVES[config.objective].run_tag
     digest = hashlib.sha256(name.encode()).hexdigest()[:10]
     return name if len(name) <= MAX_NAME else f"{name[: MAX_NAME - 11]}-{digest}"
 

@@ -22,9 +22,8 @@ import pandas as pd
 
 import plots
 from cli import OneLineParser
-from config import ModelConfig
-from data import CLASS_NAMES
 from evaluate import summary
+from fashion_mnist import CLASS_NAMES
 from files import WriteError
 from lab import figures
 from lab.parts import (
@@ -41,6 +40,7 @@ from lab.parts import (
 )
 from lab.records import CLASSIFIER_SHA256, RECORDS_DIR, RecordError, load_records, load_run_folders
 from lab.tables import write_part
+from models import FAMILIES, FCVAE, ModelConfig
 
 RESULTS_DIR, IMG_DIR = Path("results"), Path("img")
 EXACT = {
@@ -59,8 +59,9 @@ PLOTTED = {
 def architecture(config: dict[str, Any]) -> str:
     """A run's architecture in a few words: "512x256", "32x32 k4", "24x24 k4 decoder 40x40 batch elu"."""
     c = ModelConfig.from_dict({k: v for k, v in config.items() if k in ModelConfig.__dataclass_fields__})
-    words = ["x".join(map(str, c.hidden if c.model == "fc" else c.channels))]
-    words += [f"k{c.kernel_size}"] * (c.model == "cnn")
+    widths = c.family.widths  # the first: the layers' widths
+    words = ["x".join(map(str, getattr(c, widths[0])))]
+    words += [f"k{c.kernel_size}"] * ("kernel_size" in widths)
     words += ["decoder " + "x".join(map(str, c.decoder_channels))] if c.decoder_channels else []
     off_default = ((c.norm, ModelConfig.norm), (c.activation, ModelConfig.activation))
     return " ".join(words + [v for v, d in off_default if v != d])
@@ -288,12 +289,12 @@ def design_tables(runs: pd.DataFrame) -> dict[str, Any]:
     two defaults, smallest first, each with the study's verdicts on recon and MSE against both defaults; and the
     budget (a share of the default FC's parameters)."""
     screen, finals = DESIGN_PARTS["cnn-designs"], DESIGN_PARTS["cnn-best"]
-    fc = runs.parameters[(runs.model == "fc") & runs.default_architecture]
+    fc = runs.parameters[(runs.model == FCVAE.family) & runs.default_architecture]
     budget = int(BUDGET_SHARE * fc.iloc[0]) if len(fc) else 0
     screened = selected(runs, screen)
     screened = screened[(screened.parameters <= budget) & screened.recon_epoch10.notna()]
     designs = grouped(screened, screen["group"], screen["columns"]).sort_values("recon_epoch10_mean", kind="stable")
-    names = {model: architecture({"model": model}) for model in ("fc", "cnn")}
+    names = {model: architecture({"model": model}) for model in FAMILIES}
     best = grouped(
         selected(runs, {**finals, "architectures": [*designs.architecture[:2], *names.values()]}),
         finals["group"],

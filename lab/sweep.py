@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import sys
 import tempfile
@@ -28,27 +27,22 @@ from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from checkpoint import CHECKPOINT, CheckpointError, config_differences, load_checkpoint, lock
+from checkpoint import CheckpointError, config_differences
 from classifier import ClassifierError, load_classifier
-from cli import OneLineParser, add_options, finite, given, option_error
-from config import LIKELIHOODS, MODEL_KINDS, EvalConfig, ModelConfig, TrainConfig, check_range
-from data import COUNTS, DataError, FashionMNISTData, load_fashion_mnist
-from evaluate import (
-    EVAL_FILE,
-    SAMPLER_NAMES,
-    check_data_sizes,
-    evaluate_run,
-    reference_features,
-    summary,
-    with_test_limit,
-)
-from files import WriteError, sha256, unwritable
+from cli import OneLineParser, add_options, check_range, finite, given, option_error
+from config import EvalConfig, TrainConfig
+from data import DataError, Dataset, load_dataset
+from evaluate import check_data_sizes, evaluate_run, summary
+from files import WriteError, unwritable
 from lab.machine import available_workers, cores, onednn_isa, supervise
 from lab.records import RecordError, write_record
 from lab.search import TRIAL_LOCK, Job, Search, make_job, recover, run_name, split, study_name
 from lab.storage import LOST, StorageError, check_journal, lost_database, one_line, open_storage, quiet_heartbeat, shown
 from lab.tables import read_table, write_table
-from models import build_model
+from likelihoods import LIKELIHOODS
+from models import FAMILIES, ModelConfig, build_model
+from quality import SAMPLER_NAMES, reference_features
+from runs import RunFolder, lock
 from train import TrainingError, fit
 
 OBJECTIVES = ("recon", "elbo", "loss", "iwae_nll", "iwae_elbo", "mse", "fd_prior", "fd_aggregate", "fd_class")
@@ -66,77 +60,67 @@ EXPECTED = (
 
 
 def train_run(
-    run_dir: Path,
-    model_config: ModelConfig,
-    config: TrainConfig,
-    data: FashionMNISTData,
-    progress: bool,
-    waited: bool = False,
+    run: RunFolder, model_config: ModelConfig, config: TrainConfig, data: Dataset, progress: bool, waited: bool = False
 ) -> tuple[str, int]:
-    """Bring the run in `run_dir` to config.epochs epochs: ("reused" | "resumed" | "trained", its epoch). If
-    another process holds the folder (a worker taken for dead that still runs), wait for it, then look again."""
-    checkpoint = load_checkpoint(run_dir) if (run_dir / CHECKPOINT).exists() else None
+    """Bring `run` to config.epochs epochs: ("reused" | "resumed" | "trained", its epoch). If another process holds
+    the folder (a worker taken for dead that still runs), wait for it, then look again."""
+    checkpoint = run.checkpoint if run.exists() else None
     if checkpoint is not None:
         wanted = {k: v for k, v in {**model_config.as_dict(), **asdict(config)}.items() if k != "epochs"}
-        differences = config_differences({**checkpoint["config"], **checkpoint["train_config"]}, wanted)
+        differences = config_differences({**checkpoint["config"], **asdict(run.train_config)}, wanted)
         if differences:
-            raise CheckpointError(f"{run_dir} holds a different run: {'; '.join(differences)} (saved vs wanted)")
-        if checkpoint["epoch"] >= config.epochs:
-            return "reused", checkpoint["epoch"]
+            raise CheckpointError(f"{run.path} holds a different run: {'; '.join(differences)} (saved vs wanted)")
+        if run.epoch >= config.epochs:
+            return "reused", run.epoch
     try:
         model = build_model(model_config if checkpoint is None else checkpoint["config"], seed=config.seed)
-        fit(model, data, config, out_dir=run_dir, checkpoint=checkpoint, progress=progress)
+        fit(model, data, config, out_dir=run, checkpoint=checkpoint, progress=progress)
     except CheckpointError:
         if waited:
             raise
-        os.close(lock(run_dir, wait=True))
-        return train_run(run_dir, model_config, config, data, progress, waited=True)
+        os.close(lock(run.path, wait=True))
+        return train_run(RunFolder(run.path), model_config, config, data, progress, waited=True)
     return ("trained" if checkpoint is None else "resumed"), config.epochs
 
 
-def cached_eval(run_dir: Path, epoch: int, config: EvalConfig, data: FashionMNISTData) -> dict[str, Any] | None:
+def cached_eval(run: RunFolder, config: EvalConfig, data: Dataset) -> dict[str, Any] | None:
     """The run's eval.json if it evaluated this very checkpoint (epoch and sha256) with these settings, data and
     classifier weights."""
+    result = run.read_eval()
     try:
-        result = json.loads((run_dir / EVAL_FILE).read_text())
         summary(result)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
     wanted = {
         **asdict(config),
-        "epoch": epoch,
-        "checkpoint_sha256": sha256(run_dir / CHECKPOINT),
+        "epoch": run.epoch,
+        "checkpoint_sha256": run.sha256(),
         "test_images": len(data.test_images),
         "train_images": len(data.train_images),
-        "classifier_sha256": classifier().weights_sha256,
     }
+    if data.classifier_weights is not None:
+        wanted["classifier_sha256"] = classifier(data.classifier_weights).weights_sha256
     return result if all(result.get(key) == value for key, value in wanted.items()) else None
 
 
 @functools.lru_cache(maxsize=4)
-def eval_data(likelihood: str, train_limit: int | None, eval_limit: int | None) -> FashionMNISTData:
+def eval_data(name: str, train_limit: int | None, eval_limit: int | None) -> Dataset:
     """The images a run is evaluated on: its training images, and the test images up to --eval-limit."""
-    full = dataset(likelihood)
-    return with_test_limit(
-        FashionMNISTData(
-            full.train_images[:train_limit],
-            full.train_labels[:train_limit],
-            full.test_images,
-            full.test_labels,
-            likelihood,
-        ),
-        eval_limit,
-    )
+    return dataset(name).limited(train=train_limit, test=eval_limit)
 
 
 @functools.lru_cache(maxsize=4)
 def reference(*data_key: Any) -> Any:
-    """The classifier's reference features of eval_data(*data_key): once per process."""
-    return reference_features(classifier(), eval_data(*data_key))
+    """The classifier's reference features of eval_data(*data_key), for datasets with a classifier: once per
+    process."""
+    data = eval_data(*data_key)
+    if data.classifier_weights is None:
+        return None
+    return reference_features(classifier(data.classifier_weights), data)
 
 
 classifier = functools.lru_cache(maxsize=1)(load_classifier)  # once per process
-dataset = functools.lru_cache(maxsize=1)(load_fashion_mnist)
+dataset = functools.lru_cache(maxsize=2)(load_dataset)
 
 
 def run_trial(study: optuna.Study, job: Job, args: argparse.Namespace) -> None:
@@ -149,7 +133,7 @@ def run_trial(study: optuna.Study, job: Job, args: argparse.Namespace) -> None:
     def objective(trial: optuna.Trial) -> float:
         settings = job.settings(trial)
         (model_config, config), folder = split(settings), Path(args.runs_dir) / run_name(settings)
-        full = dataset(model_config.likelihood)
+        full, run = dataset(config.dataset), RunFolder(folder)
         folder.mkdir(parents=True, exist_ok=True)
         try:
             held.append(lock(folder, name=TRIAL_LOCK))  # locked before it is named: recover sees it live
@@ -158,22 +142,25 @@ def run_trial(study: optuna.Study, job: Job, args: argparse.Namespace) -> None:
             held.append(lock(folder, wait=True, name=TRIAL_LOCK))
         trial.set_user_attr("run", folder.name)
         try:
-            action, epoch = train_run(folder, model_config, config, full, not args.no_progress)
+            action, epoch = train_run(run, model_config, config, full, not args.no_progress)
         except TrainingError as error:
             print(f"trial {trial.number}: {error}", file=sys.stderr, flush=True)
             raise
         held.append(lock(folder, wait=True))
-        key = (model_config.likelihood, config.train_limit, args.eval.eval_limit)
-        result = cached = cached_eval(folder, epoch, args.eval, eval_data(*key))
+        run = RunFolder(folder)  # what training left, loaded once from here on
+        key = (config.dataset, config.train_limit, args.eval.eval_limit)
+        data = eval_data(*key)
+        result = cached = cached_eval(run, args.eval, data)
         if cached is None:
-            result = evaluate_run(folder, eval_data(*key), args.eval, classifier(), reference(*key))
+            weights = data.classifier_weights
+            result = evaluate_run(run, data, args.eval, weights and classifier(weights), reference(*key))
         action += ", cached evaluation" if cached else f", evaluated in {result['seconds']:.0f} s"
         if note := write_record(folder, Path(args.records_dir)):
             print(note, flush=True)
         print(f"{folder}: {action}", flush=True)
         done.extend([folder, summary(result)])
-        saved = load_checkpoint(folder)  # every column from the run itself (a reused run may have more epochs)
-        ran = {**saved["config"], **saved["train_config"], "epochs": result["epoch"]}
+        saved = run.checkpoint  # every column from the run itself (a reused run may have more epochs)
+        ran = {**saved["config"], **asdict(run.train_config), "epochs": result["epoch"]}
         ran = {k: tuple(ran[k]) if isinstance(ran.get(k), list) else ran.get(k, v) for k, v in settings.items()}
         trial.set_user_attr(
             "row",
@@ -256,7 +243,7 @@ def writable(folder: Path) -> str | None:
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Job, OneLineParser]:
     p = OneLineParser(prog="python -m lab.sweep", description="Optuna grid sweeps and CNN design searches.")
     add = p.add_argument
-    add("--model", "--models", nargs="+", choices=MODEL_KINDS, help="(default fc; search: cnn)")
+    add("--model", "--models", nargs="+", choices=tuple(FAMILIES), help="(default fc; search: cnn)")
     add("--likelihood", "--likelihoods", nargs="+", choices=LIKELIHOODS, default=[ModelConfig.likelihood])
     add("--betas", type=finite(float), nargs="+", help="(default 0.01 0.1 0.5 1 2 4; search: 0.1)")
     add("--seeds", type=int, nargs="+", default=[TrainConfig.seed])
@@ -294,11 +281,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Job, OneLineParser]
     except ValueError as error:
         p.error(option_error(error))
     try:
-        check_data_sizes(
-            min(args.train_limit or COUNTS["train"], COUNTS["train"]),
-            min(args.eval.eval_limit or COUNTS["test"], COUNTS["test"]),
-            args.eval,
-        )
+        check_data_sizes(args.train_limit or 10**9, args.eval.eval_limit or 10**9)
         job = make_job(args)
     except ValueError as error:
         p.error(str(error))

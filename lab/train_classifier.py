@@ -16,7 +16,7 @@ from torch import Tensor
 
 from classifier import WEIGHTS, Classifier, features_and_probs
 from cli import OneLineParser
-from data import DataError, batches, load_fashion_mnist
+from data import DataError, batches, load_dataset
 from files import WriteError, atomic_write
 
 EPOCHS = 6
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     if Path(args.out).exists() and not args.force:
         p.error(f"{args.out} exists: the metrics of every evaluation rest on it; pass --force to replace it, or --out")
     try:
-        data = load_fashion_mnist("bernoulli")
+        data = load_dataset("fashion-mnist")
     except DataError as error:
         p.error(str(error))
     classifier = train_classifier(data.train_images, data.train_labels, args.epochs, args.seed)

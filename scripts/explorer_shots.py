@@ -33,12 +33,12 @@ FLAGS = [
 ]  # WebGL on CPU
 EXPLORER = ".widget-box"
 CELLS = [
-    "import sys\nsys.path.insert(0, {root!r})\nfrom checkpoint import load_model\n"
-    "from data import load_fashion_mnist\nfrom explorer import LatentExplorer\n"
+    "import sys\nsys.path.insert(0, {root!r})\nfrom runs import RunFolder\n"
+    "from data import load_dataset\nfrom explorer import LatentExplorer\n"
     "from samplers import posterior_means",
-    "model = load_model({run!r})\ndata = load_fashion_mnist(model.likelihood)\n"
+    "run = RunFolder({run!r})\nmodel = run.model()\ndata = load_dataset(run.train_config.dataset)\n"
     "test_means = posterior_means(model, data.test_images)",
-    "LatentExplorer(model, test_means, data.test_labels, data.test_images)",
+    "LatentExplorer(model, test_means, data.test_labels, data.class_names, data.test_images)",
 ]
 
 

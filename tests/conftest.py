@@ -9,27 +9,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from data import load_fashion_mnist  # noqa: E402
+from data import load_dataset  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def fmnist():
-    """The real Fashion-MNIST, [0, 1] scaling, loaded once per test session."""
-    return load_fashion_mnist("bernoulli")
+    """The real Fashion-MNIST, loaded once per test session."""
+    return load_dataset("fashion-mnist")
 
 
 @pytest.fixture(scope="session")
 def small_fmnist(fmnist):
     """The first 2,000 training images and the first 2,000 test images: for quick training tests."""
-    from data import FashionMNISTData
-
-    return FashionMNISTData(
-        fmnist.train_images[:2000],
-        fmnist.train_labels[:2000],
-        fmnist.test_images[:2000],
-        fmnist.test_labels[:2000],
-        "bernoulli",
-    )
+    return fmnist.limited(train=2000, test=2000)
 
 
 TEST_IMAGES = 2000
@@ -38,29 +30,18 @@ TEST_IMAGES = 2000
 @pytest.fixture
 def loaded_once(fmnist, monkeypatch):
     """train.py and evaluate.py take the session's Fashion-MNIST instead of decoding the gzipped IDX files again
-    (seconds per call): the same values, scaled as data.load_fashion_mnist scales them, but only the first
-    TEST_IMAGES test images (each epoch's test loss runs over all of them). A data_dir still reads the files."""
+    (seconds per call), with only the first TEST_IMAGES test images (each epoch's test loss runs over all of them).
+    A data_dir, or another dataset, still reads the files."""
     import evaluate
     import train
-    from data import FashionMNISTData
-    from likelihoods import likelihood as find_likelihood
 
-    def load(likelihood="bernoulli", data_dir=None, limit=None):
-        if data_dir is not None:
-            return load_fashion_mnist(likelihood, data_dir, limit)
-        likelihood = find_likelihood(likelihood)
-        low, high = likelihood.data_range
-        scale = lambda x: x.mul(high - low).add_(low)  # noqa: E731  (as data.to_tensor: a new tensor)
-        return FashionMNISTData(
-            scale(fmnist.train_images[:limit]),
-            fmnist.train_labels[:limit].clone(),
-            scale(fmnist.test_images[:TEST_IMAGES]),
-            fmnist.test_labels[:TEST_IMAGES].clone(),
-            likelihood,
-        )
+    def load(name="fashion-mnist", data_dir=None, limit=None):
+        if data_dir is not None or name != "fashion-mnist":
+            return load_dataset(name, data_dir, limit)
+        return fmnist.limited(train=limit, test=TEST_IMAGES)
 
-    monkeypatch.setattr(train, "load_fashion_mnist", load)
-    monkeypatch.setattr(evaluate, "load_fashion_mnist", load)
+    monkeypatch.setattr(train, "load_dataset", load)
+    monkeypatch.setattr(evaluate, "load_dataset", load)
     return load
 
 
@@ -71,12 +52,7 @@ TINY = ["--model", "fc", "--hidden", "16", "--train-limit", "300", "--no-progres
 @pytest.fixture(scope="module")
 def tiny_data(small_fmnist):
     """300 training and 300 test images."""
-    from data import FashionMNISTData
-
-    d = small_fmnist
-    return FashionMNISTData(
-        d.train_images[:300], d.train_labels[:300], d.test_images[:300], d.test_labels[:300], d.likelihood
-    )
+    return small_fmnist.limited(train=300, test=300)
 
 
 def tiny_fit(data, out_dir=None, epochs=1, **kwargs):

@@ -17,21 +17,17 @@ from conftest import TINY, run_main, tiny_fit  # noqa: E402
 
 import classifier
 import files
-from checkpoint import (
-    CHECKPOINT,
-    DIGEST,
-    FORMAT,
-    CheckpointError,
-    load_checkpoint,
-    load_tensors,
-    lock,
-    restore,
-    run_folder,
-)
+from checkpoint import CHECKPOINT, DIGEST, FORMAT, CheckpointError, load_checkpoint, load_tensors, restore
 from config import TrainConfig
 from files import WriteError, atomic_write, unwritable, write_json
 from models import FCVAE
+from runs import EVAL_FILE, RunFolder, lock
 from train import fit
+
+
+def run_folder(path):
+    """Hold a run folder for writing, as fit does."""
+    return RunFolder(path).hold()
 
 
 @pytest.fixture(scope="module")
@@ -100,10 +96,9 @@ def test_an_edited_optimizer_state_is_refused_naming_the_field(name, tmp_path, v
         load_checkpoint(run)
     code, err = run_main(["--resume", str(run), "--epochs", "2", "--no-progress"], capsys)
     assert code == 2 and err.count("\n") == 1 and "field optimizer_state" in err and "Traceback" not in err
-    if field.startswith(r"\.state"):  # the digest covers the tensors (the settings are checked as above)
-        torch.save({**valid_checkpoint, "optimizer_state": optimizer_state}, run / CHECKPOINT)
-        with pytest.raises(CheckpointError, match=f"{CHECKPOINT}: field {DIGEST}: its tensors do not match"):
-            load_checkpoint(run)
+    torch.save({**valid_checkpoint, "optimizer_state": optimizer_state}, run / CHECKPOINT)  # the digest kept
+    with pytest.raises(CheckpointError, match=f"{CHECKPOINT}: field {DIGEST}: the content does not match"):
+        load_checkpoint(run)
 
 
 def test_the_unedited_optimizer_state_passes_and_resumes(valid_checkpoint):
@@ -206,18 +201,16 @@ def test_load_tensors_names_the_file_with_the_caller_s_error(tmp_path):
 
 
 def test_checkpoints_store_the_plain_config_and_a_validated_train_config(tmp_path, valid_checkpoint):
-    assert valid_checkpoint["format"] == FORMAT == 2
+    assert valid_checkpoint["format"] == FORMAT == 3
     assert valid_checkpoint["config"] == FCVAE(hidden=(16,)).plain_config()
-    assert TrainConfig(
-        **{k: v for k, v in valid_checkpoint["train_config"].items() if k != "train_images"}
-    ) == TrainConfig(epochs=1, batch_size=100)
+    assert TrainConfig.from_dict(valid_checkpoint["train_config"]) == TrainConfig(epochs=1, batch_size=100)
     for train_config, why in (
         ({"target_capacity": 5.0}, "target_capacity"),  # the setting of format 1: gone
-        ({"gamma": 3.0}, "only apply with capacity"),
+        ({"gamma": 3.0}, "gamma only apply with objective B"),
         ({"epochs": 0}, "epochs must be >= 1"),
     ):
         torch.save(
-            {**valid_checkpoint, "train_config": {**valid_checkpoint["train_config"], **train_config}},
+            {**valid_checkpoint, DIGEST: None, "train_config": {**valid_checkpoint["train_config"], **train_config}},
             tmp_path / "edited.pt",
         )
         with pytest.raises(CheckpointError, match=f"edited.pt: field train_config: .*{why}"):
@@ -296,14 +289,14 @@ def test_a_checkpoint_whose_tensor_bytes_changed_is_refused_by_load_resume_and_e
     tmp_path, tiny_data, capsys, loaded_once
 ):
     """Case 1: torch.load does not check the zip's CRC, so 100 flipped bytes in a weight used to train and
-    evaluate on; the digest of the tensors refuses them in one line, and no eval.json is written."""
+    evaluate on; the digest refuses them in one line, and no eval.json is written."""
     import evaluate
 
     run = tmp_path / "run"
     tiny_fit(tiny_data, run)
     xor_inside_a_tensor(run / CHECKPOINT, load_checkpoint(run)["model_state"]["encoder.1.weight"])
     torch.load(run / CHECKPOINT, weights_only=True)  # still loads: only the digest can tell
-    with pytest.raises(CheckpointError, match=f"{CHECKPOINT}: field {DIGEST}: its tensors do not match") as error:
+    with pytest.raises(CheckpointError, match=f"{CHECKPOINT}: field {DIGEST}: the content does not match") as error:
         load_checkpoint(run)
     assert "\n" not in str(error.value)
     code, err = run_main(["--resume", str(run), "--epochs", "2", "--no-progress"], capsys)
@@ -312,30 +305,78 @@ def test_a_checkpoint_whose_tensor_bytes_changed_is_refused_by_load_resume_and_e
         evaluate.main([str(run), "--train-limit", "200", "--iwae-images", "10"])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.count("\n") == 1 and DIGEST in err
-    assert not (run / evaluate.EVAL_FILE).exists()
+    assert not (run / EVAL_FILE).exists()
 
 
-def test_a_checkpoint_without_a_digest_still_loads_and_a_resumed_one_gains_it(tmp_path, tiny_data, valid_checkpoint):
+EDITS = {  # trust round five, case 3: each loaded, resumed and evaluated without a word while the digest covered
+    "activation": lambda c: c["config"].update(activation="elu"),  # only the tensors
+    "likelihood": lambda c: c["config"].update(likelihood="continuous_bernoulli"),
+    "training beta": lambda c: c["train_config"].update(beta=5.0),
+    "history": lambda c: c["history"][0]["test"].update(recon=1.0),
+    "epoch": lambda c: c["history"][0].update(seconds=0.5),
+}
+
+
+@pytest.mark.parametrize("field", EDITS)
+def test_an_edit_to_the_settings_or_the_history_is_refused_by_the_digest_of_the_whole(field, tmp_path, tiny_data):
+    run = tmp_path / "run"
+    tiny_fit(tiny_data, run)
+    edited = load_checkpoint(run)
+    EDITS[field](edited)
+    torch.save(edited, run / CHECKPOINT)
+    with pytest.raises(CheckpointError, match=f"field {DIGEST}: the content does not match"):
+        load_checkpoint(run)
+
+
+def test_a_checkpoint_without_a_digest_loads_unverified_said_once_and_stays_so_when_resumed(
+    tmp_path, tiny_data, valid_checkpoint, capsys, loaded_once
+):
+    """Case 3: the digest removed and the weights scaled by 1.05 was accepted silently, and resuming it wrote a fresh
+    valid digest over the tampered weights. Now every command says it is unverified, and it stays so."""
+    import evaluate
+
     run = tmp_path / "run"
     run.mkdir()
-    torch.save({k: v for k, v in valid_checkpoint.items() if k != DIGEST}, run / CHECKPOINT)  # written before digests
-    assert DIGEST not in load_checkpoint(run)
-    tiny_fit(tiny_data, run, epochs=2, checkpoint=load_checkpoint(run))
-    assert len(load_checkpoint(run)[DIGEST]) == 64
+    tampered = {k: v for k, v in valid_checkpoint.items() if k != DIGEST}
+    tampered["model_state"] = {k: v * 1.05 for k, v in tampered["model_state"].items()}
+    torch.save(tampered, run / CHECKPOINT)
+    said = []
+    folder = RunFolder(run, log=said.append)
+    assert folder.checkpoint[DIGEST] is None and not folder.verified and folder.epoch == 1
+    assert len(said) == 1 and "unverified" in said[0] and str(run / CHECKPOINT) in said[0]
+    code, err = run_main(["--resume", str(run), "--epochs", "2", "--no-progress"], capsys)
+    assert code == 0 and err.count("unverified") == 1
+    assert load_checkpoint(run)[DIGEST] is None and load_checkpoint(run)["epoch"] == 2  # no fresh digest
+    evaluate.main([str(run), "--train-limit", "200", "--iwae-images", "10", "--samples", "20", "--k", "1"])
+    assert capsys.readouterr().err.count("unverified") == 1
+    saved = json.loads((run / EVAL_FILE).read_text())
+    assert saved["checkpoint_verified"] is False and saved["checkpoint_digest"] is None
 
 
-def test_eval_json_names_the_checkpoint_file_and_tensor_digests(tmp_path, tiny_data):
+def test_a_format_2_checkpoint_loads_unverified(tmp_path, valid_checkpoint):
+    run = tmp_path / "run"
+    run.mkdir()
+    old = {**{k: v for k, v in valid_checkpoint.items() if k != DIGEST}, "format": 2, "tensor_sha256": "ab" * 32}
+    torch.save(old, run / CHECKPOINT)
+    loaded = load_checkpoint(run)
+    assert loaded[DIGEST] is None and "tensor_sha256" not in loaded and not RunFolder(run, log=list().append).verified
+
+
+def test_eval_json_names_the_checkpoint_file_and_its_digest(tmp_path, tiny_data):
     import evaluate
     from files import sha256
 
     run = tmp_path / "run"
     tiny_fit(tiny_data, run)
     result = evaluate.evaluate_run(
-        run, tiny_data, evaluate.EvalConfig(k=1, iwae_images=5, samples=20, eval_limit=50), classifier.load_classifier()
+        RunFolder(run),
+        tiny_data.limited(test=50),
+        evaluate.EvalConfig(k=1, iwae_images=5, samples=20),
+        classifier.load_classifier(),
     )
-    saved = json.loads((run / evaluate.EVAL_FILE).read_text())
-    assert saved["checkpoint_tensor_sha256"] == load_checkpoint(run)[DIGEST] == result["checkpoint_tensor_sha256"]
-    assert saved["checkpoint_sha256"] == sha256(run / CHECKPOINT)
+    saved = json.loads((run / EVAL_FILE).read_text())
+    assert saved["checkpoint_digest"] == load_checkpoint(run)[DIGEST] == result["checkpoint_digest"]
+    assert saved["checkpoint_verified"] is True and saved["checkpoint_sha256"] == sha256(run / CHECKPOINT)
 
 
 def test_a_checkpoint_loads_onto_another_device_with_its_digest_intact(tmp_path, tiny_data):

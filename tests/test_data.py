@@ -8,7 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import data
-from data import DataError, batches, find_data_dir, load_split, read_idx, to_unit_range
+import fashion_mnist
+from data import DATASETS, DataError, batches, load_dataset
+from fashion_mnist import find_data_dir, load_split, read_idx
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -94,7 +96,7 @@ def test_fuzzed_bytes_load_or_raise_data_error(tmp_path, payload, gz, header):
 
 
 def test_missing_data_gives_instructions_without_downloading(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "download_with_torchvision", lambda: pytest.fail("must not download"))
+    monkeypatch.setattr(fashion_mnist, "download_with_torchvision", lambda: pytest.fail("must not download"))
     with pytest.raises(DataError, match="FASHION_MNIST_DIR.*apt-get install dataset-fashion-mnist"):
         find_data_dir(tmp_path)
     monkeypatch.setenv("FASHION_MNIST_DIR", str(tmp_path))
@@ -103,13 +105,13 @@ def test_missing_data_gives_instructions_without_downloading(tmp_path, monkeypat
 
 
 def test_search_order_prefers_explicit_folder(tmp_path, monkeypatch):
-    for images_name, labels_name in data.FILES.values():
+    for images_name, labels_name in fashion_mnist.FILES.values():
         write(tmp_path / images_name, idx_bytes(np.zeros((1, 28, 28))))
         write(tmp_path / labels_name, idx_bytes(np.zeros(1)))
     monkeypatch.setenv("FASHION_MNIST_DIR", str(tmp_path))
     assert find_data_dir() == tmp_path
     with pytest.raises(DataError, match="expected 60000 images"):  # 1-image files are not Fashion-MNIST
-        data.load_fashion_mnist()
+        load_dataset("fashion-mnist")
 
 
 def test_real_dataset_shapes_ranges_and_classes(fmnist):
@@ -117,19 +119,38 @@ def test_real_dataset_shapes_ranges_and_classes(fmnist):
     assert fmnist.train_images.min() == 0.0 and fmnist.train_images.max() == 1.0
     assert torch.bincount(fmnist.train_labels).tolist() == [6000] * 10
     assert torch.bincount(fmnist.test_labels).tolist() == [1000] * 10
+    assert fmnist.name == "fashion-mnist" and len(fmnist.class_names) == 10 and not fmnist.has_factors
 
 
-def test_gaussian_scaling_and_limit(fmnist, loaded_once):
-    signed = data.load_fashion_mnist("gaussian", limit=100)
-    assert signed.train_images.shape == (100, 1, 28, 28) and len(signed.test_images) == 10000
-    assert signed.train_images.min() == -1.0 and signed.train_images.max() == 1.0
-    torch.testing.assert_close(to_unit_range(signed.train_images, signed.likelihood), fmnist.train_images[:100])
-    same = loaded_once("gaussian", limit=100)  # the tests' stand-in for reading the files again: the same tensors
+def test_limit_and_the_tests_stand_in_for_reading_the_files(fmnist, loaded_once):
+    limited = load_dataset("fashion-mnist", limit=100)
+    assert limited.train_images.shape == (100, 1, 28, 28) and len(limited.test_images) == 10000
+    assert torch.equal(limited.train_images, fmnist.train_images[:100])
+    same = loaded_once("fashion-mnist", limit=100)  # the tests' stand-in: the same tensors, fewer test images
     for name in ("train_images", "train_labels", "test_images", "test_labels"):
-        assert torch.equal(getattr(same, name), getattr(signed, name)[: len(getattr(same, name))])
-    assert same.likelihood.name == "gaussian" and len(same.train_images) == 100 and len(same.test_images) == 2000
+        assert torch.equal(getattr(same, name), getattr(limited, name)[: len(getattr(same, name))])
+    assert len(same.train_images) == 100 and len(same.test_images) == 2000
     with pytest.raises(ValueError, match="limit"):
-        data.load_fashion_mnist(limit=0)
+        load_dataset("fashion-mnist", limit=0)
+
+
+def test_a_dataset_is_chosen_by_name_and_an_unknown_name_is_one_line():
+    assert set(DATASETS) == {"fashion-mnist", "shapes"}
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'; choose one of fashion-mnist, shapes"):
+        load_dataset("mnist")
+
+
+def test_the_shapes_dataset_trains_on_every_combination_and_tests_on_a_fixed_ten_thousand_of_them():
+    shapes = load_dataset("shapes")
+    assert shapes.train_images.shape == (70560, 1, 28, 28) and shapes.test_images.shape == (10000, 1, 28, 28)
+    assert shapes.factor_names == ("shape", "scale", "orientation", "x", "y") and shapes.has_factors
+    assert shapes.class_names == ("square", "ellipse", "heart")
+    assert torch.equal(shapes.train_labels, shapes.train_factors[:, 0])
+    rows = {tuple(row) for row in shapes.test_factors.tolist()}  # the test images are training images
+    assert len(rows) == 10000 and rows <= {tuple(row) for row in shapes.train_factors.tolist()}
+    again = load_dataset("shapes")
+    assert torch.equal(again.test_factors, shapes.test_factors) and torch.equal(again.test_images, shapes.test_images)
+    assert shapes.limited(train=5, test=3).train_factors.shape == (5, 5)
 
 
 def test_batches_visit_every_image_once():

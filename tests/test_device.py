@@ -11,7 +11,8 @@ from conftest import run_main, tiny_fit
 import evaluate
 import metrics
 from data import batches
-from models import FCVAE, dataset_loss
+from models import FCVAE
+from objectives import dataset_loss
 
 
 def strict(draw):

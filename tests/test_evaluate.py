@@ -12,10 +12,13 @@ from torch.distributions import Normal
 from classifier import features_and_probs, load_classifier
 from config import EvalConfig, TrainConfig
 from data import batches
-from evaluate import EVAL_FILE, SAMPLER_NAMES, SANITY_NAMES, evaluate, summary
+from evaluate import evaluate, summary
 from evaluate import main as evaluate_main
 from metrics import active_units, frechet_distance, iwae_nll
-from models import EVAL_BATCH_SIZE, FCVAE, count_parameters, dataset_loss, reconstruction_nll
+from models import EVAL_BATCH_SIZE, FCVAE, count_parameters
+from objectives import dataset_loss, reconstruction_nll
+from quality import SAMPLER_NAMES, SANITY_NAMES, reference_features
+from runs import EVAL_FILE
 from samplers import AggregateSampler, ClassSampler, PriorSampler, decode, interpolate, posterior_means
 from train import fit
 
@@ -83,13 +86,7 @@ def test_active_units_counts_a_collapsed_dimension_as_inactive(fmnist):
 
 
 def test_evaluate_reports_every_metric(trained, small_fmnist):
-    data = type(small_fmnist)(
-        small_fmnist.train_images,
-        small_fmnist.train_labels,
-        small_fmnist.test_images[:1000],
-        small_fmnist.test_labels[:1000],
-        "bernoulli",
-    )  # sanity sets: 1,000 images each
+    data = small_fmnist.limited(test=1000)  # sanity sets: 1,000 images each
     result = evaluate(trained, data, beta=1.0, config=EvalConfig(k=5, samples=500, iwae_images=500))
     assert result["elbo"]["total"] == pytest.approx(result["elbo"]["recon"] + result["elbo"]["kl"])
     assert result["loss"] == pytest.approx(result["elbo"]["total"])  # beta = 1
@@ -137,19 +134,14 @@ def test_evaluate_reports_every_metric(trained, small_fmnist):
 
 
 def test_evaluate_with_a_reference_computes_the_same_numbers(trained, small_fmnist):
-    from evaluate import reference_features
-
-    data = type(small_fmnist)(
-        small_fmnist.train_images[:500],
-        small_fmnist.train_labels[:500],
-        small_fmnist.test_images[:300],
-        small_fmnist.test_labels[:300],
-        "bernoulli",
-    )
+    data = small_fmnist.limited(train=500, test=300)
     classifier, config = load_classifier(), EvalConfig(k=2, iwae_images=100, samples=50)
     fresh = evaluate(trained, data, 1.0, config, classifier)
     given = evaluate(trained, data, 1.0, config, classifier, reference_features(classifier, data))
-    drop = lambda result: {k: v for k, v in result.items() if k != "seconds"}  # noqa: E731
+
+    def drop(result):
+        return {k: v for k, v in result.items() if k != "seconds"}
+
     assert drop(fresh) == drop(given)
 
 
@@ -266,10 +258,10 @@ def test_evaluation_needs_enough_images_for_the_balls_and_the_knn():
     from metrics import DC_NEIGHBOURS, NEIGHBOURS
 
     least = max(DC_NEIGHBOURS + 1, NEIGHBOURS)
-    check_data_sizes(least, DC_NEIGHBOURS + 1, EvalConfig())
+    check_data_sizes(least, DC_NEIGHBOURS + 1)
     for train_images, test_images in ((least - 1, 100), (100, DC_NEIGHBOURS)):
         with pytest.raises(ValueError, match=f"evaluation needs >= {DC_NEIGHBOURS + 1} test and training images"):
-            check_data_sizes(train_images, test_images, EvalConfig())
+            check_data_sizes(train_images, test_images)
     with pytest.raises(ValueError, match="samples must be >= 10"):
         EvalConfig(samples=3)
     with pytest.raises(ValueError, match="eval_limit must be >= 10"):

@@ -12,10 +12,10 @@ from PIL import Image
 from plotly.callbacks import Points
 
 import plots
-from config import ModelConfig, TrainConfig
-from data import CLASS_NAMES, to_unit_range
+from config import TrainConfig
 from explorer import CONTROLS, IMAGE_SIZE, PLAIN_TEXT, LatentExplorer, axis_ranges, png, static_figure
-from models import build_model
+from fashion_mnist import CLASS_NAMES
+from models import ModelConfig, build_model
 from samplers import central_range, posterior_means, top_dimensions
 from train import fit
 
@@ -47,7 +47,7 @@ def test_top_dimensions_are_the_ones_that_vary_most():
 
 def test_moving_a_slider_decodes_its_z_into_the_image(trained):
     model, means, labels = trained
-    explorer = LatentExplorer(model, means, labels)
+    explorer = LatentExplorer(model, means, labels, CLASS_NAMES)
     assert len(explorer.sliders) == model.latent_dim
     low, high = central_range(means)
     for slider, lo, hi in zip(explorer.sliders, low.tolist(), high.tolist()):  # the 1st-99th percentile, in steps
@@ -58,7 +58,7 @@ def test_moving_a_slider_decodes_its_z_into_the_image(trained):
     assert explorer.image.value != before
     image = pixels(explorer.image.value)
     assert image.shape == (IMAGE_SIZE, IMAGE_SIZE)
-    expected = to_unit_range(model.decode(explorer.z()[None]).detach(), model.likelihood)[0, 0].numpy() * 255
+    expected = model.decode(explorer.z()[None]).detach()[0, 0].numpy() * 255
     assert np.abs(image[:: IMAGE_SIZE // 28, :: IMAGE_SIZE // 28] - expected).max() <= 1  # the z the sliders show
     marker = explorer.figure.data[-1]  # the scatter marks the sliders' z
     coordinates = [marker.x, marker.y, getattr(marker, "z", None)]
@@ -68,7 +68,7 @@ def test_moving_a_slider_decodes_its_z_into_the_image(trained):
 
 def test_the_class_button_moves_the_sliders_to_the_class_mean(trained):
     model, means, labels = trained
-    explorer = LatentExplorer(model, means, labels)
+    explorer = LatentExplorer(model, means, labels, CLASS_NAMES)
     explorer.classes.value = 7
     explorer.button.click()
     target = means[labels == 7].mean(0)
@@ -78,7 +78,7 @@ def test_the_class_button_moves_the_sliders_to_the_class_mean(trained):
 
 def test_sliders_step_finely_and_show_their_steps(trained):
     model, means, labels = trained
-    explorer = LatentExplorer(model, means, labels)
+    explorer = LatentExplorer(model, means, labels, CLASS_NAMES)
     for slider in explorer.sliders:
         track = CONTROLS[1] - 110  # pixels at most, less the description and the value
         assert (slider.max - slider.min) / slider.step > track  # a step is finer than a pixel of the track
@@ -99,7 +99,7 @@ def test_sliders_step_finely_and_show_their_steps(trained):
 
 def test_the_scatter_fits_the_latent_size(trained):
     model, means, labels = trained
-    figure = LatentExplorer(model, means, labels).figure
+    figure = LatentExplorer(model, means, labels, CLASS_NAMES).figure
     assert len(figure.data) == 11  # ten classes and the slider marker
     assert figure.data[0].type == ("scatter3d" if model.latent_dim >= 3 else "scattergl")
     assert sum(len(trace.x) for trace in figure.data[:10]) == len(means)
@@ -108,7 +108,7 @@ def test_the_scatter_fits_the_latent_size(trained):
 
 def test_latent_figures_build(trained):
     model, means, labels = trained
-    fig = plots.plot_latent_projections(means, labels)
+    fig = plots.plot_latent_projections(means, labels, CLASS_NAMES)
     assert len(fig.axes) == {1: 1, 2: 1, 3: 3, 5: 3}[model.latent_dim]
     assert ("3 of 5" in fig._suptitle.get_text()) == (model.latent_dim == 5)
     plt.close(fig)
@@ -130,7 +130,7 @@ def untrained():
 
 def test_clicking_a_point_moves_the_sliders_to_its_image(untrained):
     model, means, labels, images = untrained
-    explorer = LatentExplorer(model, means, labels, images)
+    explorer = LatentExplorer(model, means, labels, CLASS_NAMES, images)
     trace, point = explorer.figure.data[7], 3  # the fourth Sneaker
     index = int(trace.customdata[point])
     assert labels[index] == 7
@@ -152,7 +152,7 @@ def test_clicking_a_point_moves_the_sliders_to_its_image(untrained):
 
 def test_clicks_without_images_move_the_sliders_only(untrained):
     model, means, labels, _ = untrained
-    explorer = LatentExplorer(model, means, labels)
+    explorer = LatentExplorer(model, means, labels, CLASS_NAMES)
     explorer.on_point_click(explorer.figure.data[2], SimpleNamespace(point_inds=[1]), None)
     index = int(explorer.figure.data[2].customdata[1])
     assert explorer.z().tolist() == on_sliders(explorer, means[index])
@@ -161,7 +161,7 @@ def test_clicks_without_images_move_the_sliders_only(untrained):
 
 def test_going_to_a_class_mean_after_a_click_no_longer_shows_the_clicked_image(untrained):
     model, means, labels, images = untrained
-    explorer = LatentExplorer(model, means, labels, images)
+    explorer = LatentExplorer(model, means, labels, CLASS_NAMES, images)
     blank = explorer.picked.value
     explorer.go_to_image(4)
     assert "test image 4" in explorer.picked_label.value and "test image 4" in explorer.z_label.value
@@ -176,7 +176,7 @@ def test_going_to_a_class_mean_after_a_click_no_longer_shows_the_clicked_image(u
 def test_a_class_absent_from_the_data_is_a_clear_error(untrained):
     model, means, labels, images = untrained
     kept = labels != 3
-    explorer = LatentExplorer(model, means[kept], labels[kept], images[kept])
+    explorer = LatentExplorer(model, means[kept], labels[kept], CLASS_NAMES, images[kept])
     assert 3 not in [value for _, value in explorer.classes.options]  # the menu offers only the classes present
     before = explorer.z().tolist()
     with pytest.raises(ValueError, match=f"class 3 \\({CLASS_NAMES[3]}\\)") as error:
@@ -190,9 +190,9 @@ def test_labels_or_images_of_another_length_are_a_clear_error(untrained, offset)
     model, means, labels, images = untrained
     n = len(means)
     with pytest.raises(ValueError, match=f"^{n + offset} labels for {n} posterior means"):
-        LatentExplorer(model, means, torch.arange(n + offset) % 10)
+        LatentExplorer(model, means, torch.arange(n + offset) % 10, CLASS_NAMES)
     with pytest.raises(ValueError, match=f"^{n + offset} images for {n} posterior means"):
-        LatentExplorer(model, means, labels, torch.rand(n + offset, 1, 28, 28))
+        LatentExplorer(model, means, labels, CLASS_NAMES, torch.rand(n + offset, 1, 28, 28))
 
 
 def test_axis_ranges_frame_the_cloud_in_a_cube(untrained):
@@ -203,7 +203,7 @@ def test_axis_ranges_frame_the_cloud_in_a_cube(untrained):
         assert a < lo and hi < b  # the 1st-99th percentile, plus the same share of margin on every axis
         assert (lo - a) / (hi - lo) == pytest.approx(0.1) and (b - hi) / (hi - lo) == pytest.approx(0.1)
     assert ranges[0][1] < 10  # the outlier at 50 does not stretch the view
-    scene = LatentExplorer(model, means, labels).figure.layout.scene
+    scene = LatentExplorer(model, means, labels, CLASS_NAMES).figure.layout.scene
     assert scene.aspectmode == "cube"  # the same length on screen: z2, three times wider, does not flatten the rest
     shown = [bound for axis in (scene.xaxis, scene.yaxis, scene.zaxis) for bound in axis.range]
     assert shown == pytest.approx([bound for span in ranges for bound in span])
@@ -211,7 +211,7 @@ def test_axis_ranges_frame_the_cloud_in_a_cube(untrained):
 
 def test_the_layout_wraps_and_marks_z_without_emoji(untrained):
     model, means, labels, images = untrained
-    explorer = LatentExplorer(model, means, labels, images)
+    explorer = LatentExplorer(model, means, labels, CLASS_NAMES, images)
     assert explorer.layout.flex_flow == "row wrap"
     controls = explorer.children[1]
     assert int(controls.layout.flex.split()[-1].removesuffix("px")) >= 300  # px: the sliders fill it
@@ -221,7 +221,7 @@ def test_the_layout_wraps_and_marks_z_without_emoji(untrained):
 
 def test_the_output_is_the_widget_then_a_static_picture(trained):
     model, means, labels = trained
-    widget, still = LatentExplorer(model, means, labels).outputs()
+    widget, still = LatentExplorer(model, means, labels, CLASS_NAMES).outputs()
     assert "application/vnd.jupyter.widget-view+json" in widget  # a live kernel shows the widget
     assert "image/png" not in widget  # else an export without widget state would show the picture twice
     assert widget["text/plain"] == PLAIN_TEXT and len(PLAIN_TEXT) < 80
@@ -232,8 +232,8 @@ def test_the_output_is_the_widget_then_a_static_picture(trained):
 
 def test_the_static_picture_names_the_classes_in_readable_type(trained):
     model, means, labels = trained
-    explorer = LatentExplorer(model, means, labels)
-    fig = static_figure(means, labels, explorer.dims, explorer.z(), explorer.decoded())
+    explorer = LatentExplorer(model, means, labels, CLASS_NAMES)
+    fig = static_figure(means, labels, explorer.dims, explorer.z(), explorer.decoded(), CLASS_NAMES)
     fig.draw_without_rendering()
     assert [text.get_text() for text in fig.legends[0].get_texts()] == list(CLASS_NAMES)
     texts = [label for ax in fig.axes for label in ax.get_xticklabels() + ax.get_yticklabels() if label.get_text()]
@@ -251,9 +251,9 @@ def test_an_html_export_shows_the_static_picture_with_or_without_widget_state(tm
     from nbconvert import HTMLExporter
 
     source = (
-        "import torch\nfrom config import ModelConfig\nfrom explorer import LatentExplorer\n"
-        "from models import build_model\nmodel = build_model(ModelConfig(hidden=(16,)), seed=0).eval()\n"
-        "LatentExplorer(model, torch.randn(100, 3), torch.arange(100) % 10)"
+        "import torch\nfrom explorer import LatentExplorer\nfrom fashion_mnist import CLASS_NAMES\n"
+        "from models import ModelConfig, build_model\nmodel = build_model(ModelConfig(hidden=(16,)), seed=0).eval()\n"
+        "LatentExplorer(model, torch.randn(100, 3), torch.arange(100) % 10, CLASS_NAMES)"
     )
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
     nbclient.NotebookClient(

@@ -10,28 +10,40 @@ LAB = {f"lab.{path.stem}": path for path in (ROOT / "lab").glob("*.py") if path.
 MODULES = {**CORE, **LAB}
 # each core module, and the project modules it may import
 FLOORS = {
-    "likelihoods": set(),
     "cli": set(),
     "files": set(),
-    "config": {"likelihoods"},
-    "models": {"config", "likelihoods"},
-    "data": {"likelihoods"},
+    "likelihoods": set(),
+    "disentanglement": set(),
+    "fashion_mnist": set(),
+    "shapes": {"files"},
+    "models": {"cli", "likelihoods"},
+    "objectives": {"likelihoods", "models"},
+    "data": {"fashion_mnist", "shapes"},
+    "config": {"cli", "data", "objectives"},
     "checkpoint": {"config", "files", "models"},
-    "train": {"checkpoint", "cli", "config", "data", "files", "models"},
-    "samplers": {"data", "models"},
-    "metrics": {"data", "models"},
-    "classifier": {"checkpoint", "cli", "data", "files", "models"},
-    "evaluate": {"checkpoint", "classifier", "cli", "config", "data", "files", "metrics", "models", "samplers"},
-    "plots": {"config", "data", "models", "samplers"},
-    "webpage": {"checkpoint", "config", "data", "files", "likelihoods", "models", "samplers"},
-    "explorer": {"cli", "config", "data", "models", "plots", "samplers", "webpage"},
+    "runs": {"checkpoint", "config", "files", "models"},
+    "train": {"checkpoint", "cli", "config", "data", "files", "models", "objectives", "runs"},
+    "samplers": {"models"},
+    "metrics": {"models", "objectives"},
+    "classifier": {"checkpoint", "fashion_mnist", "files", "models"},
+    "quality": {"classifier", "config", "data", "metrics", "models", "samplers"},
+    "evaluate": {
+        *("checkpoint", "classifier", "cli", "config", "data", "disentanglement", "files", "metrics", "models"),
+        *("objectives", "quality", "runs", "samplers"),
+    },
+    "plots": {"models", "samplers"},
+    "webpage": {"checkpoint", "data", "files", "models", "runs", "samplers"},
+    "explorer": {"cli", "models", "plots", "samplers", "webpage"},
 }
 
 
 def project_imports(path: Path) -> set[str]:
-    """Project modules that `path` imports anywhere (top level or inside functions)."""
+    """Project modules that `path` imports anywhere (top level or inside functions), but for type checking."""
     names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    for block in [n for n in ast.walk(tree) if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"]:
+        block.body = []  # imports for type annotations only: they never run
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -66,7 +78,7 @@ def test_each_core_module_imports_only_the_floors_below_it_and_never_the_lab():
 def test_core_files_read_in_one_sitting_and_the_lab_files_stay_small():
     """About 300 lines a file, kept by splitting by responsibility (ruff formats every line: nothing is packed)."""
     lines = {name: len(path.read_text().splitlines()) for name, path in MODULES.items()}
-    waiting = {"checkpoint", "evaluate", "models", "lab.sweep", "lab.study"}  # grown by ruff format: split next
+    waiting = {"explorer", "lab.sweep", "lab.study"}  # grown by ruff format or the refactor: split next
     assert all(lines[name] <= 300 for name in CORE if name not in waiting), {
         n: lines[n] for n in CORE if lines[n] > 300
     }

@@ -8,9 +8,8 @@ import torch
 
 import metrics
 from classifier import features_and_probs, load_classifier
-from data import FashionMNISTData
-from evaluate import ONE_CLASS, SANITY_NAMES, Reference, blur, reference_features, sanity_sets
 from metrics import ball_counts, class_mix, density_coverage, knn_radii, precision_recall
+from quality import ONE_CLASS, SANITY_NAMES, Reference, blur, reference_features, sanity_sets
 
 
 # ---------------------------------------------------------------------------------------------- hand-made features
@@ -94,13 +93,7 @@ def classifier():
 @pytest.fixture(scope="module")
 def data(fmnist):
     """2,000 test images as the reference; 20,000 training images (about 2,000 of the one class)."""
-    return FashionMNISTData(
-        fmnist.train_images[:20000],
-        fmnist.train_labels[:20000],
-        fmnist.test_images[:2000],
-        fmnist.test_labels[:2000],
-        "bernoulli",
-    )
+    return fmnist.limited(train=20000, test=2000)
 
 
 @pytest.fixture(scope="module")
@@ -140,16 +133,6 @@ def test_sanity_sets_are_the_four_sets_in_unit_range(data):
     assert torch.equal(sets["blurred"], blur(data.test_images)) and not torch.equal(sets["blurred"], data.test_images)
     assert torch.equal(sets["noise"], sanity_sets(data, seed=3)["noise"])
     assert not torch.equal(sets["noise"], sanity_sets(data, seed=4)["noise"])
-    signed = FashionMNISTData(
-        data.train_images[:300] * 2 - 1,
-        data.train_labels[:300],
-        data.test_images[:100] * 2 - 1,
-        data.test_labels[:100],
-        "gaussian",
-    )
-    for name, images in sanity_sets(signed).items():  # in [0, 1] whatever the likelihood's range
-        assert 0.0 <= images.min() and images.max() <= 1.0, name
-    assert torch.allclose(sanity_sets(signed)["real"], data.train_images[:100], atol=1e-6)
 
 
 def test_reference_features_rank_the_sanity_sets(reference, data, classifier):

@@ -1,4 +1,4 @@
-"""The per-model figures: titles naming the model, images shown in [0, 1] whatever the likelihood's range."""
+"""The per-model figures: titles naming the model, images shown in [0, 1] whatever the likelihood."""
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import plots
-from config import ModelConfig
-from models import build_model
+from fashion_mnist import CLASS_NAMES
+from models import ModelConfig, build_model
 
 matplotlib.use("Agg")
 
@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 @pytest.fixture(scope="module", params=["fc", "cnn"])
 def tiny(request):
     config = ModelConfig(model=request.param, hidden=(16,), channels=(4, 4), likelihood="gaussian")
-    images = torch.rand(20, 1, 28, 28) * 2 - 1  # the gaussian likelihood's data range, [-1, 1]
+    images = torch.rand(20, 1, 28, 28)  # every likelihood takes images in [0, 1]
     return build_model(config, seed=0).eval(), images, torch.arange(20) % 10
 
 
@@ -26,20 +26,22 @@ def test_every_per_model_figure_names_the_model_and_shows_images_in_unit_range(t
     means = torch.randn(50, model.latent_dim)
     figures = [
         plots.plot_samples(model, z),
-        plots.plot_reconstructions(model, images, labels, per_class=2),
-        plots.plot_latent_projections(means, torch.arange(50) % 10, name=name),
+        plots.plot_reconstructions(model, images, labels, CLASS_NAMES, per_class=2),
+        plots.plot_latent_projections(means, torch.arange(50) % 10, CLASS_NAMES, name=name),
         plots.plot_latent_map(model, means, steps=5),
         plots.plot_traversal(model, steps=5),
-        plots.plot_samplers(model, z, z, z),
-        plots.plot_interpolation(model, images, labels, [(0, 1)], steps=3),
+        plots.plot_samplers(model, z, z, z, CLASS_NAMES),
+        plots.plot_interpolation(model, images, labels, CLASS_NAMES, [(0, 1)], steps=3),
         plots.plot_curves(
             [{"epoch": 1, "train": {"recon": 2.0, "kl": 1.0}, "test": {"recon": 2.5, "kl": 1.1}}], name=name
         ),
     ]
     for fig in figures:
         assert fig.get_suptitle().startswith(f"{name}: "), fig.get_suptitle()
-    real = figures[1].axes[1].images[0].get_array()  # the real test images, converted from [-1, 1]
-    assert real.min() >= 0 and real.max() <= 1 and abs(real[1:29, 1:29] - (images[0, 0].numpy() + 1) / 2).max() < 1e-6
+    real = figures[1].axes[1].images[0].get_array()  # the real test images, as they are
+    assert real.min() >= 0 and real.max() <= 1 and abs(real[1:29, 1:29] - images[0, 0].numpy()).max() < 1e-6
+    decoded = figures[0].axes[0].images[0].get_array()  # gaussian: tanh mapped to [0, 1]
+    assert decoded.min() >= 0 and decoded.max() <= 1
     assert (
         plots.plot_curves([{"epoch": 1, "train": {"recon": 2, "kl": 1}, "test": {"recon": 2, "kl": 1}}]).get_suptitle()
         == "training curves"

@@ -18,16 +18,24 @@ from hypothesis import strategies as st
 
 import checkpoint
 import evaluate
-import models
 import train
-from checkpoint import CHECKPOINT, METRICS, CheckpointError, load_checkpoint, lock, restore, run_folder, save_checkpoint
+from checkpoint import CHECKPOINT, CheckpointError, load_checkpoint, restore, save_checkpoint
 from cli import unavailable
 from config import TrainConfig
-from data import DataError, FashionMNISTData, find_data_dir
+from data import DataError, Dataset
+from fashion_mnist import find_data_dir
 from files import write_json
 from models import FCVAE
+from objectives import BetaH
+from quality import SANITY_NAMES
+from runs import EVAL_FILE, METRICS, RunFolder, lock
 from samplers import AggregateSampler, ClassSampler
 from train import fit
+
+
+def run_folder(path):
+    """Hold a run folder for writing, as fit does."""
+    return RunFolder(path).hold()
 
 
 # ---------------------------------------------------------------------------------------------- runs lost
@@ -49,7 +57,7 @@ def test_fit_into_an_existing_run_refuses_or_moves_it_aside(tmp_path, tiny_data)
     run = tmp_path / "run"
     tiny_fit(tiny_data, run)
     before = (run / CHECKPOINT).read_bytes()
-    with pytest.raises(CheckpointError, match=r"already holds a run.*checkpoint=load_checkpoint.*overwrite=True"):
+    with pytest.raises(CheckpointError, match=r"already holds a run.*checkpoint=RunFolder.*overwrite=True"):
         tiny_fit(tiny_data, run, epochs=2)
     assert (run / CHECKPOINT).read_bytes() == before
     lines = []
@@ -101,7 +109,7 @@ def test_resume_removes_stale_temporary_files_and_rewrites_metrics(tmp_path, tin
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(models, "beta_vae_loss", interrupt)
+    monkeypatch.setattr(BetaH, "loss", interrupt)
     with pytest.raises(KeyboardInterrupt):
         tiny_fit(tiny_data, run, epochs=2, checkpoint=load_checkpoint(run))
     assert not any(path.exists() for path in stale)
@@ -138,7 +146,7 @@ def test_ctrl_c_before_the_first_checkpoint_is_one_line_and_leaves_no_folder(
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(*(train, "load_fashion_mnist") if where == "data" else (checkpoint.torch, "save"), interrupt)
+    monkeypatch.setattr(*(train, "load_dataset") if where == "data" else (checkpoint.torch, "save"), interrupt)
     out = tmp_path / "new" / "run"
     code, err = run_main([*TINY, "--out", str(out)], capsys)
     assert code == 130 and "Traceback" not in err and "before anything was saved" in err
@@ -146,15 +154,15 @@ def test_ctrl_c_before_the_first_checkpoint_is_one_line_and_leaves_no_folder(
 
 
 def test_resume_hint_is_shell_quoted(tmp_path, capsys, monkeypatch, loaded_once):
-    real_loss, calls = models.beta_vae_loss, {"n": 0}
+    real_loss, calls = BetaH.loss, {"n": 0}
 
-    def interrupt_in_epoch_two(output, x, *args, **kwargs):
+    def interrupt_in_epoch_two(self, output, x, *args):
         calls["n"] += 1
         if calls["n"] == 5:  # 3 steps per epoch
             raise KeyboardInterrupt
-        return real_loss(output, x, *args, **kwargs)
+        return real_loss(self, output, x, *args)
 
-    monkeypatch.setattr(models, "beta_vae_loss", interrupt_in_epoch_two)
+    monkeypatch.setattr(BetaH, "loss", interrupt_in_epoch_two)
     out = tmp_path / "my run"
     code, err = run_main([*TINY, "--epochs", "3", "--batch-size", "100", "--out", str(out)], capsys)
     assert code == 130 and f"python train.py --resume {shlex.quote(str(out))}" in err and "'" in err
@@ -163,7 +171,7 @@ def test_resume_hint_is_shell_quoted(tmp_path, capsys, monkeypatch, loaded_once)
 @pytest.fixture(scope="module")
 def valid_checkpoint(tmp_path_factory):
     """A resumable checkpoint of a tiny model after one epoch, as a dict."""
-    tiny = FashionMNISTData(*(torch.zeros(200, 1, 28, 28), torch.zeros(200, dtype=torch.long)) * 2, "bernoulli")
+    tiny = Dataset("zeros", *(torch.zeros(200, 1, 28, 28), torch.zeros(200, dtype=torch.long)) * 2, ("a",))
     run = tmp_path_factory.mktemp("valid") / "run"
     tiny_fit(tiny, run)
     return load_checkpoint(run)
@@ -180,7 +188,7 @@ def edited(checkpoint_dict, edit):
 
 
 EDITS = {
-    "format": lambda c: c.update(format=3),
+    "format": lambda c: c.update(format=4),
     "format (tensor([]))": lambda c: c.update(format=torch.zeros(0)),  # compared with ==, it was a RuntimeError
     "epoch": lambda c: c.update(epoch=-1),
     "history": lambda c: c.update(history=[]),
@@ -195,6 +203,7 @@ EDITS = {
     "rng.train": lambda c: c["rng"].update(train=torch.zeros(3)),
     "train_config": lambda c: c["train_config"].update(beta="high"),
     "surprise": lambda c: c.update(surprise=1),
+    "model_state (non-finite weights)": lambda c: c["model_state"]["encoder.1.weight"].fill_(float("nan")),
     "rng": lambda c: c.pop("rng"),
 }
 
@@ -309,13 +318,13 @@ def test_small_or_huge_evaluation_inputs_are_one_line_errors(args, message, tiny
 def test_evaluation_settings_too_small_are_one_line_errors_before_any_work(
     args, message, tiny_run, capsys, monkeypatch
 ):
-    for name in ("load_checkpoint", "load_fashion_mnist", "load_classifier", "evaluate_run"):
+    for name in ("RunFolder", "load_dataset", "load_classifier", "evaluate_run"):
         monkeypatch.setattr(evaluate, name, lambda *args, **kwargs: pytest.fail("worked before refusing"))
     with pytest.raises(SystemExit) as exit_info:
         evaluate.main([str(tiny_run), *args])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and message in err and err.count("\n") == 1, err
-    assert not (tiny_run / evaluate.EVAL_FILE).exists()
+    assert not (tiny_run / EVAL_FILE).exists()
 
 
 def test_the_smallest_evaluation_settings_accepted_complete(tiny_run, tmp_path, capsys, loaded_once):
@@ -342,9 +351,9 @@ def test_the_smallest_evaluation_settings_accepted_complete(tiny_run, tmp_path, 
         )
         == 0
     )
-    result = json.loads((run / evaluate.EVAL_FILE).read_text())
+    result = json.loads((run / EVAL_FILE).read_text())
     assert (result["samples"], result["test_images"], result["train_images"]) == (10, 10, 100)
-    assert set(result["sanity"]) == set(evaluate.SANITY_NAMES) and f"every metric: {run}" in capsys.readouterr().out
+    assert set(result["sanity"]) == set(SANITY_NAMES) and f"every metric: {run}" in capsys.readouterr().out
 
 
 def test_evaluate_refuses_non_finite_weights_and_unwritable_folders_before_computing(
@@ -353,7 +362,7 @@ def test_evaluate_refuses_non_finite_weights_and_unwritable_folders_before_compu
     monkeypatch.setattr(evaluate, "load_classifier", lambda: None)
     broken = tmp_path / "broken"
     state = load_checkpoint(tiny_run)
-    state["model_state"]["encoder.1.weight"][0, 0] = float("nan")
+    state["model_state"]["decoder.2.weight"][0, 0] = float("nan")  # the decoder's, as the encoder's
     state.pop(checkpoint.DIGEST)  # as if written so (a digest would refuse the change itself)
     broken.mkdir()
     torch.save(state, broken / CHECKPOINT)

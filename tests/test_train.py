@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import models
-from checkpoint import CheckpointError, load_checkpoint, load_model, load_model_state, save_checkpoint
-from config import ModelConfig, TrainConfig
+from checkpoint import CheckpointError, load_checkpoint, load_model_state, save_checkpoint
+from config import TrainConfig
 from files import WriteError
-from models import CNNVAE, FCVAE, LossTerms, build_model, dataset_loss
+from models import CNNVAE, FCVAE, ModelConfig, build_model
+from objectives import BetaH, LossTerms, dataset_loss
+from runs import RunFolder
 from train import TrainingError, fit, main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +44,7 @@ def test_checkpoint_round_trip_restores_identical_outputs(tmp_path, small_fmnist
     torch.manual_seed(0)
     model = CNNVAE(likelihood="bernoulli")
     fit(model, small_fmnist, TrainConfig(epochs=1), out_dir=tmp_path, **QUIET)
-    restored = load_model(tmp_path)
+    restored = RunFolder(tmp_path).model()
     model.eval()
     x = small_fmnist.test_images[:16]
     assert torch.equal(restored(x).recon, model(x).recon)
@@ -95,18 +96,18 @@ def test_the_same_seed_gives_the_same_numbers_and_another_seed_others(tmp_path, 
 
 
 def test_non_finite_loss_stops_with_message_and_keeps_last_checkpoint(tmp_path, small_fmnist, monkeypatch):
-    real_loss, calls = models.beta_vae_loss, {"n": 0}
+    real_loss, calls = BetaH.loss, {"n": 0}
     steps_per_epoch = 2000 // 128 + 1
 
-    def loss_that_fails_in_epoch_two(output, x, *args, **kwargs):
-        terms = real_loss(output, x, *args, **kwargs)
+    def loss_that_fails_in_epoch_two(self, output, x, *args):
+        terms = real_loss(self, output, x, *args)
         if output.recon.requires_grad:
             calls["n"] += 1
             if calls["n"] == steps_per_epoch + 3:
                 return LossTerms(terms.recon * float("nan"), terms.kl, terms.total * float("nan"))
         return terms
 
-    monkeypatch.setattr(models, "beta_vae_loss", loss_that_fails_in_epoch_two)
+    monkeypatch.setattr(BetaH, "loss", loss_that_fails_in_epoch_two)
     torch.manual_seed(0)
     with pytest.raises(
         TrainingError,
@@ -129,8 +130,17 @@ def test_non_finite_gradient_is_caught(small_fmnist):
 def test_fit_takes_its_settings_as_a_train_config_only(small_fmnist):
     with pytest.raises(TypeError):
         fit(FCVAE(hidden=(16,)), small_fmnist, epochs=1, **QUIET)  # the old **settings are gone
-    with pytest.raises(ValueError, match="likelihood is 'gaussian'"):
-        fit(FCVAE(hidden=(16,), likelihood="gaussian"), small_fmnist, TrainConfig(epochs=1), **QUIET)
+
+
+def test_batch_normalisation_refuses_a_last_batch_of_one_image_before_training(small_fmnist, capsys, loaded_once):
+    """Trust round five, case 7: FC --norm batch with a last batch of one image gave torch's own text."""
+    with pytest.raises(ValueError, match=r"last batch of each epoch holds one image \(129 training images"):
+        fit(FCVAE(hidden=(16,), norm="batch"), small_fmnist.limited(train=129), TrainConfig(epochs=1), **QUIET)
+    code = main(
+        ["--model", "fc", "--norm", "batch", "--train-limit", "257", "--out", "/nonexistent/x", "--no-progress"]
+    )
+    assert code == 2 and "batch normalisation cannot train on one" in capsys.readouterr().err
+    fit(FCVAE(hidden=(16,)), small_fmnist.limited(train=129), TrainConfig(epochs=1), **QUIET)  # no norm: fine
 
 
 @pytest.mark.parametrize("existed", [True, False])
@@ -253,16 +263,16 @@ def test_cli_end_to_end_and_resume_continues_the_epoch_count(tmp_path, capsys, l
 
 
 def test_ctrl_c_saves_the_last_epoch_and_says_how_to_resume(tmp_path, capsys, monkeypatch, loaded_once):
-    real_loss, calls = models.beta_vae_loss, {"n": 0}
+    real_loss, calls = BetaH.loss, {"n": 0}
 
-    def interrupt_in_epoch_two(output, x, *args, **kwargs):
+    def interrupt_in_epoch_two(self, output, x, *args):
         if output.recon.requires_grad:
             calls["n"] += 1
             if calls["n"] == 6:  # 4 steps per epoch
                 raise KeyboardInterrupt
-        return real_loss(output, x, *args, **kwargs)
+        return real_loss(self, output, x, *args)
 
-    monkeypatch.setattr(models, "beta_vae_loss", interrupt_in_epoch_two)
+    monkeypatch.setattr(BetaH, "loss", interrupt_in_epoch_two)
     out = tmp_path / "run"
     code = main(
         ["--model", "fc", "--hidden", "32", "--epochs", "3", "--train-limit", "500", "--out", str(out), "--no-progress"]
@@ -314,8 +324,11 @@ def test_ctrl_c_while_the_imports_load_exits_130_without_a_traceback(tmp_path):
         (["--norm", "layer"], "invalid choice: 'layer'"),
         (["--activation", "tanh"], "invalid choice: 'tanh'"),
         (["--channels", "16", "x"], "invalid int value"),
-        (["--gamma", "3"], "only apply with capacity"),
-        (["--capacity-epochs", "4"], "only apply with capacity"),
+        (["--gamma", "3"], "only apply with objective B"),
+        (["--capacity-epochs", "4"], "only apply with objective B"),
+        (["--objective", "TC", "--capacity", "3"], "capacity only apply with objective B, not TC"),
+        (["--objective", "B"], "--capacity must be given for objective B"),
+        (["--dataset", "mnist"], "invalid choice: 'mnist'"),
         (["--capacity", "-1"], "--capacity must be >= 0"),
     ],
 )
@@ -329,7 +342,7 @@ def test_bad_command_line_is_one_line_and_exit_status_2(args, message, tmp_path,
 
 def test_gamma_and_capacity_epochs_need_capacity():
     for settings in ({"gamma": 3.0}, {"capacity_epochs": 4}, {"gamma": 3.0, "capacity_epochs": 4}):
-        with pytest.raises(ValueError, match="only apply with capacity"):
+        with pytest.raises(ValueError, match="only apply with objective B"):
             TrainConfig(**settings)
         assert TrainConfig(capacity=5.0, **settings).capacity == 5.0
     with pytest.raises(TypeError):
@@ -393,8 +406,6 @@ def test_samplers_py_is_not_a_command(monkeypatch):
 
 
 def test_a_run_killed_with_sigkill_resumes_to_the_same_weights_and_history(tmp_path, fmnist):
-    from data import FashionMNISTData
-
     run, settings = tmp_path / "run", ["--hidden", "16", "--train-limit", "300", "--batch-size", "100", "--seed", "4"]
     process = subprocess.Popen(
         [sys.executable, "train.py", *settings, "--epochs", "1000", "--no-progress", "--out", str(run)],
@@ -416,9 +427,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_weights_and_history(tmp_p
     assert process.returncode == -signal.SIGKILL, stderr
     saved = load_checkpoint(run)  # the last checkpoint is whole, whatever the kill interrupted
     epochs = saved["epoch"] + 1
-    data = FashionMNISTData(
-        fmnist.train_images[:300], fmnist.train_labels[:300], fmnist.test_images, fmnist.test_labels, "bernoulli"
-    )  # what train.py loaded
+    data = fmnist.limited(train=300)  # what train.py loaded
     config = TrainConfig(epochs=epochs, batch_size=100, seed=4, train_limit=300)
     straight = build_model(ModelConfig(hidden=(16,)), seed=4)
     straight_history = fit(straight, data, config, **QUIET)
