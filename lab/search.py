@@ -269,3 +269,13 @@ def recover(study: optuna.Study, storage: Any, runs_dir: Path) -> list[FrozenTri
             retry(study, t, f"nobody holds {folder}: its worker is gone")
             os.close(fd)
     return study.get_trials(deepcopy=False)
+
+
+def kept_records(trials: list[FrozenTrial]) -> dict[str, str]:
+    """The runs whose record a smaller run did not replace (write_record refused; not done since): run -> why."""
+    done = {t.user_attrs.get("run") for t in trials if t.state == TrialState.COMPLETE}
+    return {
+        t.user_attrs["run"]: t.user_attrs["refused"]
+        for t in trials
+        if t.state == TrialState.FAIL and "refused" in t.user_attrs and t.user_attrs["run"] not in done
+    }
