@@ -523,3 +523,83 @@ def test_a_table_that_the_study_rewrites_says_whether_its_rows_changed(tmp_path)
     assert write_part("demo", table, "a demo", ["python -m lab.sweep --model cnn"], tmp_path, False).endswith(
         "CHANGED: 1 rows differ"
     )
+
+
+# ----------------------------------------------------------------------------------- trust, round five: case 6
+def deep(text):
+    return '{"name": ' + "[" * 100_000 + "]" * 100_000 + "}"
+
+
+def nested(text):
+    record, inner = json.loads(text), []
+    for _ in range(200):
+        inner = [inner]
+    return json.dumps({**record, "eval": {**record["eval"], "notes": inner}})
+
+
+def digits(count):
+    return lambda text: text.replace('"parameters": 1069590', f'"parameters": {"9" * count}', 1)
+
+
+def edited(change):
+    def edit(text):
+        record = json.loads(text)
+        change(record)
+        return json.dumps(record)
+
+    return edit
+
+
+DAMAGED = [
+    ("deep nesting", deep, "unreadable (nested too deeply)"),
+    ("nested 200 levels", nested, "nested deeper than 8 levels (a run record nests 4)"),
+    ("5000-digit integer", digits(5000), "unreadable (Exceeds the limit (4300 digits) for integer string conversion)"),
+    ("4000-digit integer", digits(4000), "holds NaN, infinite or out-of-range numbers"),
+    (
+        "wrong type",
+        edited(lambda r: r["eval"].update(mse_per_class=list(r["eval"]["mse_per_class"].values()))),
+        "not a run record ($.eval.mse_per_class: an array, not an object)",
+    ),
+    (
+        "config not an object",
+        edited(lambda r: r.update(config="fc")),
+        "not a run record ($.config: a string, not an object)",
+    ),
+    (
+        "missing key",
+        edited(lambda r: r["eval"].pop("samplers")),
+        "not a run record ($.eval: 'samplers' is a required property)",
+    ),
+]
+
+
+@pytest.mark.parametrize("damage, line", [case[1:] for case in DAMAGED], ids=[case[0] for case in DAMAGED])
+def test_a_damaged_record_is_one_line_naming_it_and_nothing_is_written(tmp_path, capsys, damage, line):
+    """Each was a raw traceback (RecursionError, ValueError, AttributeError, KeyError: 'samplers')."""
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    runs.mkdir()
+    shutil.copy(COMMITTED / "fc-bernoulli-z3-beta0.1.json", runs)
+    damaged = runs / "fc-bernoulli-z3-beta2.json"
+    damaged.write_text(damage((COMMITTED / damaged.name).read_text()))
+    args = ["--records-dir", str(runs), "--results-dir", str(results), "--img-dir", str(tmp_path / "img")]
+    assert study.main(args) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{damaged}: {line}",
+        "lab.study: no table or figure written (1 problems above)",
+    ]
+    assert not results.exists() and not (tmp_path / "img").exists()
+
+
+@pytest.mark.parametrize("option", ["--img-dir", "--results-dir"])
+def test_an_unwritable_output_folder_is_one_line_before_anything_is_written(tmp_path, capsys, option):
+    """--img-dir on a read-only mount wrote the tables, then an OSError traceback (/proc: no one can write there)."""
+    folders = {"--results-dir": str(tmp_path / "results"), "--img-dir": str(tmp_path / "img"), option: "/proc/study"}
+    with pytest.raises(SystemExit) as exit_info:
+        study.main([arg for pair in folders.items() for arg in pair])
+    error = capsys.readouterr().err
+    assert (
+        exit_info.value.code == 2
+        and error.startswith(f"lab.study: error: {option} /proc/study is not writable (")
+        and error.count("\n") == 1
+    )
+    assert not list(tmp_path.iterdir())
