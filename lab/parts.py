@@ -1,11 +1,13 @@
 """The study's tables: for each, its title, the sweep commands that train its runs, which runs it takes (`where`:
-a tuple means any of), how it groups them over seeds and which columns it shows; and the A-vs-B comparisons."""
+a tuple means any of) and the protocol they follow (lab/protocol.py), how it groups them over seeds and which columns
+it shows; and the A-vs-B comparisons."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from config import TrainConfig
+from lab.protocol import FULL, SCREEN
 from models import FAMILIES, ModelConfig
 from objectives import dataset_scaled_beta
 
@@ -227,6 +229,7 @@ DESIGN_PARTS: dict[str, dict[str, Any]] = {
         "commands": [DESIGN.format(name, grid) for name, grid in DESIGNS.items()]
         + ["and any other run within the budget at 10 epochs or more (e.g. the frontier's 12x12)"],
         "where": {**ANY_ARCHITECTURE, "model": "cnn", "seed": 0},
+        "protocol": SCREEN,
         "group": ["architecture"],
         "columns": ["parameters", "recon_epoch10"],
     },
@@ -239,7 +242,8 @@ DESIGN_PARTS: dict[str, dict[str, Any]] = {
             for name in ("decoder3", "k5")
         ]
         + [SEEDS],
-        "where": {**ANY_ARCHITECTURE, "epochs": TrainConfig.epochs},
+        "where": ANY_ARCHITECTURE,
+        "protocol": FULL,
         "group": ["model", "architecture"],
         "columns": [
             "recon",
@@ -254,6 +258,9 @@ DESIGN_PARTS: dict[str, dict[str, Any]] = {
         ],
     },
 }
+for part in PARTS.values():  # every table but the design screen: 20 epochs, all images, the full evaluation
+    part["protocol"] = FULL
+DEFAULT_PART = {"where": DEFAULT, "protocol": FULL, "commands": [SEEDS]}  # the default runs over seeds
 # A vs B on every metric with the study's verdict: (name, part whose rows it pairs, field, A, B, metrics)
 COMPARISONS = [
     ("fc-vs-cnn", "seeds", "model", "fc", "cnn", HEADLINE),

@@ -6,13 +6,14 @@ and are not in git)."""
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from files import write_json
+from lab import record_schema
 from lab.machine import machine
+from lab.protocol import facts, smaller
 from lab.search import run_name
 from runs import EVAL_FILE, METRICS
 
@@ -26,45 +27,30 @@ class RecordError(Exception):
     """A run record or run folder is unreadable or inconsistent; the message names the file."""
 
 
-def finite(value: Any) -> bool:
-    """Whether every number in `value` (nested dicts and lists) is finite."""
-    if isinstance(value, dict):
-        return all(finite(v) for v in value.values())
-    if isinstance(value, list):
-        return all(finite(v) for v in value)
-    return not isinstance(value, float) or math.isfinite(value)
+class SmallerRun(RecordError):
+    """A run with fewer epochs or a smaller evaluation than the record it would replace; the message names both."""
 
 
 def check_record(record: Any, where: Path) -> dict[str, Any]:
-    """`record` if it is a complete record (settings, epochs, evaluation of the last epoch); else RecordError."""
-
-    def need(ok: bool, why: str) -> None:
-        if not ok:
-            raise RecordError(f"{where}: {why}")
-
-    need(
-        isinstance(record, dict) and {"name", "config", "parameters", "epochs", "eval"} <= set(record),
-        "not a run record (name, config, parameters, epochs, eval)",
-    )
-    need(isinstance(record["config"], dict) and isinstance(record["config"].get("epochs"), int), "config: no epochs")
-    need(
-        isinstance(record["epochs"], list)
-        and all(isinstance(e, dict) and isinstance(e.get("test"), dict) for e in record["epochs"]),
-        "epochs: not a list of epochs",
-    )
-    need(
-        isinstance(record["eval"], dict) and record["eval"].get("epoch") == len(record["epochs"]),
-        "eval: not the evaluation of the last epoch",
-    )
-    need(finite(record), "holds NaN or infinite numbers")
+    """`record` if it is a complete record (lab/record_schema.py, and the evaluation of its last epoch); else
+    RecordError naming `where`."""
+    why = record_schema.problem(record)
+    if why is None and record["eval"]["epoch"] != len(record["epochs"]):
+        why = "eval: not the evaluation of the last epoch"
+    if why:
+        raise RecordError(f"{where}: {why}")
     return record
 
 
 def read_json(path: Path) -> Any:
+    """The JSON in `path`; RecordError naming it when it cannot be read (a number beyond Python's 4300 digits, or
+    nesting too deep for the parser, included)."""
     try:
         return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise RecordError(f"{path}: unreadable ({error})") from None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise RecordError(f"{path}: unreadable ({str(error).split(': value has')[0]})") from None
+    except RecursionError:
+        raise RecordError(f"{path}: unreadable (nested too deeply)") from None
 
 
 def record_of(run_dir: Path) -> dict[str, Any]:
@@ -72,34 +58,41 @@ def record_of(run_dir: Path) -> dict[str, Any]:
     metrics, evaluation = read_json(run_dir / METRICS), read_json(run_dir / EVAL_FILE)
     if not isinstance(metrics, dict) or not isinstance(evaluation, dict):
         raise RecordError(f"{run_dir}: metrics.json or eval.json is not a JSON object")
+    epochs = [e for e in metrics.get("epochs") or [] if isinstance(e, dict)]
     record = {
         "name": run_dir.name,
         "config": metrics.get("config"),
         "parameters": metrics.get("parameters"),
-        "epochs": [
-            {k: v for k, v in e.items() if k != "seconds"} for e in metrics.get("epochs") or [] if isinstance(e, dict)
-        ],
-        "seconds": sum(e.get("seconds", 0) for e in metrics.get("epochs") or [] if isinstance(e, dict)),
+        "epochs": [{k: v for k, v in e.items() if k != "seconds"} for e in epochs],
+        "seconds": sum(e["seconds"] for e in epochs if type(e.get("seconds")) in (int, float)),
         "eval": {k: v for k, v in evaluation.items() if k not in ("run", "seconds")},
     }
     return check_record(record, run_dir)
 
 
-def write_record(run_dir: Path, records_dir: Path = RECORDS_DIR) -> str:
+def write_record(run_dir: Path, records_dir: Path = RECORDS_DIR, replace: bool = False) -> str:
     """Write the record of `run_dir` as records_dir/NAME.json (indented JSON: diffs stay small), with the machine
-    that writes it (CPU model, oneDNN ISA limit). Returns a note when it replaces a record with other numbers (git
-    diff shows them), else ''."""
+    that writes it (CPU model, oneDNN ISA limit). SmallerRun, and nothing written, where that would replace a record
+    with more epochs or a fuller evaluation, unless `replace`. Returns a note when it replaces a record with other
+    numbers (git diff shows them), else ''."""
     path = Path(records_dir) / f"{run_dir.name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
     record = {**record_of(run_dir), "machine": machine()}
     try:
-        before = read_json(path) if path.exists() else None
+        before = check_record(read_json(path), path) if path.exists() else None
     except RecordError:
         before = {}
+    less = smaller(facts(record), facts(before)) if before else []
+    if less and not replace:
+        raise SmallerRun(f"{path}: not replaced by a smaller run ({', '.join(less)}); --replace-records replaces it")
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, record)
+    if less:
+        return f"{path}: replaced a record made with more ({', '.join(less)}), as --replace-records asked"
     if before is None or {**before, "seconds": 0, "machine": 0} == {**record, "seconds": 0, "machine": 0}:
         return ""
-    common = min(len(before.get("epochs") or []), len(record["epochs"]))
+    if not before:
+        return f"{path}: replaced a damaged record (git diff {path} shows it)"
+    common = min(len(before["epochs"]), len(record["epochs"]))
     if common and before["epochs"][:common] == record["epochs"][:common] and common < len(record["epochs"]):
         return f"{path}: extended its record from {common} to {len(record['epochs'])} epochs"
     return f"{path}: replaced a record with other numbers (git diff {path} shows them)"

@@ -35,6 +35,7 @@ STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")  # it becomes part 
 START_GRACE = 60.0  # journal: a running trial without a run folder after this long lost its worker
 TRIAL_LOCK = ".trial"  # RUN/.trial: held by the trial's worker from before it names the run until it is told
 MAX_NAME = 120  # a longer run name is cut and ends in a digest of the whole name
+OPTIONS = {"beta": "--betas ", "seed": "--seeds ", "latent_dim": "--latent-dim ", "epochs": "--epochs "}
 
 
 def parse_value(field: str, text: str) -> Any:
@@ -230,10 +231,33 @@ def make_job(args: Any) -> Job:
             raise ValueError(
                 option_error(error).replace("--beta ", "--betas ").replace("--seed ", "--seeds ")
             ) from None
+    same_folder([dict(zip(grid, values)) for values in product(*grid.values())])
     job = Search(grid, args.budget, args.trials) if args.search else Job(grid)
     if args.search and (len(job.points) > 1 or not job.fits):
         raise ValueError("--search needs one value per setting, a cnn model and a --budget its smallest design fits")
     return job
+
+
+def same_folder(points: list[dict[str, Any]]) -> None:
+    """ValueError when two points that differ in a setting their model uses name the same run folder (names keep 6
+    significant digits: beta 0.1 and 0.1000001 are both beta0.1): the second would find the first's run, and be
+    refused after the first trained."""
+    seen: dict[str, dict[str, Any]] = {}
+    for point in points:
+        name, used = run_name(point), {k: v for k, v in point.items() if k in uses(point)}
+        other = seen.setdefault(name, used)
+        if other != used:
+            field = next(k for k in used if used[k] != other.get(k))
+            raise ValueError(
+                f"{OPTIONS.get(field, f'--set {field}=')}{as_param(other[field])} and {as_param(used[field])} name the "
+                f"same run folder {name} (run names keep 6 significant digits): give values that differ there"
+            )
+
+
+def uses(point: dict[str, Any]) -> set[str]:
+    """The settings of a grid point that its model uses."""
+    model_config, config = split(point)
+    return {*model_config.as_dict(), *dataclasses.asdict(config)}
 
 
 def study_name(base: str, job: Job, evaluation: dict[str, Any]) -> str:
@@ -276,3 +300,13 @@ def recover(study: optuna.Study, storage: Any, runs_dir: Path) -> list[FrozenTri
             retry(study, t, f"nobody holds {folder}: its worker is gone")
             os.close(fd)
     return study.get_trials(deepcopy=False)
+
+
+def kept_records(trials: list[FrozenTrial]) -> dict[str, str]:
+    """The runs whose record a smaller run did not replace (write_record refused; not done since): run -> why."""
+    done = {t.user_attrs.get("run") for t in trials if t.state == TrialState.COMPLETE}
+    return {
+        t.user_attrs["run"]: t.user_attrs["refused"]
+        for t in trials
+        if t.state == TrialState.FAIL and "refused" in t.user_attrs and t.user_attrs["run"] not in done
+    }

@@ -3,6 +3,7 @@ Optuna's heartbeat), one-line errors for a storage that cannot be used or a data
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -66,7 +67,14 @@ def open_storage(storage: str, heartbeat: int) -> optuna.storages.BaseStorage:
             return JournalStorage(JournalFileBackend(storage))
         except OSError as error:
             raise StorageError(f"cannot write {storage} ({error.strerror})") from None
-    url = sqlalchemy.engine.make_url(storage)
+    try:
+        url = sqlalchemy.engine.make_url(storage)
+    except (sqlalchemy.exc.ArgumentError, ValueError) as error:
+        port = re.search(r"invalid literal for int\(\) with base 10: (.*)", str(error))
+        raise StorageError(
+            f"not a database URL ({f'its port {port[1]} is not a number' if port else 'SQLAlchemy cannot read it'}): "
+            "KIND[+DRIVER]://USER:PASSWORD@HOST:PORT/DATABASE, or a journal file's path"
+        ) from None
     if url.get_backend_name() == "sqlite" and not Path(url.database or ":memory:").parent.is_dir():
         raise StorageError(f"folder {Path(url.database).parent} does not exist")
     if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
@@ -79,11 +87,19 @@ def open_storage(storage: str, heartbeat: int) -> optuna.storages.BaseStorage:
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
         )
     except ImportError as error:
-        raise StorageError(f"its database driver is not installed ({error.__cause__ or error})") from None
+        raise StorageError(f"its database driver is not installed ({error.__cause__ or error}){other(url)}") from None
     except sqlalchemy.exc.NoSuchModuleError:
         raise StorageError(f"unknown database kind {url.drivername!r} (postgresql, mysql, sqlite, ...)") from None
     except (sqlalchemy.exc.SQLAlchemyError, OSError, ValueError) as error:
         raise StorageError(one_line(error)) from None
+
+
+def other(url: sqlalchemy.engine.URL) -> str:
+    """A database URL with a driver that is installed, when SQLAlchemy's default for the kind is not: '; ...'."""
+    if url.get_backend_name() == "postgresql" and url.drivername != "postgresql+psycopg2":
+        if importlib.util.find_spec("psycopg2"):
+            return "; psycopg2 is (lab/requirements.txt): write postgresql+psycopg2://..."
+    return ""
 
 
 def one_line(error: BaseException) -> str:

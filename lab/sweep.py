@@ -35,8 +35,8 @@ from data import DataError, Dataset, load_dataset
 from evaluate import check_data_sizes, evaluate_run, summary
 from files import WriteError, unwritable
 from lab.machine import available_workers, cores, onednn_isa, supervise
-from lab.records import RecordError, write_record
-from lab.search import TRIAL_LOCK, Job, Search, make_job, recover, run_name, split, study_name
+from lab.records import RecordError, SmallerRun, write_record
+from lab.search import TRIAL_LOCK, Job, Search, kept_records, make_job, recover, run_name, split, study_name
 from lab.storage import LOST, StorageError, check_journal, lost_database, one_line, open_storage, quiet_heartbeat, shown
 from lab.tables import read_table, write_table
 from likelihoods import LIKELIHOODS
@@ -155,7 +155,12 @@ def run_trial(study: optuna.Study, job: Job, args: argparse.Namespace) -> None:
             weights = data.classifier_weights
             result = evaluate_run(run, data, args.eval, weights and classifier(weights), reference(*key))
         action += ", cached evaluation" if cached else f", evaluated in {result['seconds']:.0f} s"
-        if note := write_record(folder, Path(args.records_dir)):
+        try:
+            note = write_record(folder, Path(args.records_dir), replace=args.replace_records)
+        except SmallerRun as error:  # the trial fails: the same command with --replace-records retries it
+            trial.set_user_attr("refused", str(error))
+            raise
+        if note:
             print(note, flush=True)
         print(f"{folder}: {action}", flush=True)
         done.extend([folder, summary(result)])
@@ -176,7 +181,7 @@ def run_trial(study: optuna.Study, job: Job, args: argparse.Namespace) -> None:
         return done[1][args.objective]
 
     try:
-        study.optimize(objective, n_trials=1, catch=(TrainingError,))
+        study.optimize(objective, n_trials=1, catch=(TrainingError, SmallerRun))
     except (ValueError, UpdateFinishedTrialError):
         if not done:
             raise
@@ -271,6 +276,11 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Job, OneLineParser]
     add("--img-dir", default="img", help="figures (default img)")
     add("--records-dir", help="run records (default RESULTS_DIR/runs: they follow --results-dir)")
     add("--force", action="store_true", help="replace a table even by one with fewer rows")
+    add(
+        "--replace-records",
+        action="store_true",
+        help="let a run with fewer epochs or a smaller evaluation replace its record (refused otherwise)",
+    )
     add("--no-progress", action="store_true", help="no progress bars")
     add("--worker", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -347,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     print(f"done in {time.perf_counter() - started:.0f} s: " + ", ".join(map(str, files)))
     print(files[1].read_text(), end="") if files else None
+    kept = kept_records(study.get_trials(deepcopy=False))
+    missing = [name for name in missing if name not in kept]
+    print(*(f"sweep: {line}" for line in kept.values()), sep="\n", file=sys.stderr) if kept else None
     if refused or missing:
         print(
             f"sweep: {refused}"
@@ -355,8 +368,7 @@ def main(argv: list[str] | None = None) -> int:
             f"the errors above); run the same command again to retry them",
             file=sys.stderr,
         )
-        return 1
-    return 0
+    return 1 if refused or missing or kept else 0
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import pandas as pd
 from tabulate import DataRow, TableFormat
 
 from files import write_text
+from lab.protocol import Protocol
 
 MARKDOWN = TableFormat(
     lineabove=None,
@@ -66,8 +67,17 @@ def read_table(stem: Path) -> list[dict[str, str]]:
         return []
 
 
-def write_part(name: str, table: pd.DataFrame, title: str, commands: list[str], results_dir: Path, force: bool) -> str:
-    """results/study-NAME.md and .csv, unless that would replace a committed table with fewer rows or seeds."""
+def write_part(
+    name: str,
+    table: pd.DataFrame,
+    title: str,
+    commands: list[str],
+    results_dir: Path,
+    force: bool,
+    protocol: Protocol | None = None,
+) -> str:
+    """results/study-NAME.md and .csv (a header with the commands of its runs and the protocol they follow, if
+    given), unless that would replace a committed table with fewer rows or seeds."""
     stem = results_dir / f"study-{name}"
     (rows, seeds), (kept_rows, kept_seeds) = [
         (len(t), t.get("seeds", pd.Series(1, t.index)).astype(str).str.split("/").explode().astype(int).sum())
@@ -84,7 +94,8 @@ def write_part(name: str, table: pd.DataFrame, title: str, commands: list[str], 
         table,
         stem,
         f"# Study: {title}\n\nMade by `python -m lab.study` from the run records of:\n\n{listed}"
-        "\nmean ± standard deviation over seeds\n\n",
+        + (f"\nProtocol: {protocol}; `lab.study` leaves out runs made otherwise.\n" if protocol else "")
+        + "\nmean ± standard deviation over seeds\n\n",
     )
     after = [read_table(stem), stem.with_suffix(".md").read_text()]
     old, new = ({tuple(row.items()) for row in rows} for rows in (before[0], after[0]))

@@ -15,10 +15,10 @@ import pytest
 import torch
 
 import train
-from config import ModelConfig, TrainConfig
-from data import FashionMNISTData
+from config import TrainConfig
+from data import Dataset
 from lab import bench, bench_report, bench_worker, conventional
-from models import FCVAE, build_model
+from models import FCVAE, ModelConfig, build_model
 
 ROOT = bench.ROOT
 
@@ -62,8 +62,10 @@ def test_floors_are_imports_plus_data_plus_the_replayed_layers_at_their_best(mon
     images = torch.rand(50, 1, 4, 4)
     monkeypatch.setattr(
         bench_worker,
-        "load_fashion_mnist",
-        lambda likelihood: FashionMNISTData(images, torch.zeros(50), images, torch.zeros(50), likelihood),
+        "load_dataset",
+        lambda name: Dataset(
+            name, images, torch.zeros(50, dtype=torch.long), images, torch.zeros(50, dtype=torch.long), ("a",)
+        ),
     )
     monkeypatch.setattr(bench_worker, "build_model", lambda config, seed: model)
     seen = []
@@ -102,7 +104,7 @@ def tv_root(tmp_path_factory):
 
 @pytest.mark.parametrize("loop", bench_worker.LOOPS)
 def test_each_loop_trains_the_model(loop, tv_root, small_fmnist, monkeypatch):
-    monkeypatch.setattr(bench_worker, "load_fashion_mnist", lambda likelihood: small_fmnist)
+    monkeypatch.setattr(bench_worker, "load_dataset", lambda name: small_fmnist)
     model = build_model(ModelConfig(), seed=0)
     before = [p.detach().clone() for p in model.parameters()]
     bench_worker.epoch_runner(model, loop, TrainConfig(), tv_root, (128,))(128)

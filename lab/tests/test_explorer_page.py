@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import webpage
-from data import CLASS_NAMES, to_unit_range
+from fashion_mnist import CLASS_NAMES
 from models import build_model
 from samplers import decode, posterior_means
 
@@ -239,10 +239,9 @@ def test_a_page_built_from_a_fresh_model_decodes_as_pytorch(browser, name, fmnis
     low, high = {"gaussian": (-1.0, 1.0)}.get(model.likelihood, (0.0, 1.0))
     images = fmnist.test_images[:FRESH_POINTS] * (high - low) + low
     path = tmp_path / f"{name}.html"
-    path.write_text(webpage.page_html(model, images, fmnist.test_labels[:FRESH_POINTS], "0" * 64, FRESH_POINTS))
-    data = check_page(
-        browser, path, model, to_unit_range(images, model.likelihood), fmnist.test_labels, record_property
-    )
+    labels = fmnist.test_labels[:FRESH_POINTS]
+    path.write_text(webpage.page_html(model, images, labels, fmnist.class_names, "0" * 64, FRESH_POINTS))
+    data = check_page(browser, path, model, images, fmnist.test_labels, record_property)
     assert torch.equal(torch.tensor(page_codes(data)), posterior_means(model, images))
     if name == "cnn-default-shape":
         check_layout(browser, path)

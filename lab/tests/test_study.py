@@ -10,9 +10,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lab import records, search, study, sweep, tables
+from lab import records, search, study, study_rows, study_tables, sweep, tables
+from lab.protocol import FULL, WORDS
 
 ROOT = Path(__file__).resolve().parents[2]
+COMMITTED = ROOT / "results" / "runs"
+TEMPLATE = json.loads((COMMITTED / "fc-bernoulli-z3-beta2.json").read_text())  # a committed record
+
+
+def size(epochs=FULL.epochs):
+    """lab.protocol.facts of a run of `epochs` epochs, trained and evaluated in full."""
+    return {**{name: getattr(FULL, name) for name in WORDS}, "epochs": epochs, "configured_epochs": epochs}
 
 
 def run(model="fc", seed=0, mse=0.02, **config):
@@ -28,6 +36,7 @@ def run(model="fc", seed=0, mse=0.02, **config):
         "default_architecture": True,
         "classifier": "weights",
         "run": f"{model}-{seed}",
+        "facts": size(config.get("epochs", FULL.epochs)),
         **config,
     }
 
@@ -37,7 +46,7 @@ def runs(*rows):
 
 
 def test_grouped_gives_mean_and_sample_std_over_seeds():
-    table = study.grouped(
+    table = study_rows.grouped(
         runs(run(seed=0, mse=1.0), run(seed=1, mse=2.0), run(seed=2, mse=3.0), run("cnn", mse=5.0)), ["model"], ["mse"]
     ).set_index("model")
     assert table.seeds.fc == 3 and (table.mse_mean.fc, table.mse_std.fc) == (2.0, 1.0)
@@ -48,14 +57,14 @@ def test_grouped_gives_mean_and_sample_std_over_seeds():
 def test_one_table_takes_runs_of_one_classifier_only_and_a_record_without_its_digest_is_the_committed_one():
     mixed = runs(run(seed=0), run(seed=1, classifier="retrained"))
     with pytest.raises(records.RecordError, match=r"different classifier weights.*retrained \(1: fc-1\)"):
-        study.grouped(mixed, ["model"], ["mse"])
+        study_rows.grouped(mixed, ["model"], ["mse"])
     [record] = records.load_records(ROOT / "results" / "runs")[0][:1]
     evaluation = {k: v for k, v in record["eval"].items() if k != "classifier_sha256"}
-    assert study.run_row({**record, "eval": evaluation})["classifier"] == records.CLASSIFIER_SHA256
+    assert study_rows.run_row({**record, "eval": evaluation})["classifier"] == records.CLASSIFIER_SHA256
 
 
 def test_a_difference_is_called_only_beyond_twice_the_larger_std_with_two_seeds_each():
-    call = lambda a, b: study.verdict(a, b, "a lower", "b lower")  # noqa: E731
+    call = lambda a, b: study_rows.verdict(a, b, "a lower", "b lower")  # noqa: E731
     assert call((1.0, 0.1), (1.3, 0.1)) == "a lower" and call((1.3, 0.1), (1.0, 0.1)) == "b lower"
     assert call((1.0, 0.1), (1.15, 0.1)) == "no difference called"
     assert call((1.0, 0.01), (1.3, 0.2)) == "no difference called"  # the larger std decides
@@ -63,7 +72,7 @@ def test_a_difference_is_called_only_beyond_twice_the_larger_std_with_two_seeds_
 
 
 def test_comparison_rows_pair_settings_that_differ_in_one_field():
-    table = study.grouped(
+    table = study_rows.grouped(
         runs(
             *[run(seed=s, mse=1.0 + 0.01 * s) for s in range(3)],
             *[run("cnn", seed=s, mse=2.0 + 0.01 * s) for s in range(3)],
@@ -71,7 +80,7 @@ def test_comparison_rows_pair_settings_that_differ_in_one_field():
         ["model", "beta"],
         ["mse"],
     )
-    [row] = study.comparison_rows(table, "model", "fc", "cnn", ["mse"]).to_dict("records")
+    [row] = study_rows.comparison_rows(table, "model", "fc", "cnn", ["mse"]).to_dict("records")
     assert row["verdict"] == "cnn higher" and row["seeds"] == "3/3" and row["beta"] == 0.1
     assert (row["fc_mean"], row["cnn_mean"]) == pytest.approx((1.01, 2.01))
 
@@ -81,12 +90,12 @@ def test_beta_steps_call_each_step_down_the_bernoulli_sweep_and_not_a_step_with_
         return {"recon": 240.0 + beta + 0.1 * seed, "mse": 0.02, "knn_accuracy": 0.75, "kl": 10 / beta}
 
     rows = [run(beta=b, seed=s, **metrics(b, s)) for b, seeds in ((4.0, 3), (2.0, 3), (1.0, 1)) for s in range(seeds)]
-    table = study.grouped(
+    table = study_rows.grouped(
         runs(*rows, run(beta=4.0, likelihood="gaussian", **metrics(4.0, 0))),
         ["model", "likelihood", "beta"],
         ["recon", "mse", "knn_accuracy", "kl"],
     )
-    steps = study.beta_steps(table).set_index(["step", "metric"])
+    steps = study_tables.beta_steps(table).set_index(["step", "metric"])
     assert list(steps.index.unique("step")) == ["4 → 2", "2 → 1"] and set(steps.likelihood) == {"bernoulli"}
     assert steps.to_minus_from["4 → 2", "recon"] == pytest.approx(-2.0) and steps.seeds["4 → 2", "recon"] == "3/3"
     assert (steps.verdict["4 → 2", "recon"], steps.verdict["4 → 2", "kl"]) == ("4 higher", "2 higher")
@@ -95,10 +104,10 @@ def test_beta_steps_call_each_step_down_the_bernoulli_sweep_and_not_a_step_with_
 
 
 def test_architecture_names_come_from_the_config_defaults():
-    assert study.architecture({"model": "fc"}) == "512x256"
-    assert study.architecture({"model": "cnn", "channels": [64, 80]}) == "64x80 k4"
+    assert study_rows.architecture({"model": "fc"}) == "512x256"
+    assert study_rows.architecture({"model": "cnn", "channels": [64, 80]}) == "64x80 k4"
     assert (
-        study.architecture({"model": "cnn", "channels": [24, 24], "decoder_channels": [40, 40], "norm": "batch"})
+        study_rows.architecture({"model": "cnn", "channels": [24, 24], "decoder_channels": [40, 40], "norm": "batch"})
         == "24x24 k4 decoder 40x40 batch"
     )
 
@@ -112,14 +121,16 @@ def record(epochs=2, evaluated=2, **config):
         "seed": 0,
         "epochs": epochs,
         "train_limit": None,
+        "train_images": 60000,
         **config,
     }
+    evaluation = {k: v for k, v in TEMPLATE["eval"].items() if k != "config"}  # every field a record has
     return {
         "name": search.run_name(config),
         "config": config,
         "parameters": 10,
         "epochs": [{"test": {"recon": 1.0}}] * epochs,
-        "eval": {"epoch": evaluated, "mse": 0.5, "beta": config["beta"], "parameters": 10},
+        "eval": {**evaluation, "epoch": evaluated, "mse": 0.5, "beta": config["beta"], "parameters": 10},
     }
 
 
@@ -129,7 +140,7 @@ def save(folder, content, name=None):
     return path
 
 
-def test_only_complete_finite_records_load_and_each_other_file_is_a_line(tmp_path, monkeypatch):
+def test_only_complete_finite_records_load_and_each_other_file_is_a_line(tmp_path):
     done = save(tmp_path, record())
     stale, nan = (
         save(tmp_path, record(seed=1, evaluated=1)),
@@ -139,13 +150,8 @@ def test_only_complete_finite_records_load_and_each_other_file_is_a_line(tmp_pat
     loaded, problems = records.load_records(tmp_path)
     assert [r["name"] for r in loaded] == [done.stem]
     assert sorted(line.split(":")[0] for line in problems) == sorted(map(str, (broken, garbage, nan, stale)))
-    monkeypatch.setattr(study, "summary", lambda result: {"mse": result["mse"]})
-    monkeypatch.setitem(loaded[0]["eval"], "mse_per_class", {})
-    assert study.run_row(loaded[0])["default_architecture"]
-    assert study.run_row({**loaded[0], "config": {**loaded[0]["config"], "train_limit": 500}}) is None
-
-
-COMMITTED = ROOT / "results" / "runs"
+    row = study_rows.run_row(loaded[0])
+    assert row["default_architecture"] and FULL.misses(row["facts"]) == ["epochs 2 < 20"]
 
 
 def test_a_record_copied_under_another_seed_is_named_and_not_counted(tmp_path):
@@ -226,7 +232,7 @@ def test_the_blur_test_passes_measures_that_rank_blurred_above_one_class():
         "recall": (0.9, 0.1, 0.001, 0.0),
         "unsure": (0.02, 0.01, 0.1, 0.01),
     }
-    sanity = {f"{m}_{s}": v for m, row in values.items() for s, v in zip(study.DIVERSITY_SANITY, row)}
+    sanity = {f"{m}_{s}": v for m, row in values.items() for s, v in zip(study_tables.DIVERSITY_SANITY, row)}
     sanity.update(
         {
             "coverage_recon_real": 0.97,
@@ -237,7 +243,7 @@ def test_the_blur_test_passes_measures_that_rank_blurred_above_one_class():
             "recall_recon_noise": 0.0,
         }
     )
-    table = study.sanity_rows(runs(run(**sanity), run("cnn", **sanity))).set_index("measure")
+    table = study_tables.sanity_rows(runs(run(**sanity), run("cnn", **sanity))).set_index("measure")
     assert table.loc["coverage", "blur test"] == "fails" and table.loc["class_entropy", "blur test"] == "passes"
     assert list(table.loc[["recall", "coverage_recon", "recall_recon", "unsure"], "blur test"]) == [
         "fails",
@@ -250,7 +256,7 @@ def test_the_blur_test_passes_measures_that_rank_blurred_above_one_class():
 
 
 def test_family_gaps_compare_cnn_with_fc_of_the_same_size_per_latent_dim():
-    table = study.grouped(
+    table = study_rows.grouped(
         runs(
             *[
                 run(architecture="32x16", latent_dim=d, recon=250.0 - d + 0.1 * s, mse=0.03, seed=s)
@@ -266,7 +272,7 @@ def test_family_gaps_compare_cnn_with_fc_of_the_same_size_per_latent_dim():
         ["model", "architecture", "latent_dim"],
         ["recon", "mse"],
     )
-    gaps = study.family_gaps(table).set_index("latent_dim")
+    gaps = study_tables.family_gaps(table).set_index("latent_dim")
     assert gaps.recon_cnn_minus_fc.tolist() == pytest.approx([-7.0, -13.0]) and gaps.seeds.tolist() == ["2/2"] * 2
     assert gaps.recon_verdict[2] == "CNN lower" and gaps.mse_verdict[2] == "no difference called"
 
@@ -302,7 +308,7 @@ def test_capacity_runs_meet_h_at_the_same_kl_by_interpolation():
         }
         for g, kl, recon in ((3.0, 9.0, 239.5), (100.0, 20.0, 254.0), (30.0, 10.0, 237.0))
     ]
-    matched = study.rate_matched(pd.DataFrame(rows)).set_index("gamma")
+    matched = study_tables.rate_matched(pd.DataFrame(rows)).set_index("gamma")
     assert matched.h_recon_same_kl_mean[3.0] == pytest.approx(239.0)
     assert matched.b_minus_h_mean[3.0] == pytest.approx(0.5)
     assert matched.h_recon_same_kl_std[3.0] == 0.3 and matched.verdict[3.0] == "no difference called"
@@ -333,7 +339,7 @@ def test_the_design_screen_keeps_runs_in_the_budget_and_sets_its_two_best_agains
     ]
     rows += design("a", 45, 112.0, seeds=(0, 1, 2)) + design("b", 48, 113.0, epochs=10) + design("big", 60, 100.0)
     rows += design("short", 30, None, epochs=5)  # fewer than 10 epochs: no epoch-10 reconstruction
-    made = study.design_tables(runs(*rows))
+    made = study_tables.design_tables(runs(*rows))
     assert made["budget"] == 50
     assert made["cnn-designs"][["architecture", "seeds"]].values.tolist() == [["a", 1], ["b", 1], ["32x32 k4", 1]]
     best = made["cnn-best"].set_index("architecture")
@@ -402,22 +408,28 @@ def test_a_table_splits_mean_and_std_into_columns_and_reads_back_as_the_rows_it_
     assert tables.read_table(csv_path.with_suffix(""))[1]["mse_std"] == "" and tables.read_table(tmp_path / "no") == []
 
 
-def test_a_record_that_replaces_other_numbers_says_so(tmp_path):
+def test_a_record_that_replaces_other_numbers_says_so_and_a_smaller_run_replaces_none_unasked(tmp_path):
     run_dir, out = tmp_path / "run", tmp_path / "records"
     run_dir.mkdir()
 
-    def finish(recons, seconds=1.0):
+    def finish(recons, seconds=1.0, replace=False, **evaluation):
         epochs = [{"test": {"recon": r}, "seconds": seconds} for r in recons]
-        (run_dir / "metrics.json").write_text(
-            json.dumps({"config": {"epochs": len(recons)}, "parameters": 10, "epochs": epochs})
-        )
-        (run_dir / "eval.json").write_text(json.dumps({"epoch": len(recons), "mse": 0.5, "seconds": seconds}))
-        return records.write_record(run_dir, out)
+        made = record(epochs=len(recons), evaluated=len(recons))
+        (run_dir / "metrics.json").write_text(json.dumps({**made, "epochs": epochs}))
+        (run_dir / "eval.json").write_text(json.dumps({**made["eval"], "seconds": seconds, **evaluation}))
+        return records.write_record(run_dir, out, replace=replace)
 
     assert finish([3.0, 2.0]) == "" and finish([3.0, 2.0], seconds=9.0) == ""  # new, or the same numbers
     assert "extended its record from 2 to 3 epochs" in finish([3.0, 2.0, 1.0])
     assert "replaced a record with other numbers" in finish([3.0, 2.5, 1.0])
     assert json.loads((out / "run.json").read_text())["epochs"][1]["test"]["recon"] == 2.5
+    kept = (out / "run.json").read_bytes()
+    with pytest.raises(records.SmallerRun, match=r"run.json: not replaced by a smaller run \(epochs 2 < 3, k 7 < 100"):
+        finish([3.0, 2.5], k=7)
+    with pytest.raises(records.SmallerRun, match=r"\(eval on 100 test images < 10,000\); --replace-records"):
+        finish([3.0, 2.5, 1.0], test_images=100)
+    assert (out / "run.json").read_bytes() == kept
+    assert "replaced a record made with more (epochs 2 < 3), as --replace-records asked" in finish([3, 2], replace=True)
 
 
 def test_an_empty_records_folder_changes_no_committed_table(tmp_path):
@@ -470,12 +482,12 @@ def test_each_table_names_the_sweep_commands_that_train_every_run_it_takes(tmp_p
     from lab.parts import PARTS
     from lab.search import run_name
 
-    rows = pd.DataFrame([row for row in map(study.run_row, records.load_records(COMMITTED)[0]) if row])
+    rows = pd.DataFrame([row for row in map(study_rows.run_row, records.load_records(COMMITTED)[0]) if row])
     for name, part in PARTS.items():
         folders = [f"--{kind}-dir={tmp_path}" for kind in ("runs", "results", "img", "records")]  # (parsing tries them)
         grids = [sweep.parse_args(shlex.split(command)[3:] + folders)[1] for command in part["commands"]]
         trained = {run_name(point) for job in grids for point in job.points}
-        assert not set(study.selected(rows, part).run) - trained, name
+        assert not set(study_rows.selected(rows, part).run) - trained, name
 
 
 def test_a_missing_records_folder_is_a_one_line_error(tmp_path, capsys):
@@ -511,3 +523,83 @@ def test_a_table_that_the_study_rewrites_says_whether_its_rows_changed(tmp_path)
     assert write_part("demo", table, "a demo", ["python -m lab.sweep --model cnn"], tmp_path, False).endswith(
         "CHANGED: 1 rows differ"
     )
+
+
+# ----------------------------------------------------------------------------------- trust, round five: case 6
+def deep(text):
+    return '{"name": ' + "[" * 100_000 + "]" * 100_000 + "}"
+
+
+def nested(text):
+    record, inner = json.loads(text), []
+    for _ in range(200):
+        inner = [inner]
+    return json.dumps({**record, "eval": {**record["eval"], "notes": inner}})
+
+
+def digits(count):
+    return lambda text: text.replace('"parameters": 1069590', f'"parameters": {"9" * count}', 1)
+
+
+def edited(change):
+    def edit(text):
+        record = json.loads(text)
+        change(record)
+        return json.dumps(record)
+
+    return edit
+
+
+DAMAGED = [
+    ("deep nesting", deep, "unreadable (nested too deeply)"),
+    ("nested 200 levels", nested, "nested deeper than 8 levels (a run record nests 4)"),
+    ("5000-digit integer", digits(5000), "unreadable (Exceeds the limit (4300 digits) for integer string conversion)"),
+    ("4000-digit integer", digits(4000), "holds NaN, infinite or out-of-range numbers"),
+    (
+        "wrong type",
+        edited(lambda r: r["eval"].update(mse_per_class=list(r["eval"]["mse_per_class"].values()))),
+        "not a run record ($.eval.mse_per_class: an array, not an object)",
+    ),
+    (
+        "config not an object",
+        edited(lambda r: r.update(config="fc")),
+        "not a run record ($.config: a string, not an object)",
+    ),
+    (
+        "missing key",
+        edited(lambda r: r["eval"].pop("samplers")),
+        "not a run record ($.eval: 'samplers' is a required property)",
+    ),
+]
+
+
+@pytest.mark.parametrize("damage, line", [case[1:] for case in DAMAGED], ids=[case[0] for case in DAMAGED])
+def test_a_damaged_record_is_one_line_naming_it_and_nothing_is_written(tmp_path, capsys, damage, line):
+    """Each was a raw traceback (RecursionError, ValueError, AttributeError, KeyError: 'samplers')."""
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    runs.mkdir()
+    shutil.copy(COMMITTED / "fc-bernoulli-z3-beta0.1.json", runs)
+    damaged = runs / "fc-bernoulli-z3-beta2.json"
+    damaged.write_text(damage((COMMITTED / damaged.name).read_text()))
+    args = ["--records-dir", str(runs), "--results-dir", str(results), "--img-dir", str(tmp_path / "img")]
+    assert study.main(args) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{damaged}: {line}",
+        "lab.study: no table or figure written (1 problems above)",
+    ]
+    assert not results.exists() and not (tmp_path / "img").exists()
+
+
+@pytest.mark.parametrize("option", ["--img-dir", "--results-dir"])
+def test_an_unwritable_output_folder_is_one_line_before_anything_is_written(tmp_path, capsys, option):
+    """--img-dir on a read-only mount wrote the tables, then an OSError traceback (/proc: no one can write there)."""
+    folders = {"--results-dir": str(tmp_path / "results"), "--img-dir": str(tmp_path / "img"), option: "/proc/study"}
+    with pytest.raises(SystemExit) as exit_info:
+        study.main([arg for pair in folders.items() for arg in pair])
+    error = capsys.readouterr().err
+    assert (
+        exit_info.value.code == 2
+        and error.startswith(f"lab.study: error: {option} /proc/study is not writable (")
+        and error.count("\n") == 1
+    )
+    assert not list(tmp_path.iterdir())

@@ -16,11 +16,13 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from checkpoint import DIGEST, CheckpointError, load_checkpoint, lock
+from checkpoint import DIGEST, CheckpointError, load_checkpoint
 from classifier import WEIGHTS
+from cli import ISAS
 from files import sha256
 from lab import machine, search, sweep
 from lab.tables import read_table
+from runs import lock
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = "results/sweep-fc-bernoulli-z3.csv"
@@ -229,7 +231,23 @@ BAD_INPUT = [
     (["--storage", "/nonexistent/folder/study.journal"], "folder /nonexistent/folder does not exist"),
     (["--storage", "sqlite:////nonexistent/folder/study.db"], "folder /nonexistent/folder does not exist"),
     (["--storage", "nosuchdb://user@127.0.0.1/db"], "unknown database kind 'nosuchdb'"),
-    (["--storage", "postgresql://user@127.0.0.1:port/db"], "--storage postgresql://user@127.0.0.1:port/db: "),
+    (
+        ["--storage", "postgresql://user@127.0.0.1:port/db"],  # was: invalid literal for int() with base 10: 'port'
+        "--storage postgresql://user@127.0.0.1:port/db: not a database URL (its port 'port' is not a number): "
+        "KIND[+DRIVER]://USER:PASSWORD@HOST:PORT/DATABASE, or a journal file's path",
+    ),
+    (["--storage", "://x"], "--storage ://x: not a database URL (SQLAlchemy cannot read it)"),
+    (
+        ["--storage", "postgresql://user:secret@127.0.0.1/db"],  # was: No module named 'psycopg'
+        "--storage postgresql://user:***@127.0.0.1/db: its database driver is not installed (No module named "
+        "'psycopg'); psycopg2 is (lab/requirements.txt): write postgresql+psycopg2://...",
+    ),
+    (  # the run named beta0.1 trained, then the other was refused: it held 0.1000001
+        ["--betas", "0.1", "0.1000001"],
+        "--betas 0.1 and 0.1000001 name the same run folder fc-bernoulli-z3-beta0.1-hidden16-train_limit500 (run "
+        "names keep 6 significant digits): give values that differ there",
+    ),
+    (["--set", "lr=0.002,0.0020000001"], "--set lr=0.002 and 0.0020000001 name the same run folder"),
     (["--storage", "sqlite://"], "an in-memory database is not shared"),
     (["--storage", "mysql+pymysql://user:secret@127.0.0.1/db"], "database driver is not installed"),
     (["--storage", f"{PROC}.journal"], f"cannot write {PROC}.journal"),
@@ -241,8 +259,9 @@ BAD_INPUT = [
 
 @pytest.mark.parametrize("extra, message", BAD_INPUT, ids=[" ".join(extra)[:40] for extra, _ in BAD_INPUT])
 def test_bad_input_is_one_line_and_exit_status_2_before_any_work(tmp_path, capsys, extra, message):
-    if "pymysql" in " ".join(extra) and importlib.util.find_spec("pymysql"):
-        pytest.skip("pymysql is installed here: no missing driver to show")
+    driver = {"mysql+pymysql": "pymysql", "postgresql": "psycopg"}.get(extra[-1].split("://")[0])  # their default
+    if "driver is not installed" in message and importlib.util.find_spec(driver):
+        pytest.skip(f"{driver} is installed here: no missing driver to show")
     with pytest.raises(SystemExit) as exit_info:
         sweep.main(sweep_args(tmp_path, *extra))
     error = capsys.readouterr().err
@@ -274,9 +293,9 @@ def test_the_committed_sweep_table_holds_the_numbers_of_the_committed_records():
 def test_records_name_the_checkpoint_digest_the_cpu_and_the_onednn_isa(swept):
     for run in runs(swept):
         record = json.loads((swept / "records" / f"{run.name}.json").read_text())
-        assert record["eval"]["checkpoint_tensor_sha256"] == load_checkpoint(run)[DIGEST]
+        assert record["eval"]["checkpoint_digest"] == load_checkpoint(run)[DIGEST]
         assert record["machine"] == {"cpu": machine.cpu_model(), "onednn_max_cpu_isa": os.environ["ONEDNN_MAX_CPU_ISA"]}
-        assert record["machine"]["cpu"] and record["machine"]["onednn_max_cpu_isa"] in machine.ISAS
+        assert record["machine"]["cpu"] and record["machine"]["onednn_max_cpu_isa"] in ISAS
 
 
 def test_every_column_of_a_row_comes_from_the_run_not_the_request(copy, capsys):
