@@ -3,8 +3,8 @@ dataset has them. Training, evaluation, the notebooks and the explorer take a Da
 
 - fashion-mnist: 60,000 training and 10,000 test images of clothing, 10 classes (fashion_mnist.py).
 - shapes: 70,560 images of a square, an ellipse or a heart with known factors (shape, scale, orientation, x, y),
-  every combination once (shapes.py, made here). Models train on all of them, as in the disentanglement literature;
-  the "test" images are a fixed random 10,000 of them (no held-out split), and the labels are the shapes.
+  every combination once (shapes.py, made here), in a fixed random order. Models train on all of them, as in the
+  disentanglement literature; the "test" images are the first 10,000 (no held-out split); the labels are the shapes.
 Batches are cut from tensors: no per-image PIL transforms.
 """
 
@@ -99,19 +99,21 @@ def load_fashion_mnist(data_dir: str | Path | None = None) -> Dataset:
 
 
 def load_shapes(data_dir: str | Path | None = None) -> Dataset:
-    """The shapes dataset (made and cached in `data_dir`, default ./data, on first use): every image for training,
-    a fixed random SHAPES_TEST of them as the test set."""
+    """The shapes dataset (made and cached in `data_dir`, default ./data, on first use), every image for training in
+    a fixed random order (so that the first N are a random N), and the first SHAPES_TEST of them as the test set."""
     images, factors = shapes.load_shapes(None if data_dir is None else Path(data_dir))
-    test = np.sort(np.random.default_rng(0).permutation(len(images))[:SHAPES_TEST])
-    images, factors = to_tensor(images), torch.from_numpy(factors)
+    order = np.random.default_rng(0).permutation(len(images))
+    images, factors = to_tensor(images[order]), torch.from_numpy(factors[order])
+    names = tuple(factor.name for factor in shapes.FACTORS)
+    test = slice(SHAPES_TEST)
     return Dataset(
         "shapes",
         images,
-        factors[:, 0].clone(),
+        factors[:, 0],
         images[test],
         factors[test, 0],
         shapes.SHAPE_NAMES,
-        tuple(factor.name for factor in shapes.FACTORS),
+        names,
         factors,
         factors[test],
     )

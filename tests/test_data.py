@@ -140,7 +140,7 @@ def test_a_dataset_is_chosen_by_name_and_an_unknown_name_is_one_line():
         load_dataset("mnist")
 
 
-def test_the_shapes_dataset_trains_on_every_combination_and_tests_on_a_fixed_ten_thousand_of_them():
+def test_the_shapes_dataset_trains_on_every_combination_in_a_fixed_random_order_and_tests_on_ten_thousand():
     shapes = load_dataset("shapes")
     assert shapes.train_images.shape == (70560, 1, 28, 28) and shapes.test_images.shape == (10000, 1, 28, 28)
     assert shapes.factor_names == ("shape", "scale", "orientation", "x", "y") and shapes.has_factors
@@ -151,6 +151,8 @@ def test_the_shapes_dataset_trains_on_every_combination_and_tests_on_a_fixed_ten
     again = load_dataset("shapes")
     assert torch.equal(again.test_factors, shapes.test_factors) and torch.equal(again.test_images, shapes.test_images)
     assert shapes.limited(train=5, test=3).train_factors.shape == (5, 5)
+    first = shapes.train_factors[:1000]  # a random thousand: every value of every factor appears
+    assert [len(first[:, k].unique()) for k in range(5)] == [3, 6, 20, 14, 14]
 
 
 def test_batches_visit_every_image_once():
