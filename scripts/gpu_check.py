@@ -420,7 +420,7 @@ def examples_part(args, log: Log, work: Path, rows: list, failures: list) -> Non
         (
             f"pytorch/examples' VAE, {settings['epochs']} epoch(s), {args.device}: train.py vs lab/conventional.py "
             f"(whole processes, median of {args.runs})",
-            f"{ours_s:.1f} s vs {theirs_s:.1f} s ({theirs_s / ours_s:.2f}x); test loss "
+            f"{ours_s:.1f} s vs {theirs_s:.1f} s (conventional / train.py: {theirs_s / ours_s:.2f}x); test loss "
             f"{statistics.median(losses['train.py']):.2f} vs {statistics.median(losses['conventional']):.2f}",
             "timed",
         )
@@ -434,7 +434,7 @@ def suite(args, log: Log, rows: list, failures: list) -> None:
     log(f"== 6: the core suite; modules this Python lacks: {', '.join(sorted(missing)) or 'none'}")
     for path, needs in files.items():
         log(f"left out: {path} (imports {', '.join(sorted(needs))})")
-    workers = ["-n", str(args.jobs)] if importlib.util.find_spec("xdist") else []
+    workers = ["-n", str(min(8, os.cpu_count() or 1))] if importlib.util.find_spec("xdist") else []
     command = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "gpu_check", *workers, "tests"]
     command += [f"--ignore={path}" for path in files]
     env = {
@@ -467,7 +467,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tolerance", type=float, default=0.5, help="nats per image (default 0.5)")
     p.add_argument("--no-suite", action="store_true", help="leave out the core suite")
     p.add_argument("--suite-timeout", type=float, default=300, help="seconds (default 300)")
-    p.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), help="runs at once in parts 1, 2, 6")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=min(4, os.cpu_count() or 1),
+        help="runs at once in parts 1 to 3 (the suite: one worker per core, at most 8)",
+    )
     p.add_argument("--out", type=Path, default=os.environ.get("OUT") or None, help="folder for the log (default $OUT)")
     p.add_argument(
         "--dry-run",
