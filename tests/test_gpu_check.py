@@ -38,7 +38,10 @@ def test_the_dry_run_prints_the_summary_and_writes_it_under_out(tmp_path):
         "| fc: train.py cpu vs cpu, 2 epochs on 500 images | largest difference 0 nats (all equal) | agree |",
         "| fc: 1 epoch on cpu, resumed on cpu, vs uninterrupted cpu and cpu |",
         "| fc: evaluate.py cpu vs cpu (",
-        "| pytorch/examples' VAE, 1 epoch(s), cpu: train.py vs lab/conventional.py",
+        # lab/conventional.py needs torchvision (in requirements.txt; a lent GPU machine may lack it)
+        "| pytorch/examples' VAE, 1 epoch(s), cpu: train.py vs lab/conventional.py"
+        if importlib.util.find_spec("torchvision")
+        else "| pytorch/examples' VAE: train.py vs lab/conventional.py | left out: no torchvision | - |",
         "GPU CHECK: PASS",
     ):
         assert line in out, line
