@@ -5,6 +5,7 @@
 #                Chromium for the full suite's tests
 # make test-all: the full suite, core + lab (what CI runs)
 # make run:      both notebooks in full, refreshing their outputs, img/ and the explorer pages in docs/explorer/
+# make jupyter:  JupyterLab on a notebook (NOTEBOOK=..., default the FC one) with autosave off, as root too
 # TORCH_INDEX=URL: also look for torch there, e.g. PyTorch's CPU-only wheel index (see README)
 PYTHON := .venv/bin/python
 DATA_FILES := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
@@ -12,7 +13,7 @@ TORCH_INDEX ?=
 PIP_INDEX := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 ROOT_APT = [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null
 
-.PHONY: setup lab lint test test-all run notebooks
+.PHONY: setup lab lint test test-all run notebooks jupyter
 setup: .venv/done
 .venv/done: requirements.txt
 	python3 -m venv .venv
@@ -55,3 +56,13 @@ notebooks: setup
 	$(PYTHON) explorer.py runs/notebook-fc --html docs/explorer/fc.html
 	$(PYTHON) explorer.py runs/notebook-cnn --html docs/explorer/cnn.html
 	$(PYTHON) scripts/strip_notebooks.py $(NOTEBOOKS)
+
+# JupyterLab from the venv, its default settings overridden by jupyterlab-settings/overrides.json (autosave off: a
+# notebook on disk changes only when you save it); --allow-root when run as root. JUPYTER_ARGS: more options, e.g.
+# "--no-browser --port 8890"; JUPYTER_SETTINGS: another settings folder (scripts/jupyter_autosave_check.py uses one)
+NOTEBOOK ?= Fully_Connected_VAE.ipynb
+JUPYTER_SETTINGS ?= $(CURDIR)/jupyterlab-settings
+JUPYTER_ARGS ?=
+AS_ROOT = $(if $(filter 0,$(shell id -u)),--allow-root)
+jupyter: setup
+	$(PYTHON) -m jupyterlab --LabApp.app_settings_dir="$(JUPYTER_SETTINGS)" $(AS_ROOT) $(JUPYTER_ARGS) "$(NOTEBOOK)"

@@ -31,20 +31,11 @@ from data import DataError
 from files import write_json, write_text
 from lab.bench_report import BATCH_SIZE, BUSY_CORES, PLANS, SWEEP, markdown, summarise, targets
 from lab.bench_worker import LOOPS, TRAIN_IMAGES
-from lab.conventional import torchvision_root
+from lab.conventional import EXAMPLES, last_epoch, torchvision_root
 
 PARTS, MODEL_NAMES = ("epochs", "whole-run", "sweep"), ("fc", "cnn")
 REPEATS, RUNS = 4, 3  # timed epochs per loop; whole runs (and sweep rounds) of each kind
 QUICK = {"repeats": 1, "runs": 1, "steps": 40, "train_limit": 2000}
-EXAMPLES = {
-    "model": "fc",
-    "hidden": 400,
-    "latent_dim": 20,
-    "beta": 1,
-    "epochs": 2,
-    "batch_size": BATCH_SIZE,
-    "lr": 0.001,
-}  # pytorch/examples' VAE, as lab/conventional.py trains it
 LOAD_SECONDS = 1.0  # the load is sampled this long before each part
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS, SCRATCH = ROOT / "results", ROOT / "runs" / "bench"
@@ -115,11 +106,6 @@ def worker(part: str, threads: int, **settings: Any) -> dict[str, Any]:
 
 def train_command(out: Path, settings: dict[str, Any]) -> list[str]:
     return [sys.executable, str(ROOT / "train.py"), *options(settings), "--no-progress", f"--out={out}"]
-
-
-def last_epoch(stdout: str) -> dict[str, float]:
-    """The key=value pairs of the last line of lab/conventional.py's output."""
-    return {key: float(value) for key, value in (pair.split("=") for pair in stdout.strip().splitlines()[-1].split())}
 
 
 # ---------------------------------------------------------------------------------------------- parts

@@ -3,6 +3,7 @@ against. A 784-400-20 model, binary cross-entropy summed over pixels plus the KL
 torchvision's FashionMNIST with ToTensor through a DataLoader, a test pass over the 10,000 test images per epoch.
 
     python -m lab.conventional --epochs 2        # or: python lab/conventional.py --epochs 2
+    python -m lab.conventional --epochs 2 --device cuda   # model and batches on the GPU, as pytorch/examples' --cuda
 
 It reads the project's IDX files (data.find_data_dir), laid out the way torchvision expects them, and downloads
 nothing. Each epoch prints one line of key=value pairs (seconds, and losses in nats per image), e.g.
@@ -28,6 +29,18 @@ from torchvision import datasets, transforms
 if __package__ in (None, ""):  # run as a file: the project's modules sit one folder up
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fashion_mnist import FILES, find_data_dir, find_file  # noqa: E402
+
+BATCH_SIZE = 128
+# the same model and training as train.py options: what lab.bench and scripts/gpu_check.py time this script against
+EXAMPLES = {
+    "model": "fc",
+    "hidden": 400,
+    "latent_dim": 20,
+    "beta": 1,
+    "epochs": 2,
+    "batch_size": BATCH_SIZE,
+    "lr": 0.001,
+}
 
 
 class VAE(nn.Module):
@@ -80,7 +93,7 @@ def torchvision_root(folder: Path) -> Path:
     return Path(folder)
 
 
-def loader(root: Path, train: bool, batch_size: int = 128, limit: int | None = None) -> DataLoader:
+def loader(root: Path, train: bool, batch_size: int = BATCH_SIZE, limit: int | None = None) -> DataLoader:
     """DataLoader(FashionMNIST(transform=ToTensor())), shuffled for training; `limit`: the first N images only."""
     dataset = datasets.FashionMNIST(str(root), train=train, transform=transforms.ToTensor())
     if limit is not None and limit < len(dataset):
@@ -97,12 +110,14 @@ def train_epoch(
     batches: DataLoader,
     loss_fn: LossFunction = loss_function,
     per_batch_mean: bool = False,
+    device: str = "cpu",
 ) -> float:
     """One epoch of pytorch/examples' loop; the mean training loss per image. `per_batch_mean`: loss_fn
-    averages over the batch (the project's models) rather than summing."""
+    averages over the batch (the project's models) rather than summing. Each batch moves to `device` as it comes."""
     model.train()
     total = 0.0
     for x, _ in batches:
+        x = x.to(device)
         optimizer.zero_grad()
         loss = loss_fn(model, x)
         loss.backward()
@@ -112,10 +127,17 @@ def train_epoch(
 
 
 @torch.no_grad()
-def test_loss(model: nn.Module, batches: DataLoader, loss_fn: LossFunction = loss_function) -> float:
+def test_loss(
+    model: nn.Module, batches: DataLoader, loss_fn: LossFunction = loss_function, device: str = "cpu"
+) -> float:
     """The loss per test image, z sampled as pytorch/examples' test pass does."""
     model.eval()
-    return sum(loss_fn(model, x).item() for x, _ in batches) / len(batches.dataset)
+    return sum(loss_fn(model, x.to(device)).item() for x, _ in batches) / len(batches.dataset)
+
+
+def last_epoch(stdout: str) -> dict[str, float]:
+    """The key=value pairs of the last line of this script's output."""
+    return {key: float(value) for key, value in (pair.split("=") for pair in stdout.strip().splitlines()[-1].split())}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,10 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-limit", type=int, help="train on the first N images only (default all 60,000)")
     p.add_argument("--test-limit", type=int, help="test on the first N images only (default all 10,000)")
     p.add_argument("--seed", type=int, default=1, help="torch.manual_seed (default 1, as pytorch/examples)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda: where the model and each batch go")
     args = p.parse_args(argv)
     for name in ("epochs", "train_limit", "test_limit"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        p.error(f"--device {args.device}: cuda is not available on this machine")
     torch.manual_seed(args.seed)
     with tempfile.TemporaryDirectory() as folder:
         root = args.root or torchvision_root(Path(folder))
@@ -136,13 +161,13 @@ def main(argv: list[str] | None = None) -> int:
             loader(root, True, limit=args.train_limit),
             loader(root, False, limit=args.test_limit),
         )
-        model = VAE()
+        model = VAE().to(args.device)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         for epoch in range(1, args.epochs + 1):
             started = time.perf_counter()
-            train = train_epoch(model, optimizer, train_loader)
+            train = train_epoch(model, optimizer, train_loader, device=args.device)
             trained = time.perf_counter()
-            test = test_loss(model, test_loader)
+            test = test_loss(model, test_loader, device=args.device)
             print(
                 f"epoch={epoch} train_s={trained - started:.3f} test_s={time.perf_counter() - trained:.3f} "
                 f"train_loss={train:.4f} test_loss={test:.4f}",
