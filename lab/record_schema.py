@@ -40,6 +40,20 @@ def qualities(*names: str) -> dict[str, Any]:
     return {"type": "object", "required": list(names), "additionalProperties": numbers}
 
 
+CLASSIFIED = {  # what a dataset with a classifier adds (Fashion-MNIST: quality.py)
+    "recon_accuracy": NUMBER,
+    "mse_per_class": PER_CLASS,
+    "recon_accuracy_per_class": PER_CLASS,
+    "samplers": qualities("prior", "aggregate", "class"),
+    "sanity": qualities("real", "one_class", "blurred", "noise"),
+    "sanity_recon": qualities("real", "one_class"),
+}
+SCORES = ("mig", "factor_vae", "dci_disentanglement", "dci_completeness", "dci_informativeness")
+DISENTANGLEMENT = {  # what a dataset with known factors adds (shapes: disentanglement.py)
+    "type": "object",
+    "properties": {**dict.fromkeys(SCORES, NUMBER), "factor_names": {"type": "array", "items": {"type": "string"}}},
+    "required": [*SCORES, "factor_names"],
+}
 EVAL = {
     "type": "object",
     "properties": {
@@ -47,23 +61,25 @@ EVAL = {
         "config": settings({}),
         "beta": NUMBER,
         "elbo": {"type": "object", "required": ["recon", "kl", "total"], "additionalProperties": NUMBER},
-        **dict.fromkeys(("loss", "iwae_nll", "nll", "iwae_elbo", "knn_accuracy", "mse", "recon_accuracy"), NUMBER),
+        **dict.fromkeys(("loss", "iwae_nll", "nll", "iwae_elbo", "knn_accuracy", "mse"), NUMBER),
         "nll_normalised": {"type": "boolean"},
         "active_units": COUNT,
         "parameters": COUNT,
         "kl_per_dim": {"type": "array", "items": NUMBER},
-        "mse_per_class": PER_CLASS,
-        "recon_accuracy_per_class": PER_CLASS,
-        "samplers": qualities("prior", "aggregate", "class"),
-        "sanity": qualities("real", "one_class", "blurred", "noise"),
-        "sanity_recon": qualities("real", "one_class"),
+        "mse_per_class": {"type": "object", "additionalProperties": {"type": ["number", "null"]}},
         **dict.fromkeys(("k", "iwae_images", "samples", "test_images", "train_images"), POSITIVE),
         "eval_limit": {"type": ["integer", "null"]},
         "classifier_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "disentanglement": DISENTANGLEMENT,
     },
+    # with known factors, the disentanglement scores; else (Fashion-MNIST) the classifier's measures
+    "if": {"required": ["disentanglement"]},
+    "else": {"properties": CLASSIFIED, "required": list(CLASSIFIED)},
 }
 # required: all the study reads (older records lack classifier_sha256: the committed weights; config: cross-checked)
-EVAL["required"] = [name for name in EVAL["properties"] if name not in ("classifier_sha256", "config")]
+EVAL["required"] = [
+    name for name in EVAL["properties"] if name not in ("classifier_sha256", "config", "disentanglement")
+]
 RECORD = {
     "type": "object",
     "properties": {

@@ -24,19 +24,20 @@ import pandas as pd
 import plots
 from cli import OneLineParser
 from files import WriteError, unwritable
-from lab import figures
+from lab import figures, study_factors
 from lab.records import RECORDS_DIR, RecordError, load_records, load_run_folders
 from lab.study_rows import left_out_lines, run_row
 from lab.study_tables import study_tables
 from lab.tables import write_part
 
 RESULTS_DIR, IMG_DIR = Path("results"), Path("img")
-PLOTTED = {
-    "latent-dims": figures.plot_latent_dims,
-    "capacity-gamma": figures.plot_rate_distortion,
-    "betas": figures.plot_betas,
-    "likelihoods": figures.plot_likelihoods,
-    "frontier": figures.plot_frontier,
+PLOTTED = {  # table: (its figure's file in img/, how it is drawn)
+    "latent-dims": ("latent_dims.png", figures.plot_latent_dims),
+    "capacity-gamma": ("capacity_gamma.png", figures.plot_rate_distortion),
+    "betas": ("betas.png", figures.plot_betas),
+    "likelihoods": ("likelihoods.png", figures.plot_likelihoods),
+    "frontier": ("frontier.png", figures.plot_frontier),
+    "shapes": ("shapes_scores.png", study_factors.plot_scores),
 }
 
 
@@ -104,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name, (table, title, commands, protocol) in tables.items():
             print(write_part(name, table, title, commands, args.results_dir, args.force, protocol))
-        for name, plot in PLOTTED.items() if tables and not args.no_figures else ():
-            csv, png = args.results_dir / f"study-{name}.csv", f"{name.replace('-', '_')}.png"
+        for name, (png, plot) in PLOTTED.items() if tables and not args.no_figures else ():
+            csv = args.results_dir / f"study-{name}.csv"
             if csv.exists():  # written from the records or kept: the figure draws the table on disk
                 plots.save(plot(figure_rows(pd.read_csv(csv, dtype={"architecture": str}))), png, folder=args.img_dir)
                 print(args.img_dir / png)

@@ -56,7 +56,8 @@ def run_row(record: dict[str, Any]) -> dict[str, Any]:
 
 def selected(runs: pd.DataFrame, part: dict[str, Any]) -> pd.DataFrame:
     """The runs a part uses: its `where` settings (a tuple: any of) and, if given, its architectures."""
-    where = {**part["where"], "architecture": tuple(part.get("architectures", runs.architecture))}
+    where = {"dataset": (None, "fashion-mnist"), **part["where"]}  # Fashion-MNIST's unless the part names another
+    where["architecture"] = tuple(part.get("architectures", runs.architecture))
     settings = runs.reindex(columns=[*where])  # a setting no run has: None
     keep = [
         settings[k].isin(v) | settings[k].isna() & (None in v)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from fashion_mnist import CLASS_NAMES
+from lab import study_factors
 from lab.parts import (
     BETA_STEPS,
     BUDGET_SHARE,
@@ -232,6 +233,12 @@ def study_tables(runs: pd.DataFrame) -> tuple[dict[str, tuple[pd.DataFrame, str,
     for name, part in DESIGN_PARTS.items():
         title = part["title"].format(budget=designs["budget"])
         tables[name] = (designs[name], title, part["commands"], part["protocol"])
+    shapes = study_factors.PART
+    made_from = [name for name, _, _ in study_factors.DERIVED]
+    table = grouped(pick(shapes, "shapes", *made_from), shapes["group"], shapes["columns"])
+    tables["shapes"] = (table, shapes["title"], shapes["commands"], shapes["protocol"])
+    for name, make, title in study_factors.DERIVED:
+        tables[name] = (make(table) if len(table) else pd.DataFrame(), title, shapes["commands"], shapes["protocol"])
     default = pick(DEFAULT_PART, *(name for name, _, _ in OF_DEFAULTS))
     for name, make, title in OF_DEFAULTS:
         table = make(default) if len(default) else pd.DataFrame()

@@ -83,6 +83,8 @@ def write_part(
         (len(t), t.get("seeds", pd.Series(1, t.index)).astype(str).str.split("/").explode().astype(int).sum())
         for t in (table, pd.DataFrame(read_table(stem)))
     ]  # seeds: "3" or "3/2"
+    if table.empty and not kept_rows:
+        return f"{stem}.md: no run of it yet, nothing written"
     if table.empty or not force and (rows < kept_rows or seeds < kept_seeds):
         return (
             f"{stem}.md: kept ({kept_rows} rows, {kept_seeds} seeds committed; the records give {rows} rows, "
