@@ -190,7 +190,8 @@ def headline(result: dict[str, Any]) -> list[str]:
 def disentanglement_lines(scores: dict[str, Any]) -> list[tuple[str, str, str]]:
     """The disentanglement metrics as headline lines (name, value, what it says)."""
     chance = f"majority-vote accuracy; chance {scores['factor_vae_chance']:.2f}"
-    return [
+    note = [("note", "", scores["note"])] if scores.get("note") else []  # e.g. fewer coordinates than factors
+    return note + [
         ("MIG", f"{scores['mig']:.3f}", "mutual information gap: 1 when each factor has one coordinate of its own"),
         ("FactorVAE score", f"{scores['factor_vae']:.3f}", chance),
         ("DCI disentangle", f"{scores['dci_disentanglement']:.3f}", "each coordinate explains one factor"),

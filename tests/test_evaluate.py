@@ -266,3 +266,53 @@ def test_evaluation_needs_enough_images_for_the_balls_and_the_knn():
         EvalConfig(samples=3)
     with pytest.raises(ValueError, match="eval_limit must be >= 10"):
         EvalConfig(eval_limit=1)
+
+
+# ---------------------------------------------------------------------------------------------- the shapes dataset
+@pytest.fixture(scope="module")
+def shapes_run(tmp_path_factory):
+    """A tiny FC trained for one epoch on 3,000 shapes images (a random 3,000: every factor value appears)."""
+    from data import load_dataset
+
+    run = tmp_path_factory.mktemp("shapes") / "run"
+    config = TrainConfig(epochs=1, batch_size=100, train_limit=3000, dataset="shapes", beta=4.0)
+    fit(FCVAE(hidden=(32,), latent_dim=10), load_dataset("shapes"), config, out_dir=run, progress=False, log=print)
+    return run
+
+
+def test_a_shapes_run_is_evaluated_with_the_disentanglement_metrics_and_without_the_classifier(shapes_run, capsys):
+    args = [str(shapes_run), "--train-limit", "3000", "--eval-limit", "500", "--iwae-images", "50", "--k", "2"]
+    assert evaluate_main(args) == 0
+    result = json.loads((shapes_run / EVAL_FILE).read_text())
+    scores = result["disentanglement"]
+    assert scores["factor_names"] == ["shape", "scale", "orientation", "x", "y"] and scores["points"] == 3000
+    assert 0.0 <= scores["mig"] <= 1.0 and 0.0 <= scores["factor_vae"] <= 1.0 and scores["factor_vae_chance"] == 0.2
+    assert "samplers" not in result and "classifier_sha256" not in result and result["dataset"] == "shapes"
+    assert list(result["mse_per_class"]) == ["square", "ellipse", "heart"]
+    row = summary(result)
+    assert row["mig"] == scores["mig"] and row["mse_heart"] == result["mse_per_class"]["heart"]
+    out = capsys.readouterr().out
+    assert "MIG" in out and "FactorVAE score" in out and "FD" not in out
+
+
+def test_the_disentanglement_option_prints_only_the_scores_and_refuses_fashion_mnist_in_one_line(
+    shapes_run, tmp_path, small_fmnist, capsys
+):
+    assert evaluate_main([str(shapes_run), "--disentanglement", "--train-limit", "2000"]) == 0
+    out = capsys.readouterr().out
+    assert "on 2,000 images of shapes" in out and "MIG" in out and "reconstruction" not in out
+    run = tmp_path / "fmnist"
+    fit(FCVAE(hidden=(8,)), small_fmnist, TrainConfig(epochs=1, batch_size=500), out_dir=run, progress=False)
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_main([str(run), "--disentanglement", "--train-limit", "500"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert "fashion-mnist has no known factors: disentanglement cannot be measured on it" in err
+
+
+def test_a_latent_size_smaller_than_the_factors_is_allowed_and_said(tmp_path, capsys, monkeypatch):
+    from train import main
+
+    args = ["--dataset", "shapes", "--latent-dim", "3", "--hidden", "8", "--epochs", "1", "--train-limit", "500"]
+    assert main([*args, "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    assert "note: latent_dim 3 < the 5 factors of shapes" in capsys.readouterr().out

@@ -429,3 +429,45 @@ def test_files_honour_the_umask(umask, mode, tmp_path):
     finally:
         os.umask(previous)
     assert [Path(tmp_path / name).stat().st_mode & 0o777 for name in ("a.json", CHECKPOINT)] == [mode, mode]
+
+
+# ---------------------------------------------------------------------------------------------- trust, round five
+QUICK_EVAL = ["--train-limit", "200", "--iwae-images", "10", "--samples", "20", "--k", "1", "--eval-limit", "50"]
+
+
+def test_evaluating_a_run_still_being_trained_says_so_in_a_line(tiny_run, capsys, loaded_once):
+    """Case 7: evaluate.py on a run still training evaluated its epoch 1 without a word."""
+    with RunFolder(tiny_run).hold(continuing=load_checkpoint(tiny_run)):  # as train.py holds it while training
+        assert evaluate.main([str(tiny_run), *QUICK_EVAL]) == 0
+    out = capsys.readouterr().out
+    assert f"note: {tiny_run} is being trained by pid {os.getpid()}" in out and "epoch 1 checkpoint" in out
+    assert evaluate.main([str(tiny_run), *QUICK_EVAL]) == 0  # released: no note
+    assert "being trained" not in capsys.readouterr().out
+
+
+def test_finite_weights_with_non_finite_outputs_are_one_line_not_a_json_error(tmp_path, capsys, loaded_once):
+    """Case 5: weights whose outputs overflow made evaluate.py fail with 'Out of range float values are not JSON
+    compliant: nan'."""
+    model = FCVAE(hidden=(16,))
+    with torch.no_grad():
+        model.decoder[-2].weight.fill_(3e38)  # finite, but every logit overflows to inf
+    run = tmp_path / "run"
+    run.mkdir()
+    save_checkpoint(run / CHECKPOINT, model)
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main([str(run), *QUICK_EVAL])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and "outputs are not finite" in err, err
+    assert not (run / EVAL_FILE).exists()
+
+
+def test_an_unknown_onednn_isa_and_an_overlong_name_are_one_line_before_training(tmp_path, capsys, monkeypatch):
+    """Case 7: train.py ignored ONEDNN_MAX_CPU_ISA=garbage (lab.sweep refused it); case 6: a 256-character --out
+    name was an OSError traceback."""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "garbage")
+    code, err = run_main([*TINY, "--out", str(tmp_path / "run")], capsys)
+    assert code == 2 and "ONEDNN_MAX_CPU_ISA='garbage' is not one of oneDNN's" in err and err.count("\n") == 1
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    code, err = run_main([*TINY, "--out", str(tmp_path / ("x" * 256))], capsys)
+    assert code == 2 and "longer than 255 bytes" in err and err.count("\n") == 1 and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
