@@ -54,7 +54,7 @@ class TrainConfig:
             check_range("train_limit", self.train_limit, 1, 10**9, integer=True)
         check_range("seed", self.seed, 0, 2**63, integer=True)
         check_range("lr", self.lr, 0, strict=True)
-        for name in ("beta", "gamma") + (("capacity",) if self.capacity is not None else ()):
+        for name in ("beta", "gamma"):
             check_range(name, getattr(self, name), 0)
         fields, chosen = TrainConfig.__dataclass_fields__, OBJECTIVES[self.objective]
         for other in OBJECTIVES.values():

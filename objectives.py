@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 import torch
 from torch import Tensor
 
+from cli import check_range
 from likelihoods import Likelihood
 from models import EVAL_BATCH_SIZE, BetaVAE, VAEOutput, map_batches
 
@@ -131,6 +132,7 @@ class CapacityB(Objective):
     def check(cls, config: TrainConfig) -> None:
         if config.capacity is None:
             raise ValueError("capacity must be given for objective B: the KL in nats it trains towards")
+        check_range("capacity", config.capacity, 0)
 
     def target(self, epochs_done: float) -> float:
         """C after `epochs_done` epochs (fractions count)."""

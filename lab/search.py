@@ -24,7 +24,7 @@ from checkpoint import CheckpointError
 from cli import finite, option_error
 from config import TrainConfig
 from lab.storage import MAX_RETRY
-from models import ModelConfig, architecture_size
+from models import CNNVAE, ModelConfig, architecture_size
 from objectives import OBJECTIVES
 from runs import lock
 
@@ -147,7 +147,8 @@ class Search(Job):
         self.extra = {name: FIELDS[name][1].metadata.get("choices", (3, 4, 5)) for name in ("kernel_size", "norm")}
         self.columns = ["depth", "channels", "decoder_channels", *self.extra, "parameters", "epochs"]
         smallest = {**self.base, "channels": (4,) * self.depths[0]}  # fits the budget, or no search
-        self.fits = self.base["model"] == "cnn" and valid(smallest) and architecture_size(split(smallest)[0]) <= budget
+        is_cnn = self.base["model"] == CNNVAE.family  # the design space is the CNN's channels
+        self.fits = is_cnn and valid(smallest) and architecture_size(split(smallest)[0]) <= budget
 
     def sampler(self, worker: int) -> optuna.samplers.BaseSampler:
         return optuna.samplers.TPESampler(seed=worker)  # seeded, another seed per worker

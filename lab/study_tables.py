@@ -23,13 +23,13 @@ from lab.parts import (
     WIDTHS,
 )
 from lab.study_rows import Picker, architecture, comparison_rows, grouped, seeds, stat, verdict
-from models import FAMILIES, FCVAE
+from models import FAMILIES, FCVAE, ModelConfig
 
 
 def beta_steps(table: pd.DataFrame) -> pd.DataFrame:
     """The beta sweep (bernoulli), each step to the next lower beta on recon, MSE, kNN accuracy and KL: both sides,
     the difference (to minus from) and the study's verdict, "not called (one seed)" where a side has no std."""
-    bernoulli = table[table.likelihood == "bernoulli"]
+    bernoulli = table[table.likelihood == ModelConfig.likelihood]  # the original's likelihood
     steps = pd.concat(
         [
             comparison_rows(bernoulli, "beta", a, b, ["recon", "mse", "knn_accuracy", "kl"], ("from", "to")).assign(

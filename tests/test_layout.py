@@ -17,7 +17,7 @@ FLOORS = {
     "fashion_mnist": set(),
     "shapes": {"files"},
     "models": {"cli", "likelihoods"},
-    "objectives": {"likelihoods", "models"},
+    "objectives": {"cli", "likelihoods", "models"},
     "data": {"fashion_mnist", "shapes"},
     "config": {"cli", "data", "objectives"},
     "checkpoint": {"config", "files", "models"},
