@@ -103,7 +103,11 @@ class LatentExplorer(widgets.Box):
             raise ValueError(f"{len(images)} images for {len(self.view)} posterior means: give one per test image")
         self.images, self.dims, self.colour_by = images, self.view.dims, "class"
         classes = sorted(self.view.class_means)
-        finite_decodes(model, torch.stack([self.view.start, *(self.view.class_means[c] for c in classes)]), "z's start")
+        finite_decodes(
+            model,
+            torch.stack([self.view.start, *(self.view.class_means[c] for c in classes)]),
+            "the start or the class means",
+        )
         look = dict(
             style=dict(description_width="24px"),
             layout=dict(width="100%"),

@@ -41,7 +41,7 @@ def finite_decodes(model: BetaVAE, z: Tensor, where: str) -> Tensor:
     images = map_batches(model, model.decode, z)
     if not torch.isfinite(images).all():
         raise ValueError(
-            f"the model's decoder gives non-finite pixels (NaN or infinite) at {where}: its outputs overflow"
+            f"the model's decoder gives non-finite pixels (NaN or infinite) at {where}: it cannot be shown"
         )
     return images.clamp(0, 1)
 
