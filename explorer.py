@@ -1,6 +1,7 @@
 """The latent space by hand, for the notebooks: a plotly scatter of the test images' posterior means (rotate, zoom,
-hover, click a point to jump to it), a slider per latent coordinate decoding z live and a button to a class's mean.
-Widgets need a live kernel; the cell's next output, a static picture, is what GitHub or an HTML export shows."""
+hover, click a point to jump to it), coloured by class or by a known factor, a slider per latent coordinate decoding
+z live and a button to a class's mean; what it shows is a LatentView (latent_view.py). Widgets need a live kernel;
+the cell's next output, a static picture, is what GitHub or an HTML export shows."""
 
 from __future__ import annotations
 
@@ -9,25 +10,21 @@ import itertools
 import math
 
 import ipywidgets as widgets
-import plotly.colors
-import plotly.graph_objects as go
 import torch
 from IPython.display import display
 from matplotlib.figure import Figure
 from PIL import Image
 from torch import Tensor
 
-from models import BetaVAE, map_batches
-from plots import class_legend, class_scatter
-from samplers import central_range, top_dimensions
+from latent_scatter import class_markers, scatter
+from latent_view import LatentView, as_view
+from models import BetaVAE
+from plots import colour_key, colour_scatter
+from samplers import decode, finite_decodes
 
-COLORS = plotly.colors.qualitative.D3  # matplotlib's tab10, as in plots.py
 IMAGE_SIZE = 140  # pixels of the decoded and the clicked image (28 x 5)
-FIGURE_SIZE = 480  # pixels of the scatter, width and height: leaves room for the controls beside it
 CONTROLS = (330, 600)  # pixels of the column beside the scatter: at least (fits a notebook 820 px wide), at most
-STEPS = 500  # at least as many slider steps over the 1st-99th percentile: finer than a pixel of track
-MARGIN = 0.1  # of an axis's 1st-99th percentile span, added on each side of it
-Z_MARKER = dict(symbol="diamond", color="white", line=dict(color="black", width=3))  # no emoji font needed
+STEPS = 500  # at least as many slider steps over a coordinate's range: finer than a pixel of track
 PLAIN_TEXT = "LatentExplorer: needs a live kernel; its static picture is the next output"
 PICTURE = "the LatentExplorer's static picture"
 PLACEHOLDER = torch.full((1, 28, 28), 0.9)  # light grey: no test image picked
@@ -52,98 +49,32 @@ def slider_range(low: float, high: float) -> dict[str, float]:
     )
 
 
-def axis_ranges(means: Tensor, dims: list[int], margin: float = MARGIN) -> list[list[float]]:
-    """One [low, high] per plotted dimension: its 1st-99th percentile widened by `margin` of that span on each side.
-    Outliers do not stretch the view, and in a cube (aspectmode 'cube') the axes get the same length on screen."""
-    low, high = (bound[dims] for bound in central_range(means))
-    pad = (high - low).clamp(min=1e-6) * margin
-    return [[a, b] for a, b in zip((low - pad).tolist(), (high + pad).tolist())]
-
-
-def scatter(means: Tensor, labels: Tensor, dims: list[int], class_names: tuple[str, ...]) -> go.FigureWidget:
-    """One trace per class (click the legend to hide one) on the given dimensions, and a last trace marking z:
-    3-d for three dimensions, 2-d for two, a strip per class for one."""
-    n, latent_dim = means.shape
-    jitter = torch.rand(n, generator=torch.Generator().manual_seed(0)) * 0.6 - 0.3
-    traces = []
-    for c, name in enumerate(class_names):
-        index = torch.nonzero(labels == c).flatten()
-        xyz = [means[index, d] for d in dims] if len(dims) > 1 else [means[index, dims[0]], c + jitter[index]]
-        xyz = [coordinate.numpy() for coordinate in xyz]
-        style = dict(
-            name=name,
-            mode="markers",
-            customdata=index.numpy(),
-            marker=dict(size=2, color=COLORS[c]),
-            hovertemplate=f"{name}<br>image %{{customdata}} (click: go there)<extra></extra>",
-        )
-        traces.append(
-            go.Scatter3d(**dict(zip("xyz", xyz)), **style)
-            if len(dims) == 3
-            else go.Scattergl(x=xyz[0], y=xyz[1], **style)
-        )
-    marker = dict(
-        name="z (sliders)", mode="markers", hoverinfo="skip", marker=dict(**Z_MARKER, size=14 if len(dims) == 3 else 16)
-    )
-    traces.append(go.Scatter3d(x=[0], y=[0], z=[0], **marker) if len(dims) == 3 else go.Scatter(x=[0], y=[0], **marker))
-    most = f"<br>the 3 of {latent_dim} dimensions that vary most" if latent_dim > 3 else ""
-    titles, ranges = [f"z{d + 1}" for d in dims], axis_ranges(means, dims)
-    layout = dict(
-        title=dict(text=f"posterior means of {n:,} test images{most}", font_size=14, x=0.01, xanchor="left"),
-        modebar=dict(orientation="v"),  # down the right edge, clear of the title
-        width=FIGURE_SIZE,
-        height=FIGURE_SIZE + 40,
-        margin=dict(l=0, r=0, t=50 if most else 30, b=0),
-        legend=dict(itemsizing="constant", orientation="h", y=0, yanchor="top", font_size=11),
-    )
-    if len(dims) == 3:
-        layout["scene"] = dict(
-            aspectmode="cube",
-            **{
-                f"{axis}axis": dict(title=title, range=span, showspikes=False)
-                for axis, title, span in zip("xyz", titles, ranges)
-            },
-        )
-    elif len(dims) == 2:
-        layout.update(xaxis=dict(title=titles[0], range=ranges[0]), yaxis=dict(title=titles[1], range=ranges[1]))
-    else:
-        layout.update(
-            xaxis=dict(title=titles[0], range=ranges[0]),
-            yaxis=dict(tickvals=list(range(len(class_names))), ticktext=class_names, autorange="reversed"),
-        )
-    return go.FigureWidget(traces, layout)
-
-
-def static_figure(
-    means: Tensor, labels: Tensor, dims: list[int], z: Tensor, decoded: Tensor, class_names: tuple[str, ...]
-) -> Figure:
-    """The scatter's projections on each pair of dimensions (one strip plot for one dimension), z marked, the image
-    decoded from z and a class legend: a small matplotlib Figure (no pyplot, so nothing else is shown)."""
+def static_figure(view: LatentView, z: Tensor, decoded: Tensor, colour_by: str = "class") -> Figure:
+    """The view's projections on each pair of its shown dimensions (one strip plot for one dimension), z marked, the
+    image decoded from z and a key to the colours: a small matplotlib Figure (no pyplot, so nothing else is shown)."""
+    dims, colouring = view.dims, view.colouring(colour_by)
     pairs = list(itertools.combinations(dims, 2)) or [(dims[0], None)]
     fig = Figure(figsize=(2.5 * len(pairs) + 3.3, 3.1), dpi=90, layout="constrained")  # 8 points: 10 px
     axes = fig.subplots(1, len(pairs) + 1, width_ratios=[1] * len(pairs) + [0.75], squeeze=False)[0]
-    ranges = dict(zip(dims, axis_ranges(means, dims)))
-    strip = labels.float() + torch.rand(len(labels), generator=torch.Generator().manual_seed(0)) * 0.6 - 0.3
+    ranges, means, names = dict(zip(dims, view.ranges(dims))), view.means.numpy(), view.class_names
     for ax, (i, j) in zip(axes, pairs):
-        class_scatter(ax, means[:, i].numpy(), means[:, j].numpy() if j is not None else strip.numpy(), labels)
+        colour_scatter(ax, means[:, i], means[:, j] if j is not None else view.strip().numpy(), colouring)
         ax.plot(z[i], z[j] if j is not None else -1, "D", ms=8, mfc="white", mec="black", mew=2)
         ax.set(xlim=ranges[i], xlabel=f"z{i + 1}", ylabel=f"z{j + 1}" if j is not None else "class")
-        ax.set_ylim(ranges[j] if j is not None else (len(class_names) - 0.5, -1.5))
+        ax.set_ylim(ranges[j] if j is not None else (len(names) - 0.5, -1.5))
         ax.tick_params(labelsize=8)
         if j is None:
-            ax.set_yticks(range(len(class_names)), class_names)
+            ax.set_yticks(range(len(names)), names)
     axes[-1].imshow(decoded[0].clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
     axes[-1].set(xticks=[], yticks=[], title="decoded z (◆)")
-    class_legend(fig, class_names, fontsize=8)
+    colour_key(fig, colouring, list(axes[:-1]), fontsize=8)
     fig.suptitle("the latent explorer when the cell ran: run the notebook for the live widgets", fontsize=10)
     return fig
 
 
-def static_png(
-    means: Tensor, labels: Tensor, dims: list[int], z: Tensor, decoded: Tensor, class_names: tuple[str, ...]
-) -> bytes:
+def static_png(view: LatentView, z: Tensor, decoded: Tensor, colour_by: str = "class") -> bytes:
     """static_figure as PNG bytes, at its own size."""
-    static_figure(means, labels, dims, z, decoded, class_names).savefig(buffer := io.BytesIO(), format="png")
+    static_figure(view, z, decoded, colour_by).savefig(buffer := io.BytesIO(), format="png")
     return buffer.getvalue()
 
 
@@ -154,23 +85,29 @@ def caption(*lines: str) -> str:
 
 class LatentExplorer(widgets.Box):
     """The scatter and, beside it (under it when the notebook is narrow), the image decoded from the sliders' z next
-    to the last clicked test image (when `images` are given), a slider per latent coordinate (1st-99th percentile of
-    the means; its value can be typed in), and a class menu with a button that moves the sliders to a class's mean."""
+    to the last clicked test image (when `images` are given), a slider per latent coordinate (over the view's range;
+    its value can be typed in), a class menu with a button that moves the sliders to a class's mean, and, where the
+    data has known factors, a menu to colour the points by one. Takes a LatentView, or posterior means with their
+    labels and class names (the notebooks' call)."""
 
     def __init__(
         self,
         model: BetaVAE,
-        means: Tensor,
-        labels: Tensor,
-        class_names: tuple[str, ...],
+        view: LatentView | Tensor,
+        labels: Tensor | None = None,
+        class_names: tuple[str, ...] = (),
         images: Tensor | None = None,
     ) -> None:
-        for name, values in (("labels", labels), ("images", images)):
-            if values is not None and len(values) != len(means):
-                raise ValueError(f"{len(values)} {name} for {len(means)} posterior means: give one per test image")
-        self.model, self.means, self.labels, self.images = model, means.float(), labels, images
-        self.class_names = tuple(class_names)
-        self.dims = top_dimensions(self.means, 3)
+        self.model, self.view = model, as_view(view, labels, class_names)
+        if images is not None and len(images) != len(self.view):
+            raise ValueError(f"{len(images)} images for {len(self.view)} posterior means: give one per test image")
+        self.images, self.dims, self.colour_by = images, self.view.dims, "class"
+        classes = sorted(self.view.class_means)
+        finite_decodes(
+            model,
+            torch.stack([self.view.start, *(self.view.class_means[c] for c in classes)]),
+            "the start or the class means",
+        )
         look = dict(
             style=dict(description_width="24px"),
             layout=dict(width="100%"),
@@ -178,7 +115,7 @@ class LatentExplorer(widgets.Box):
         )
         self.sliders = [
             widgets.FloatSlider(**slider_range(*span), description=f"z{d + 1}", **look)
-            for d, span in enumerate(zip(*(bound.tolist() for bound in central_range(self.means))))
+            for d, span in enumerate(self.view.ranges())
         ]
         self.moving = False  # True while several sliders move at once: decode once, at the end
         for slider in self.sliders:
@@ -188,9 +125,7 @@ class LatentExplorer(widgets.Box):
         captioned = dict(layout=widgets.Layout(width=f"{IMAGE_SIZE + 20}px"))
         self.z_label, self.picked_label = widgets.HTML(**captioned), widgets.HTML(caption("click a point"), **captioned)
         self.classes = widgets.Dropdown(
-            options=[(self.class_names[c], c) for c in sorted(set(labels.tolist()))],
-            description="class",
-            layout=dict(width="175px"),
+            options=[(self.view.class_names[c], c) for c in classes], description="class", layout=dict(width="175px")
         )
         self.button = widgets.Button(
             description="go to class mean",
@@ -198,15 +133,22 @@ class LatentExplorer(widgets.Box):
             layout=widgets.Layout(width="145px"),
         )
         self.button.on_click(lambda _: self.go_to_class(self.classes.value))
-        self.figure = scatter(self.means, labels, self.dims, self.class_names)
+        self.colours = widgets.Dropdown(
+            options=[(colouring.name, key) for key, colouring in self.view.colourings.items()],
+            description="colour",
+            layout=dict(width="175px"),
+        )
+        self.colours.observe(lambda change: self.colour(change.new), names="value")
+        self.figure = scatter(self.view, self.view.colouring("class"))
         for trace in self.figure.data[:-1]:
             trace.on_click(self.on_point_click)
-        self.move_to(self.means.median(0).values.tolist(), "the medians")
+        self.move_to(self.view.start.tolist(), "the medians")
         pairs = [(self.z_label, self.image), (self.picked_label, self.picked)][: 1 if images is None else 2]
         shown = [widgets.VBox(pair, layout=dict(align_items="center")) for pair in pairs]
+        menus = [widgets.HBox([self.classes, self.button])] + [self.colours][: len(self.view.colourings) > 1]
         least, most = CONTROLS
         controls = widgets.VBox(
-            [widgets.HBox(shown), *self.sliders, widgets.HBox([self.classes, self.button])],
+            [widgets.HBox(shown), *self.sliders, *menus],
             layout=dict(margin="0 0 0 8px", flex=f"1 1 {least}px", max_width=f"{most}px"),
         )
         super().__init__([self.figure, controls], layout=dict(flex_flow="row wrap", align_items="flex-start"))
@@ -217,7 +159,16 @@ class LatentExplorer(widgets.Box):
 
     def decoded(self) -> Tensor:
         """The image decoded from the sliders' z, (1, 28, 28) in [0, 1]."""
-        return map_batches(self.model, self.model.decode, self.z()[None])[0]
+        return decode(self.model, self.z()[None])[0]
+
+    def colour(self, key: str) -> None:
+        """Colour the scatter's points by a key of the view's colourings (the menu does this)."""
+        colouring = self.view.colouring(key)
+        with self.figure.batch_update():
+            for trace, marker in zip(self.figure.data[:-1], class_markers(self.view, colouring)):
+                trace.marker.update(marker)
+            self.figure.layout.showlegend = colouring.by_class  # as scatter() has it
+        self.colour_by = key
 
     def update(self, source: str = "the sliders") -> None:
         """Decode the sliders' z into the image, caption it with where z came from, and move the scatter's marker."""
@@ -248,19 +199,19 @@ class LatentExplorer(widgets.Box):
 
     def go_to_class(self, label: int) -> None:
         """Move the sliders to the mean of the class's posterior means; the picked test image is cleared."""
-        if not (chosen := self.labels == label).any():
-            raise ValueError(
-                f"no posterior mean of class {label} ({self.class_names[label]}) in the data: no class mean"
-            )
-        self.move_to(self.means[chosen].mean(0).tolist(), f"class mean of {self.class_names[label]}")
+        if label not in self.view.class_means:
+            name = self.view.class_names[label]
+            raise ValueError(f"no posterior mean of class {label} ({name}) in the data: no class mean")
+        self.move_to(self.view.class_means[label].tolist(), f"class mean of {self.view.class_names[label]}")
         self.picked.value, self.picked_label.value = png(PLACEHOLDER), caption("click a point")
 
     def go_to_image(self, index: int) -> None:
         """Move the sliders to test image `index`'s posterior mean, and show that image."""
-        self.move_to(self.means[index].tolist(), f"mean of test image {index}")
+        self.move_to(self.view.means[index].tolist(), f"mean of test image {index}")
         if self.images is not None:
             self.picked.value = png(self.images[index].float())
-            self.picked_label.value = caption(f"test image {index}", self.class_names[int(self.labels[index])])
+            name = self.view.class_names[int(self.view.labels[index])]
+            self.picked_label.value = caption(f"test image {index}", name)
 
     def on_point_click(self, trace, points, state) -> None:
         """plotly's click callback, called for every trace: go to the clicked point of this one, if any."""
@@ -269,7 +220,7 @@ class LatentExplorer(widgets.Box):
 
     def outputs(self) -> list[dict]:
         """The cell's outputs: the widget view (for a live kernel), then its static picture (what exports show)."""
-        still = static_png(self.means, self.labels, self.dims, self.z(), self.decoded(), self.class_names)
+        still = static_png(self.view, self.z(), self.decoded(), self.colour_by)
         return [{**super()._repr_mimebundle_(), "text/plain": PLAIN_TEXT}, {"image/png": still, "text/plain": PICTURE}]
 
     def _ipython_display_(self) -> None:
@@ -280,18 +231,22 @@ class LatentExplorer(widgets.Box):
 def main(argv: list[str] | None = None) -> int:
     """`python explorer.py RUN --html OUT.html`: the explorer of a run as one self-contained web page (webpage.py)."""
     from cli import OneLineParser
-    from webpage import ERRORS, POINTS, write_page
+    from webpage import ERRORS, POINTS, TargetError, write_page
 
     parser = OneLineParser(prog="explorer.py", description="Write a run's explorer as one self-contained web page.")
     parser.add_argument("run", help="run folder (or its checkpoint.pt)")
-    parser.add_argument("--html", required=True, metavar="OUT.html", help="the page to write")
+    parser.add_argument(
+        "--html", required=True, metavar="OUT.html", help="the page to write: a new file, or a page written before"
+    )
     parser.add_argument("--points", type=int, default=POINTS, help=f"test images in the scatter (default {POINTS})")
-    parser.add_argument("--data-dir", help="folder of the Fashion-MNIST files (default: found automatically)")
+    parser.add_argument("--data-dir", help="folder of the dataset's files (default: found automatically)")
     args = parser.parse_args(argv)
     if args.points < 1:
         parser.error(f"--points must be >= 1, got {args.points}")
     try:
         write_page(args.run, args.html, args.points, args.data_dir)
+    except TargetError as error:  # nothing is replaced but a page written before
+        parser.error(str(error))
     except ERRORS as error:  # each names its file or setting
         parser.exit(1, f"{parser.prog}: error: {error}\n")
     return 0

@@ -6,6 +6,7 @@ import errno
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -51,6 +52,36 @@ def write_text(path: Path, text: str) -> None:
 def write_json(path: Path, data: Any) -> None:
     """Atomically write `data` as indented JSON (no NaN or Infinity: they are not JSON)."""
     write_text(path, json.dumps(data, indent=1, allow_nan=False))
+
+
+KINDS = {  # what may sit at a path besides a regular file, as stat names it
+    stat.S_IFDIR: "folder",
+    stat.S_IFLNK: "symbolic link",
+    stat.S_IFCHR: "device",
+    stat.S_IFBLK: "device",
+    stat.S_IFIFO: "FIFO (named pipe)",
+    stat.S_IFSOCK: "socket",
+}
+
+
+def kind_of(path: str | Path) -> str | None:
+    """What is at `path`, a link not followed: None (nothing), "file" (a regular one) or one of KINDS' values."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    return "file" if stat.S_ISREG(mode) else KINDS.get(stat.S_IFMT(mode), "special file")
+
+
+def first_bytes(path: str | Path, size: int = 1024) -> bytes:
+    """The first `size` bytes of a regular file, opened without following a link or waiting on a FIFO (OSError)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        return os.read(fd, size)
+    finally:
+        os.close(fd)
 
 
 def sha256(path: Path) -> str:

@@ -8,15 +8,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 from torch import Tensor
 
+from latent_view import Colouring, LatentView, as_view, central_range
 from models import BetaVAE
-from samplers import central_range, decode, interpolate, posterior_means, top_dimensions
+from samplers import decode, interpolate, posterior_means
 
 IMG_DIR = Path(__file__).resolve().parent / "img"
 DPI = 100  # with save's palette, keeps every saved PNG under 300 KB
@@ -89,35 +93,55 @@ def plot_samples(model: BetaVAE, z: Tensor, nrow: int = 10, title: str = "sample
     return grids(model, [(decode(model, z), nrow, "")], title, (6, 6.2))[0]
 
 
-def class_scatter(ax, x, y, labels: Tensor, seed: int = 0) -> None:
-    """Points coloured by class, drawn in a random order so that no class hides the others."""
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
-    ax.scatter(x[order], y[order], c=plt.cm.tab10(labels[order].numpy()), s=2, alpha=0.5, lw=0, rasterized=True)
+def point_colours(colouring: Colouring) -> np.ndarray:
+    """RGBA per point: tab10 by class, viridis over a factor's value indices."""
+    values = colouring.values.numpy()
+    return plt.cm.tab10(values % 10) if colouring.by_class else plt.cm.viridis(values / max(colouring.levels - 1, 1))
 
 
-def class_legend(fig: Figure, class_names: Sequence[str], **options) -> None:
-    """A legend of the classes' colours to the right of the figure."""
-    handles = [Line2D([], [], ls="", marker="o", color=plt.get_cmap("tab10")(c)) for c in range(len(class_names))]
-    fig.legend(handles, class_names, loc="outside right center", frameon=False, **options)
+def colour_scatter(ax, x, y, colouring: Colouring, seed: int = 0) -> None:
+    """Points coloured by `colouring`, drawn in a random order so that no class or value hides the others."""
+    order = torch.randperm(len(colouring.values), generator=torch.Generator().manual_seed(seed)).numpy()
+    ax.scatter(x[order], y[order], c=point_colours(colouring)[order], s=2, alpha=0.5, lw=0, rasterized=True)
+
+
+def colour_key(fig: Figure, colouring: Colouring, axes: list, **options) -> None:
+    """To the right of the figure: the classes' colours, or a colour bar of the factor's value indices."""
+    if colouring.by_class:
+        handles = [
+            Line2D([], [], ls="", marker="o", color=plt.get_cmap("tab10")(c % 10)) for c in range(colouring.levels)
+        ]
+        fig.legend(handles, colouring.names, loc="outside right center", frameon=False, **options)
+    else:
+        scale = ScalarMappable(Normalize(0, max(colouring.levels - 1, 1)), "viridis")
+        bar = fig.colorbar(scale, ax=axes, shrink=0.8, ticks=MaxNLocator(integer=True))
+        bar.set_label(f"{colouring.name} (value index)", **options)
 
 
 def plot_latent_projections(
-    means: Tensor, labels: Tensor, class_names: Sequence[str], name: str | None = None
+    view: LatentView | Tensor,
+    labels: Tensor | None = None,
+    class_names: Sequence[str] = (),
+    name: str | None = None,
+    colour_by: str = "class",
 ) -> Figure:
-    """Posterior means coloured by class: 2-d projections of the three most varying dimensions (1-d: strips)."""
-    dims, n, z = top_dimensions(means, 3), len(means), means.numpy()
-    pairs = list(itertools.combinations(dims, 2)) or [(0, None)]  # latent_dim 1: a strip per class
+    """Posterior means coloured by class (or by a factor): 2-d projections of the view's shown dimensions (1-d: a
+    strip per class). Takes a LatentView, or posterior means with their labels and class names."""
+    view = as_view(view, labels, tuple(class_names))
+    colouring, z, dims = view.colouring(colour_by), view.means.numpy(), view.dims
+    pairs = list(itertools.combinations(dims, 2)) or [(dims[0], None)]  # latent_dim 1: a strip per class
     fig, axes = plt.subplots(1, len(pairs), figsize=(4.3 * len(pairs) + 1.6, 4.3), layout="constrained", squeeze=False)
     for ax, (i, j) in zip(axes[0], pairs):
-        jitter = torch.rand(n, generator=torch.Generator().manual_seed(0)).numpy() * 0.6 - 0.3
-        class_scatter(ax, z[:, i], labels.numpy() + jitter if j is None else z[:, j], labels)
+        colour_scatter(ax, z[:, i], view.strip().numpy() if j is None else z[:, j], colouring)
         ax.set(xlabel=f"$z_{{{i + 1}}}$", ylabel="" if j is None else f"$z_{{{j + 1}}}$")
     if pairs[0][1] is None:
-        ax.set(yticks=range(len(class_names)), yticklabels=class_names, ylim=(len(class_names) - 0.5, -0.5))
-    else:
-        class_legend(fig, class_names)
-    most = f" (the 3 of {means.shape[1]} dimensions that vary most)" if means.shape[1] > 3 else ""
-    fig.suptitle(f"{name + ': ' if name else ''}posterior means of {n:,} test images{most}")
+        names = view.class_names
+        ax.set(yticks=range(len(names)), yticklabels=names, ylim=(len(names) - 0.5, -0.5))
+    if pairs[0][1] is not None or not colouring.by_class:
+        colour_key(fig, colouring, list(axes[0]))
+    most = f" (the {len(dims)} of {view.latent_dim} dimensions that vary most)" if view.latent_dim > len(dims) else ""
+    by = "" if colour_by == "class" else f", coloured by {colouring.name}"
+    fig.suptitle(f"{name + ': ' if name else ''}posterior means of {len(view):,} test images{most}{by}")
     return fig
 
 

@@ -5,7 +5,6 @@
                     (an estimate of the aggregate posterior, where the decoder was trained).
 - ClassSampler:     z from one Gaussian per class, fitted to that class's posterior means.
 - interpolate:      decoded images along the line between two images' posterior means.
-- top_dimensions, central_range: which latent coordinates to plot, and over what range.
 All samplers return float32 tensors (n, latent_dim); decode them with model.decode(z).
 The figures that show them are in plots.py.
 """
@@ -36,6 +35,17 @@ def decode(model: BetaVAE, z: Tensor, batch_size: int = EVAL_BATCH_SIZE) -> Tens
     return map_batches(model, model.decode, z, batch_size).clamp(0, 1)
 
 
+def finite_decodes(model: BetaVAE, z: Tensor, where: str) -> Tensor:
+    """Images decoded from latent codes z, in [0, 1]; ValueError, naming `where` z came from, if the decoder gives a
+    NaN or infinite pixel for any (finite weights can overflow)."""
+    images = map_batches(model, model.decode, z)
+    if not torch.isfinite(images).all():
+        raise ValueError(
+            f"the model's decoder gives non-finite pixels (NaN or infinite) at {where}: it cannot be shown"
+        )
+    return images.clamp(0, 1)
+
+
 def check_sizes(labels: Tensor, n_components: int = N_COMPONENTS) -> None:
     """ValueError unless samplers can be fitted to codes with these labels: at least `n_components` codes for
     the mixture and two per class for the class Gaussians."""
@@ -47,17 +57,6 @@ def check_sizes(labels: Tensor, n_components: int = N_COMPONENTS) -> None:
             f"class {int((counts == 1).nonzero()[0])} has a single training image; the class sampler "
             f"needs two or more per class"
         )
-
-
-def top_dimensions(means: Tensor, k: int = 3) -> list[int]:
-    """The (up to) k latent dimensions whose posterior means vary most over the data, in index order."""
-    return sorted(means.var(0).argsort(descending=True)[:k].tolist())
-
-
-def central_range(means: Tensor, tail: float = 0.01) -> tuple[Tensor, Tensor]:
-    """Per dimension, the `tail` and 1 - `tail` quantiles of the posterior means: where the data lies."""
-    low, high = torch.quantile(means.float(), torch.tensor([tail, 1 - tail]), dim=0)
-    return low, high
 
 
 class PriorSampler:

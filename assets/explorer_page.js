@@ -22,13 +22,28 @@ const WEIGHTS = Object.fromEntries(Object.entries(DATA.weights).map(
 const POINTS = DATA.points.count;
 const MEANS = new Float32Array(bytes(DATA.points.means).buffer);  // POINTS x LATENT_DIM, row by row
 const LABELS = bytes(DATA.points.labels);
+const MEMBERS = DATA.class_names.map((name, c) => [...LABELS.keys()].filter(i => LABELS[i] === c));  // points by class
+const COLOURINGS = Object.fromEntries(DATA.colourings.map(  // by class, or by a known factor's value index
+  colouring => [colouring.key, { ...colouring, values: bytes(DATA.points.colourings[colouring.key]) }]));
 const pointCode = i => Array.from(MEANS.subarray(i * LATENT_DIM, (i + 1) * LATENT_DIM));
 
 // ------------------------------------------------------------------------------------------ the decoder
-// Each layer maps (values, shape) to (values, shape); shapes are [features] or [channels, height, width], and the
-// weights are laid out as PyTorch stores them (Linear: out x in; Conv2d: out x in x k x k; ConvTranspose2d:
-// in x out x k x k).
+// Each op of the layer plan maps (values, shape) to (values, shape); shapes are [features] or [channels, height,
+// width], and the weights are laid out as PyTorch stores them (Linear: out x in; Conv2d: out x in x k x k;
+// ConvTranspose2d: in x out x k x k). The plan ends with the likelihood's output steps, value by value in double
+// precision: the page runs ops and knows no likelihood.
+const sigmoid = v => 1 / (1 + Math.exp(-v));
+function continuousBernoulliMean(logit) {  // as torch.distributions.ContinuousBernoulli(logits=...).mean
+  const p = sigmoid(logit), [low, high] = [0.499, 0.501];
+  if (p > low && p < high) { const x = p - 0.5; return 0.5 + (1 / 3 + 16 / 45 * x * x) * x; }
+  return p / (2 * p - 1) + 1 / (Math.log1p(-p) - Math.log(p));
+}
+const valueByValue = f => (x, shape, layer) => [Float64Array.from(x, v => f(v, layer)), shape];
 const LAYERS = {
+  sigmoid: valueByValue(sigmoid),
+  tanh: valueByValue(Math.tanh),
+  affine: valueByValue((v, layer) => v * layer.scale + layer.shift),
+  continuous_bernoulli_mean: valueByValue(continuousBernoulliMean),
   linear(x, shape, layer) {
     const w = WEIGHTS[layer.weight], b = layer.bias && WEIGHTS[layer.bias];
     const n = x.length, m = w.length / n, y = new Float32Array(m);
@@ -98,23 +113,11 @@ const LAYERS = {
   },
 };
 
-const sigmoid = v => 1 / (1 + Math.exp(-v));
-function continuousBernoulliMean(logit) {  // as torch.distributions.ContinuousBernoulli(logits=...).mean
-  const p = sigmoid(logit), [low, high] = [0.499, 0.501];
-  if (p > low && p < high) { const x = p - 0.5; return 0.5 + (1 / 3 + 16 / 45 * x * x) * x; }
-  return p / (2 * p - 1) + 1 / (Math.log1p(-p) - Math.log(p));
-}
-// the likelihood's output activation, mapped to [0, 1] pixels as the notebook figures map it
-const TO_PIXEL = {
-  bernoulli: sigmoid, sigma: sigmoid, continuous_bernoulli: continuousBernoulliMean,
-  gaussian: v => (Math.tanh(v) + 1) / 2,
-}[DATA.config.likelihood];
-
 /** The image the decoder makes of z: HEIGHT * WIDTH pixel values in [0, 1]. */
 function decode(z) {
   let x = Float32Array.from(z), shape = [z.length];
   for (const layer of DATA.layers) [x, shape] = LAYERS[layer.op](x, shape, layer);
-  return Float64Array.from(x, v => Math.min(1, Math.max(0, TO_PIXEL(v))));
+  return Float64Array.from(x, v => Math.min(1, Math.max(0, v)));
 }
 
 // ------------------------------------------------------------------------------------------ the page
@@ -128,6 +131,7 @@ function draw(canvas, pixels) {
 }
 
 const format = v => v.toFixed(2);
+const classes = document.getElementById("classes");
 const sliders = DATA.low.map((low, d) => {
   const high = DATA.high[d], row = document.createElement("div");
   row.className = "slider";
@@ -137,6 +141,7 @@ const sliders = DATA.low.map((low, d) => {
   document.getElementById("sliders").append(row);
   const [range, number] = row.querySelectorAll("input");
   range.addEventListener("input", () => {
+    classes.value = "";  // z is no longer the class mean
     state.z[d] = Number(range.value);
     number.value = format(state.z[d]);
     update();
@@ -156,9 +161,11 @@ function update() {
   moveMarker();
 }
 
-/** Move every slider (each shows its range's nearest value) and box to z, then decode once. */
-function setZ(z) {
+/** Move every slider (each shows its range's nearest value) and box to z, then decode once; the class menu shows
+ * its placeholder again unless z is the class mean it chose (so that choosing that class again moves z). */
+function setZ(z, classMean = false) {
   if (z.length !== LATENT_DIM || !z.every(Number.isFinite)) throw new Error(`z must be ${LATENT_DIM} finite numbers`);
+  if (!classMean) classes.value = "";
   state.z = z.map(Number);
   sliders.forEach(({ range, number }, d) => { range.value = state.z[d]; number.value = format(state.z[d]); });
   update();
@@ -173,10 +180,17 @@ function showPoint(i) {
   document.getElementById("picked-label").textContent = `test image ${i}: ${DATA.class_names[LABELS[i]]}`;
 }
 
-const classes = document.getElementById("classes");
-classes.innerHTML = "<option value=''>choose a class&hellip;</option>" +
-  DATA.class_names.map((name, c) => `<option value="${c}">${name}</option>`).join("");
-classes.addEventListener("change", () => { if (classes.value !== "") setZ(DATA.class_means[Number(classes.value)]); });
+classes.append(new Option("choose a class\u2026", ""));  // names as text, never as HTML
+DATA.class_names.forEach((name, c) => { if (DATA.class_means[c]) classes.append(new Option(name, String(c))); });
+const UNPICKED = document.getElementById("picked-label").textContent;
+classes.addEventListener("change", () => {  // z is no longer the clicked test image's: that image goes
+  if (classes.value === "") return;
+  setZ(DATA.class_means[Number(classes.value)], true);
+  state.picked = null;
+  const canvas = document.getElementById("picked");
+  canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+  document.getElementById("picked-label").textContent = UNPICKED;
+});
 
 // ------------------------------------------------------------------------------------------ the scatter
 let markerQueued = false;
@@ -196,14 +210,43 @@ async function loadPlotly() {  // plotly.js travels gzipped: 1.5 MB instead of 4
   document.head.append(script);
 }
 
+/** Each class trace's marker when the points are coloured by `key`: the class's colour, or a colour per point
+ * from the factor's value index (one colour bar). */
+function markers(key) {
+  const colouring = COLOURINGS[key], bar = { title: { text: colouring.name, side: "right" }, x: 0, xanchor: "left",
+                                             len: 0.5, thickness: 12 };
+  return MEMBERS.map((members, c) => (colouring.by_class
+    ? { size: 2, color: COLORS[c % COLORS.length], showscale: false }
+    : { size: 2, color: members.map(i => colouring.values[i]), colorscale: "Viridis", cmin: 0,
+        cmax: Math.max(colouring.levels - 1, 1), showscale: c === 0, colorbar: bar }));
+}
+
+function scatterTitle() {
+  const most = LATENT_DIM > 3 ? `, the 3 of ${LATENT_DIM} dimensions that vary most` : "";
+  document.getElementById("scatter-title").textContent = `posterior means of ${POINTS.toLocaleString("en")} of the ` +
+    `${DATA.test_images.toLocaleString("en")} test images, coloured by ${COLOURINGS[colourBy.value].name}${most}: ` +
+    "drag to rotate, scroll to zoom, click a point to go there";
+}
+
+const colourBy = document.getElementById("colour-by");
+DATA.colourings.forEach(colouring => colourBy.append(new Option(colouring.name, colouring.key)));
+document.getElementById("colour-row").hidden = DATA.colourings.length < 2;
+colourBy.addEventListener("change", () => {
+  if (!state.scatter) return;
+  const key = colourBy.value;
+  Plotly.update(state.scatter, { marker: markers(key) }, { showlegend: COLOURINGS[key].by_class },
+                MEMBERS.map((members, c) => c));  // a legend would show each class in its first point's colour
+  scatterTitle();
+});
+
 async function showScatter() {
   const dims = DATA.dims, axis = i => MEANS.filter((v, j) => j % LATENT_DIM === dims[i]);
-  const [xs, ys, zs] = [0, 1, 2].map(axis);
+  const [xs, ys, zs] = [0, 1, 2].map(axis), shown = markers(colourBy.value);
   const traces = DATA.class_names.map((name, c) => {
-    const members = [...LABELS.keys()].filter(i => LABELS[i] === c);
+    const members = MEMBERS[c];
     return { type: "scatter3d", mode: "markers", name, x: members.map(i => xs[i]), y: members.map(i => ys[i]),
-             z: members.map(i => zs[i]), customdata: members, marker: { size: 2, color: COLORS[c] },
-             hovertemplate: `${name}<br>test image %{customdata} (click: go there)<extra></extra>` };
+             z: members.map(i => zs[i]), customdata: members, marker: shown[c],
+             hovertemplate: "%{meta}<br>test image %{customdata} (click: go there)<extra></extra>", meta: name };
   });
   const [x, y, z] = dims.map(d => [state.z[d]]);
   traces.push({ type: "scatter3d", mode: "markers", name: "z (sliders)", x, y, z, hoverinfo: "skip",
@@ -221,10 +264,7 @@ async function showScatter() {
     if (point) showPoint(Number(point.customdata));
   });
   state.scatter = box;
-  const most = LATENT_DIM > 3 ? `, the 3 of ${LATENT_DIM} dimensions that vary most` : "";
-  document.getElementById("scatter-title").textContent = `posterior means of ${POINTS.toLocaleString("en")} of the ` +
-    `${DATA.test_images.toLocaleString("en")} test images, by class${most}: drag to rotate, scroll to zoom, ` +
-    "click a point to go there";
+  scatterTitle();
   timings.scatterMs = performance.now();
 }
 
@@ -232,6 +272,7 @@ async function showScatter() {
 const about = DATA.about, config = DATA.config;
 document.getElementById("about").textContent = [
   `${config.model.toUpperCase()}, latent_dim ${LATENT_DIM}, ${config.likelihood} likelihood`,
+  about.dataset ? `${about.dataset}` : "",
   about.beta !== undefined ? `beta ${about.beta}` : "", about.epoch !== undefined ? `epoch ${about.epoch}` : "",
   about.train_limit ? `${about.train_limit.toLocaleString("en")} training images` : "",
   about.run ? `run ${about.run}` : ""].filter(Boolean).join(" \u00b7 ");

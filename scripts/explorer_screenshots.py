@@ -1,7 +1,9 @@
 """Screenshots of the explorer's web pages (docs/explorer/*.html) for docs/screenshots/: each page at 1280x800 (the
-screen) and 390x844 (a phone; the whole page, which wraps to one column), after a click on a test image's point.
+screen), after a click on a test image's point, and 390x844 (a phone, touch: one column), after a tap on a point of
+the scatter at the bottom of the column (the screen as the phone shows it then: the pictures stay in view).
 
     .venv/bin/python scripts/explorer_screenshots.py [--pages docs/explorer/fc.html ...] [--out docs/screenshots]
+    .venv/bin/python scripts/explorer_screenshots.py --pages /tmp/shapes.html --colour-by x --name page-shapes
 
 Needs Playwright for Python (lab/requirements.txt) and a system Chromium at /usr/bin/chromium; it downloads no
 browser, and the pages are opened from file:// with every other request blocked.
@@ -36,8 +38,30 @@ def shrink(path: Path) -> None:
         Image.open(path).convert("RGB").quantize(256).save(path, optimize=True)
 
 
-def screenshot(browser, page_path: Path, width: int, height: int, out: Path) -> None:
-    page = browser.new_page(viewport={"width": width, "height": height})
+def tap_a_point(page) -> None:
+    """Taps over the middle of the scatter, scrolled into view, until one lands on a point (as a thumb would)."""
+    page.locator("#scatter").scroll_into_view_if_needed()
+    box = page.locator("#scatter").bounding_box()
+    steps = sorted(((i / 20, j / 20) for i in range(-5, 6) for j in range(-5, 6)), key=lambda d: d[0] ** 2 + d[1] ** 2)
+    for dx, dy in steps:
+        page.touchscreen.tap(box["x"] + (0.5 + dx) * box["width"], box["y"] + (0.5 + dy) * box["height"])
+        page.wait_for_timeout(100)
+        if page.text_content("#picked-label").startswith("test image"):
+            return
+    raise SystemExit("no tap on the scatter's middle landed on a point")
+
+
+def click_point(page, index: int) -> None:
+    """The scatter's click on test image `index`'s point, as plotly reports one."""
+    page.evaluate(f"""() => {{
+        const box = document.getElementById("scatter");
+        const curve = box.data.findIndex(trace => trace.customdata && trace.customdata.includes({index}));
+        box.emit("plotly_click", {{points: [{{curveNumber: curve, customdata: {index}}}]}}); }}""")
+
+
+def screenshot(browser, page_path: Path, width: int, height: int, out: Path, colour_by: str | None) -> None:
+    phone = {"has_touch": True, "is_mobile": True} if width < 600 else {}
+    page = browser.new_page(viewport={"width": width, "height": height}, **phone)
     blocked = []
     page.route(
         "**/*",
@@ -50,12 +74,14 @@ def screenshot(browser, page_path: Path, width: int, height: int, out: Path) -> 
     page.goto(page_path.resolve().as_uri())
     page.wait_for_function("window.explorer !== undefined")
     page.evaluate("explorer.ready")
-    page.evaluate(f"""() => {{
-        const box = document.getElementById("scatter");
-        const curve = box.data.findIndex(trace => trace.customdata && trace.customdata.includes({CLICKED}));
-        box.emit("plotly_click", {{points: [{{curveNumber: curve, customdata: {CLICKED}}}]}}); }}""")
+    if colour_by:
+        page.select_option("#colour-by", colour_by)
+    if phone:
+        tap_a_point(page)
+    else:
+        click_point(page, CLICKED)
     page.wait_for_timeout(1000)  # the marker moves on the next animation frame
-    page.screenshot(path=str(out), full_page=width < 600)
+    page.screenshot(path=str(out))
     page.close()
     if blocked:
         raise SystemExit(f"{page_path} asked the network for {blocked}")
@@ -69,14 +95,16 @@ def main() -> None:
         "--pages", nargs="+", type=Path, default=[ROOT / "docs/explorer/fc.html", ROOT / "docs/explorer/cnn.html"]
     )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    parser.add_argument("--colour-by", help="colour the points by this (class, or a factor such as x) on the screen")
+    parser.add_argument("--name", help="the screenshots' names: explorer-NAME-WxH.png (default: the page's name)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         for page_path in args.pages:
             for width, height in VIEWPORTS:
-                out = args.out / f"explorer-{page_path.stem}-{width}x{height}.png"
-                screenshot(browser, page_path, width, height, out)
+                out = args.out / f"explorer-{args.name or page_path.stem}-{width}x{height}.png"
+                screenshot(browser, page_path, width, height, out, args.colour_by if width > 600 else None)
         browser.close()
 
 

@@ -19,6 +19,12 @@ def fmnist():
 
 
 @pytest.fixture(scope="session")
+def shapes_data():
+    """The shapes dataset (made in ./data on first use), loaded once per test session."""
+    return load_dataset("shapes")
+
+
+@pytest.fixture(scope="session")
 def small_fmnist(fmnist):
     """The first 2,000 training images and the first 2,000 test images: for quick training tests."""
     return fmnist.limited(train=2000, test=2000)

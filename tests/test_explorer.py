@@ -1,6 +1,8 @@
-"""The latent explorer (driven from Python, no display) and the static latent figures, for 1, 2, 3 and 5 latent dims."""
+"""The latent explorer (driven from Python, no display) and the static latent figures, for 1, 2, 3 and 5 latent dims,
+and for a 10-d model of the shapes dataset (colourings by its factors); the LatentView they all draw from."""
 
 import io
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,10 +15,12 @@ from plotly.callbacks import Points
 
 import plots
 from config import TrainConfig
-from explorer import CONTROLS, IMAGE_SIZE, PLAIN_TEXT, LatentExplorer, axis_ranges, png, static_figure
+from explorer import CONTROLS, IMAGE_SIZE, PLAIN_TEXT, LatentExplorer, png, static_figure
 from fashion_mnist import CLASS_NAMES
+from latent_scatter import COLORS
+from latent_view import MARGIN, LatentView, central_range, top_dimensions
 from models import ModelConfig, build_model
-from samplers import central_range, posterior_means, top_dimensions
+from samplers import posterior_means
 from train import fit
 
 
@@ -49,8 +53,7 @@ def test_moving_a_slider_decodes_its_z_into_the_image(trained):
     model, means, labels = trained
     explorer = LatentExplorer(model, means, labels, CLASS_NAMES)
     assert len(explorer.sliders) == model.latent_dim
-    low, high = central_range(means)
-    for slider, lo, hi in zip(explorer.sliders, low.tolist(), high.tolist()):  # the 1st-99th percentile, in steps
+    for slider, (lo, hi) in zip(explorer.sliders, explorer.view.ranges()):  # the view's range, in steps
         assert slider.min <= lo < slider.min + slider.step and slider.max - slider.step < hi <= slider.max
     before = explorer.image.value
     slider = explorer.sliders[-1]
@@ -197,11 +200,11 @@ def test_labels_or_images_of_another_length_are_a_clear_error(untrained, offset)
 
 def test_axis_ranges_frame_the_cloud_in_a_cube(untrained):
     model, means, labels, _ = untrained
-    ranges = axis_ranges(means, [0, 1, 2])
+    ranges = LatentView(means, labels, CLASS_NAMES).ranges([0, 1, 2])
     low, high = central_range(means)
     for (a, b), lo, hi in zip(ranges, low.tolist(), high.tolist()):
         assert a < lo and hi < b  # the 1st-99th percentile, plus the same share of margin on every axis
-        assert (lo - a) / (hi - lo) == pytest.approx(0.1) and (b - hi) / (hi - lo) == pytest.approx(0.1)
+        assert (lo - a) / (hi - lo) == pytest.approx(MARGIN) and (b - hi) / (hi - lo) == pytest.approx(MARGIN)
     assert ranges[0][1] < 10  # the outlier at 50 does not stretch the view
     scene = LatentExplorer(model, means, labels, CLASS_NAMES).figure.layout.scene
     assert scene.aspectmode == "cube"  # the same length on screen: z2, three times wider, does not flatten the rest
@@ -233,7 +236,7 @@ def test_the_output_is_the_widget_then_a_static_picture(trained):
 def test_the_static_picture_names_the_classes_in_readable_type(trained):
     model, means, labels = trained
     explorer = LatentExplorer(model, means, labels, CLASS_NAMES)
-    fig = static_figure(means, labels, explorer.dims, explorer.z(), explorer.decoded(), CLASS_NAMES)
+    fig = static_figure(explorer.view, explorer.z(), explorer.decoded())
     fig.draw_without_rendering()
     assert [text.get_text() for text in fig.legends[0].get_texts()] == list(CLASS_NAMES)
     texts = [label for ax in fig.axes for label in ax.get_xticklabels() + ax.get_yticklabels() if label.get_text()]
@@ -267,3 +270,92 @@ def test_an_html_export_shows_the_static_picture_with_or_without_widget_state(tm
     notebook.metadata.pop("widgets")
     html = HTMLExporter().from_notebook_node(notebook)[0]
     assert html.count('src="data:image/png;base64,') == 1 and PLAIN_TEXT in html
+
+
+def test_one_view_decides_what_every_explorer_and_figure_shows(untrained):
+    """The shown dimensions, the ranges, the start, the class means and the strips' jitter are the view's, wherever
+    they are drawn: the explorer's scatter and sliders, its static picture, plot_latent_projections."""
+    model, means, labels, _ = untrained
+    view = LatentView(means, labels, CLASS_NAMES)
+    assert view.dims == top_dimensions(means) and view.start.tolist() == means.median(0).values.tolist()
+    assert view.class_means[7].tolist() == pytest.approx(means[labels == 7].mean(0).tolist())
+    explorer = LatentExplorer(model, view)
+    assert explorer.view is view and explorer.z().tolist() == on_sliders(explorer, view.start)
+    one = LatentView(means[:, 1:2], labels, CLASS_NAMES)  # one dimension: a strip per class, jittered once
+    strips = [
+        plots.plot_latent_projections(one).axes[0].collections[0].get_offsets()[:, 1],
+        static_figure(one, torch.zeros(1), torch.zeros(1, 28, 28)).axes[0].collections[0].get_offsets()[:, 1],
+    ]
+    assert np.array_equal(*strips) and sorted(strips[0]) == sorted(one.strip().tolist())
+    trace = LatentExplorer(model.__class__(latent_dim=1, hidden=(8,)).eval(), one).figure.data[3]
+    assert trace.y.tolist() == one.strip()[torch.tensor(trace.customdata)].tolist()
+    plt.close("all")
+
+
+@pytest.mark.parametrize(
+    "means, labels, words",
+    [
+        (torch.randn(10, 3), torch.arange(9), "9 labels for 10 posterior means"),
+        (torch.randn(10, 3), torch.arange(10) + 5, "labels must be integers from 0 to 9"),
+        (torch.full((10, 3), float("nan")), torch.arange(10), "posterior means are not finite"),
+        (torch.randn(10), torch.arange(10), "(N, latent_dim)"),
+    ],
+)
+def test_a_view_of_bad_means_or_labels_is_one_clear_line(means, labels, words):
+    with pytest.raises(ValueError, match=re.escape(words)) as error:
+        LatentView(means, labels, CLASS_NAMES)
+    assert "\n" not in str(error.value)
+
+
+def test_a_decoder_whose_outputs_are_not_finite_is_refused_in_one_line(untrained):
+    """Finite weights, NaN pictures: a batch norm with a negative running variance (checkpoints allow it)."""
+    _, means, labels, _ = untrained
+    model = build_model(ModelConfig(latent_dim=3, hidden=(8,), norm="batch"), seed=0).eval()
+    model.decoder[1].running_var.fill_(-1.0)
+    with pytest.raises(ValueError, match="decoder gives non-finite pixels") as error:
+        LatentExplorer(model, means, labels, CLASS_NAMES)
+    assert "\n" not in str(error.value)
+
+
+@pytest.fixture(scope="module")
+def shapes_view(shapes_data):
+    """A tiny untrained 10-d FC model and the view of its codes of the shapes' first 2,000 test images."""
+    model = build_model(ModelConfig(latent_dim=10, hidden=(16,)), seed=0).eval()
+    data = shapes_data.limited(test=2000)
+    return model, LatentView.of(posterior_means(model, data.test_images), data), data
+
+
+def test_a_shapes_model_explores_ten_coordinates_coloured_by_any_factor(shapes_view):
+    model, view, data = shapes_view
+    explorer = LatentExplorer(model, view, images=data.test_images)
+    assert len(explorer.sliders) == 10 and len(explorer.dims) == 3 and explorer.figure.data[0].type == "scatter3d"
+    assert [name for name, _ in explorer.classes.options] == ["square", "ellipse", "heart"]
+    assert explorer.colours.options == (
+        ("class (shape)", "class"),
+        ("scale", "scale"),
+        ("orientation", "orientation"),
+        ("x", "x"),
+        ("y", "y"),
+    )
+    assert explorer.colours in explorer.children[1].children  # shown: there is more than one colouring
+    explorer.colours.value = "orientation"
+    for c, trace in enumerate(explorer.figure.data[:3]):  # each point's colour: its orientation's value index
+        assert list(trace.marker.color) == data.test_factors[data.test_labels == c, 2].tolist()
+        assert trace.marker.showscale == (c == 0) and trace.marker.cmax == 19
+    assert explorer.figure.layout.showlegend is False  # it would show each class in its first point's colour
+    fig = static_figure(view, explorer.z(), explorer.decoded(), explorer.colour_by)
+    assert fig.axes[-1].get_ylabel() == "orientation (value index)"  # a colour bar, not the class legend
+    explorer.colours.value = "class"
+    assert [trace.marker.color for trace in explorer.figure.data[:3]] == list(COLORS[:3])
+    assert explorer.figure.layout.showlegend and not any(trace.marker.showscale for trace in explorer.figure.data)
+    explorer.classes.value = 2
+    explorer.button.click()
+    assert explorer.z().tolist() == on_sliders(explorer, view.class_means[2])
+    assert "class mean of heart" in explorer.z_label.value
+    plt.close("all")
+
+
+def test_fashion_mnist_has_no_colour_menu(untrained):
+    model, means, labels, images = untrained
+    explorer = LatentExplorer(model, means, labels, CLASS_NAMES, images)
+    assert explorer.colours not in explorer.children[1].children

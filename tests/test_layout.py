@@ -24,6 +24,8 @@ FLOORS = {
     "runs": {"checkpoint", "config", "files", "models"},
     "train": {"checkpoint", "cli", "config", "data", "files", "models", "objectives", "runs"},
     "samplers": {"models"},
+    "latent_view": set(),
+    "latent_scatter": {"latent_view"},
     "metrics": {"models", "objectives"},
     "classifier": {"checkpoint", "fashion_mnist", "files", "models"},
     "quality": {"classifier", "config", "data", "metrics", "models", "samplers"},
@@ -31,9 +33,9 @@ FLOORS = {
         *("checkpoint", "classifier", "cli", "config", "data", "disentanglement", "files", "metrics", "models"),
         *("objectives", "quality", "runs", "samplers"),
     },
-    "plots": {"models", "samplers"},
-    "webpage": {"checkpoint", "data", "files", "models", "runs", "samplers"},
-    "explorer": {"cli", "models", "plots", "samplers", "webpage"},
+    "plots": {"latent_view", "models", "samplers"},
+    "webpage": {"checkpoint", "data", "files", "latent_view", "models", "runs", "samplers"},
+    "explorer": {"cli", "latent_scatter", "latent_view", "models", "plots", "samplers", "webpage"},
 }
 
 
@@ -78,7 +80,7 @@ def test_each_core_module_imports_only_the_floors_below_it_and_never_the_lab():
 def test_core_files_read_in_one_sitting_and_the_lab_files_stay_small():
     """About 300 lines a file, kept by splitting by responsibility (ruff formats every line: nothing is packed)."""
     lines = {name: len(path.read_text().splitlines()) for name, path in MODULES.items()}
-    waiting = {"explorer", "lab.sweep"}  # grown by ruff format or the refactor: split next
+    waiting = {"lab.sweep"}  # grown by ruff format or the refactor: split next
     assert all(lines[name] <= 300 for name in CORE if name not in waiting), {
         n: lines[n] for n in CORE if lines[n] > 300
     }

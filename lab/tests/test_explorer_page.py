@@ -1,10 +1,13 @@
 """The explorer's web page in Chromium, opened from file:// with every other request blocked: the decoder that runs in
 the page draws what model.decode draws (to 1e-3 on [0, 1] pixels) for random z set through its JS API and its
 controls, a mouse click on a scatter point moves the sliders to that test image's code and shows the image, the
-class menu goes to the class mean, and the layout fits a 1280x800 screen and a 390x844 phone (touch). Checked for
-each committed page in docs/explorer/ (its model rebuilt from the config and weights it embeds) and for pages built
-here from tiny fresh models of each family, with every layer and likelihood the page's JavaScript runs. Needs a
-system Chromium (/usr/bin/chromium) and Playwright for Python (lab/requirements.txt); it never downloads a browser."""
+class menu goes to the class mean (and shows its placeholder again once z moves otherwise), and the layout fits a
+1280x800 screen and a 390x844 phone (touch; a tap on a point leaves both pictures in view). Checked for each
+committed page in docs/explorer/ (its model rebuilt from the config and weights it embeds; the checks of page format
+2, menu reset and colourings, once `make run` has written them in it) and for pages built here from tiny fresh
+models of each family, with every layer and likelihood the page's JavaScript runs; a 10-d shapes model's page
+coloured by each factor; and the pages of runs with hostile folder names. Needs a system Chromium
+(/usr/bin/chromium) and Playwright for Python (lab/requirements.txt); it never downloads a browser."""
 
 import base64
 import copy
@@ -14,8 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
+import explorer
 import webpage
-from fashion_mnist import CLASS_NAMES
+from checkpoint import CHECKPOINT, save_checkpoint
+from latent_view import LatentView
 from models import build_model
 from samplers import decode, posterior_means
 
@@ -163,7 +168,8 @@ def click_a_point(page) -> int:
 
 def check_click_and_class_menu(page, data: dict, images: torch.Tensor, labels: torch.Tensor) -> None:
     """A click on a scatter point moves the boxes and sliders to that test image's code and shows the image, named;
-    the class menu moves them to the class mean."""
+    the class menu moves them to the class mean; from format 2, the menu shows its placeholder again once z moves
+    otherwise (a key on a slider, a click), so that choosing the same class again goes back to its mean."""
     index = click_a_point(page)
     code = torch.tensor(page.evaluate(f"explorer.pointCode({index})"))
     assert page.evaluate("explorer.z()") == code.tolist()
@@ -173,24 +179,37 @@ def check_click_and_class_menu(page, data: dict, images: torch.Tensor, labels: t
         assert abs(float(page.input_value(f"#z{d}")) - min(max(value, low), high)) <= step
     picture = torch.tensor(page.evaluate("explorer.picked()"), dtype=torch.float64)
     assert (picture - images[index].flatten().double()).abs().max() <= 1 / 255  # 8-bit grey levels, rounded
-    assert page.text_content("#picked-label") == f"test image {index}: {CLASS_NAMES[int(labels[index])]}"
-    page.select_option("#classes", "7")
-    assert page.evaluate("explorer.z()") == pytest.approx(data["class_means"][7])
+    assert page.text_content("#picked-label") == f"test image {index}: {data['class_names'][int(labels[index])]}"
+    last = str(len(data["class_names"]) - 1)
+    page.select_option("#classes", last)
+    assert page.evaluate("explorer.z()") == pytest.approx(data["class_means"][int(last)])
+    if data["format"] < 2:
+        return
+    assert page.input_value("#classes") == last and page.evaluate("explorer.picked()") is None  # not z's image
+    assert page.text_content("#picked-label").startswith("click a point")
+    page.focus("#z0")
+    page.keyboard.press("ArrowLeft")
+    assert page.input_value("#classes") == "" and page.evaluate("explorer.z()") != data["class_means"][int(last)]
+    page.select_option("#classes", last)
+    assert page.evaluate("explorer.z()") == pytest.approx(data["class_means"][int(last)])
+    click_a_point(page)
+    assert page.input_value("#classes") == ""
 
 
 def check_layout(browser, path: Path) -> None:
-    """Side by side on a 1280x800 screen; on a phone everything fits the width, the controls come first and a tap
-    on a slider's track moves z there."""
+    """Side by side on a 1280x800 screen; on a phone everything fits the width, the pictures and sliders come first
+    and a tap on a slider's track moves z there."""
     for width, height in ((1280, 800), (390, 844)):
         page, attempts, errors = open_offline(browser, path, width, height)
-        boxes = {name: page.locator(name).bounding_box() for name in ("#scatter", "#controls", "#decoded", "#z0")}
+        controls = "#controls" if width > 1000 else "#sliders"  # a phone: #controls lends its parts to the column
+        boxes = {name: page.locator(name).bounding_box() for name in ("#scatter", controls, "#decoded", "#z0")}
         assert page.evaluate("document.documentElement.scrollWidth") <= width and not attempts and not errors
         assert all(box["x"] >= 0 and box["x"] + box["width"] <= width for box in boxes.values())
         if width > 1000:
             assert boxes["#controls"]["x"] >= boxes["#scatter"]["x"] + boxes["#scatter"]["width"]
             assert boxes["#decoded"]["y"] + boxes["#decoded"]["height"] <= height
         else:
-            assert boxes["#controls"]["y"] + boxes["#controls"]["height"] <= boxes["#scatter"]["y"]
+            assert boxes["#sliders"]["y"] + boxes["#sliders"]["height"] <= boxes["#scatter"]["y"]
             assert boxes["#z0"]["width"] >= 150 and boxes["#z0"]["height"] >= 30  # a thumb's room
             before = page.evaluate("explorer.pixels()")
             page.touchscreen.tap(boxes["#z0"]["x"] + 0.8 * boxes["#z0"]["width"], boxes["#z0"]["y"] + 15)
@@ -231,23 +250,115 @@ def test_a_committed_page_runs_its_own_decoder_offline(browser, path, fmnist, re
     )
     assert data["points"]["count"] >= 1000 and data["test_images"] == 10000
     check_layout(browser, path)
+    if data["format"] >= 2:  # pages written before format 2 scroll the pictures away (`make run` writes them again)
+        check_phone_tap(browser, path)
 
 
 @pytest.mark.parametrize("name", FRESH)
 def test_a_page_built_from_a_fresh_model_decodes_as_pytorch(browser, name, fmnist, tmp_path, record_property):
     model = fresh_model(FRESH[name])
-    low, high = {"gaussian": (-1.0, 1.0)}.get(model.likelihood, (0.0, 1.0))
-    images = fmnist.test_images[:FRESH_POINTS] * (high - low) + low
+    images, labels = fmnist.test_images[:FRESH_POINTS], fmnist.test_labels[:FRESH_POINTS]
     path = tmp_path / f"{name}.html"
-    labels = fmnist.test_labels[:FRESH_POINTS]
-    path.write_text(webpage.page_html(model, images, labels, fmnist.class_names, "0" * 64, FRESH_POINTS))
-    data = check_page(browser, path, model, images, fmnist.test_labels, record_property)
+    view = LatentView(posterior_means(model, images), labels, fmnist.class_names)
+    path.write_text(webpage.page_html(model, view, images, "0" * 64, FRESH_POINTS))
+    data = check_page(browser, path, model, images, labels, record_property)
     assert torch.equal(torch.tensor(page_codes(data)), posterior_means(model, images))
     if name == "cnn-default-shape":
         check_layout(browser, path)
+        check_phone_tap(browser, path)
 
 
 def page_codes(data: dict) -> list:
     """The scatter's codes a page embeds, one row per point."""
     means = torch.frombuffer(bytearray(base64.b64decode(data["points"]["means"])), dtype=torch.float32)
     return means.reshape(data["points"]["count"], data["config"]["latent_dim"]).tolist()
+
+
+def tap_a_point(page) -> None:
+    """Taps (touch) over the middle of the scatter, scrolled into view, until one lands on a point."""
+    page.locator("#scatter").scroll_into_view_if_needed()
+    box = page.locator("#scatter").bounding_box()
+    steps = [(i / 20, j / 20) for i in range(-5, 6) for j in range(-5, 6)]
+    for dx, dy in sorted(steps, key=lambda step: step[0] ** 2 + step[1] ** 2):
+        page.touchscreen.tap(box["x"] + (0.5 + dx) * box["width"], box["y"] + (0.5 + dy) * box["height"])
+        page.wait_for_timeout(100)
+        if page.text_content("#picked-label").startswith("test image"):
+            return
+    pytest.fail("no tap on the scatter's middle landed on a point")
+
+
+def check_phone_tap(browser, path: Path) -> None:
+    """On a 390x844 phone, after a tap on a point of the scatter (at the bottom of the column), the decoded and the
+    test image are both on screen."""
+    page, attempts, errors = open_offline(browser, path, 390, 844)
+    tap_a_point(page)
+    assert page.evaluate("window.scrollY") > 0  # the scatter was scrolled to: the pictures sit above it
+    for name in ("#decoded", "#picked"):
+        box = page.locator(name).bounding_box()
+        assert box["y"] >= 0 and box["y"] + box["height"] <= 844 and box["x"] + box["width"] <= 390, (name, box)
+    assert page.evaluate("explorer.picked()") is not None and not attempts and not errors
+    page.close()
+
+
+def test_a_shapes_page_has_ten_sliders_and_colours_the_points_by_each_factor(
+    browser, shapes_data, tmp_path, record_property
+):
+    model = fresh_model({"latent_dim": 10, "hidden": [16]})
+    data = shapes_data.limited(test=FRESH_POINTS)
+    path = tmp_path / "shapes.html"
+    path.write_text(
+        webpage.page_html(
+            model,
+            LatentView.of(posterior_means(model, data.test_images), data),
+            data.test_images,
+            "0" * 64,
+            FRESH_POINTS,
+        )
+    )
+    embedded = check_page(browser, path, model, data.test_images, data.test_labels, record_property)
+    page, attempts, errors = open_offline(browser, path)
+    assert page.locator("#sliders input[type=range]").count() == 10
+    assert page.eval_on_selector_all("#classes option", "options => options.map(o => o.textContent)") == [
+        "choose a class\u2026",
+        "square",
+        "ellipse",
+        "heart",
+    ]
+    assert page.eval_on_selector_all("#colour-by option", "options => options.map(o => o.value)") == [
+        "class",
+        "scale",
+        "orientation",
+        "x",
+        "y",
+    ]
+    colours = "[0, 1, 2].map(c => Array.from(document.getElementById('scatter').data[c].marker.color))"
+    for k, key in enumerate(("scale", "orientation", "x", "y"), start=1):
+        page.select_option("#colour-by", key)
+        expected = [data.test_factors[data.test_labels == c, k].tolist() for c in range(3)]
+        assert page.evaluate(colours) == expected
+        assert f"coloured by {key}" in page.text_content("#scatter-title")
+    page.select_option("#colour-by", "class")
+    assert page.evaluate("document.getElementById('scatter').data.map(trace => trace.marker.color)")[:3] == [
+        "#1f77b4",
+        "#ff7f0e",
+        "#2ca02c",
+    ]
+    assert embedded["dims"] == LatentView.of(posterior_means(model, data.test_images), data).dims
+    assert not attempts and not errors, (attempts, errors)
+    page.close()
+    check_phone_tap(browser, path)
+
+
+@pytest.mark.parametrize("name", ["<!--<script", "<!--<script>", "<b onmouseover=x>&amp;<i"])
+def test_a_run_with_a_hostile_name_gives_a_page_that_works(browser, name, tmp_path):
+    """The run folder's name is embedded in the page's data (the 'about' line): it stays text."""
+    (tmp_path / name).mkdir()
+    save_checkpoint(tmp_path / name / CHECKPOINT, build_model({"hidden": [16]}, seed=0))
+    path = tmp_path / "page.html"
+    assert explorer.main([str(tmp_path / name), "--html", str(path), "--points", "200"]) == 0
+    page, attempts, errors = open_offline(browser, path)
+    assert page.locator("#sliders input[type=range]").count() == 3
+    assert page.text_content("#scatter-title").startswith("posterior means of 200")  # the scatter, drawn
+    assert f"run {name}" in page.text_content("#about") and page.locator("#about b").count() == 0
+    assert not attempts and not errors, (attempts, errors)
+    page.close()
