@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -17,6 +18,7 @@ from torch import Tensor
 
 from models import BetaVAE
 from samplers import central_range, decode, interpolate, posterior_means, top_dimensions
+from shapes import FACTORS, SIZE
 
 IMG_DIR = Path(__file__).resolve().parent / "img"
 DPI = 100  # with save's palette, keeps every saved PNG under 300 KB
@@ -79,7 +81,7 @@ def plot_reconstructions(
             (x, per_class, "real test images"),
         ],
         "test images and their reconstructions",
-        (10, 8.3),
+        (10, 0.8 * len(class_names) + 0.3),
         (0, class_names),
     )[0]
 
@@ -192,3 +194,40 @@ def plot_interpolation(
         (12, 1.2 * len(pairs) + 0.8),
         (0, [f"{class_names[a]} → {class_names[b]}" for a, b in pairs]),
     )[0]
+
+
+def plot_shape_factors(images: np.ndarray, zoom: int = 2) -> Figure:
+    """The shapes dataset, one factor varied per row, the others at a middle value (an upright heart of scale 0.8 at
+    the centre; the shape and orientation rows also at scale 0.5 or for each shape). `images`: every image in
+    shapes.generate()'s order, (N, 28, 28) uint8; `zoom` screen pixels per image pixel."""
+    sizes = [len(factor.values) for factor in FACTORS]
+    grid = images.reshape(*sizes, SIZE, SIZE)
+    middle = (2, 3, 0, sizes[3] // 2, sizes[4] // 2)  # heart, scale 0.8, upright, centroid at (14.5, 14.5)
+    positions = f"{FACTORS[3].values[0]} to {FACTORS[3].values[-1]} px"
+    step = np.degrees(FACTORS[2].values[1])
+    rows = []
+    for name, varied, fixed in (("shape", 0, {}), ("shape at scale 0.5", 0, {1: 0}), ("scale 0.5 to 1", 1, {}),
+                                ("orientation, heart", 2, {}), ("orientation, ellipse", 2, {0: 1}),
+                                ("orientation, square", 2, {0: 0}), (f"x {positions}", 3, {}),
+                                (f"y {positions}", 4, {})):  # fmt: skip
+        index: list[int | slice] = [fixed.get(i, value) for i, value in enumerate(middle)]
+        index[varied] = slice(None)
+        rows.append((name, grid[tuple(index)]))
+    cell = SIZE + 2
+    mosaic = np.full((len(rows) * cell, max(sizes) * cell), 96, np.uint8)  # grey frames around the images
+    for r, (_, row) in enumerate(rows):
+        for c, image in enumerate(row):
+            mosaic[r * cell + 1 : (r + 1) * cell - 1, c * cell + 1 : (c + 1) * cell - 1] = image
+    mosaic = mosaic.repeat(zoom, 0).repeat(zoom, 1)
+    left, top = 160, 30  # pixels for the row names and the title
+    width, height = mosaic.shape[1] + left, mosaic.shape[0] + top
+    fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    ax = fig.add_axes((left / width, 0, mosaic.shape[1] / width, mosaic.shape[0] / height))
+    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    ax.set_yticks([(r + 0.5) * cell * zoom for r in range(len(rows))], [name for name, _ in rows])
+    ax.set_xticks([])
+    ax.set_frame_on(False)
+    title = (f"The shapes dataset, one factor varied per row (orientation in {step:.0f}-degree steps); the others "
+             "at a heart of scale 0.8, upright, centred")  # fmt: skip
+    fig.text(0.5, 1 - 0.5 * top / height, title, ha="center", va="center")
+    return fig

@@ -31,7 +31,7 @@ FLOORS = {
         *("checkpoint", "classifier", "cli", "config", "data", "disentanglement", "files", "metrics", "models"),
         *("objectives", "quality", "runs", "samplers"),
     },
-    "plots": {"models", "samplers"},
+    "plots": {"models", "samplers", "shapes"},
     "webpage": {"checkpoint", "data", "files", "models", "runs", "samplers"},
     "explorer": {"cli", "models", "plots", "samplers", "webpage"},
 }

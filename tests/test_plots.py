@@ -1,4 +1,5 @@
-"""The per-model figures: titles naming the model, images shown in [0, 1] whatever the likelihood."""
+"""The per-model figures: titles naming the model, images shown in [0, 1] whatever the likelihood; the shapes
+dataset's figures: each factor varied alone."""
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -8,6 +9,7 @@ import torch
 import plots
 from fashion_mnist import CLASS_NAMES
 from models import ModelConfig, build_model
+from shapes import FACTORS, SIZE, generate
 
 matplotlib.use("Agg")
 
@@ -46,4 +48,19 @@ def test_every_per_model_figure_names_the_model_and_shows_images_in_unit_range(t
         plots.plot_curves([{"epoch": 1, "train": {"recon": 2, "kl": 1}, "test": {"recon": 2, "kl": 1}}]).get_suptitle()
         == "training curves"
     )  # the old call still works
+    plt.close("all")
+
+
+def test_the_shape_factors_figure_varies_one_factor_per_row():
+    images = generate()[0]
+    fig = plots.plot_shape_factors(images, zoom=1)
+    (ax,) = fig.axes
+    names = [label.get_text() for label in ax.get_yticklabels()]
+    assert names[:3] == ["shape", "shape at scale 0.5", "scale 0.5 to 1"] and names[-1].startswith("y ")
+    grid = images.reshape(*(len(factor.values) for factor in FACTORS), SIZE, SIZE)
+    mosaic, cell = ax.images[0].get_array(), SIZE + 2
+    for column, image in enumerate(grid[:, 3, 0, 7, 7]):  # the first row: each shape, scale 0.8, upright, centred
+        assert (mosaic[1 : SIZE + 1, column * cell + 1 : (column + 1) * cell - 1] == image).all()
+    for column, image in enumerate(grid[2, 3, 0, :, 7]):  # the row of x: the heart moved along x
+        assert (mosaic[6 * cell + 1 : 7 * cell - 1, column * cell + 1 : (column + 1) * cell - 1] == image).all()
     plt.close("all")
