@@ -23,6 +23,7 @@ from shapes import FACTORS, SIZE
 IMG_DIR = Path(__file__).resolve().parent / "img"
 DPI = 100  # with save's palette, keeps every saved PNG under 300 KB
 TILE = 29  # pixels from one image of a grid to the next: 28 and make_grid's padding
+INACTIVE_KL = 0.01  # nats per image: a latent coordinate with less KL than this carries (almost) nothing
 
 
 def save(fig: Figure, name: str, enabled: bool = True, folder: Path = IMG_DIR) -> None:
@@ -230,4 +231,43 @@ def plot_shape_factors(images: np.ndarray, zoom: int = 2) -> Figure:
     title = (f"The shapes dataset, one factor varied per row (orientation in {step:.0f}-degree steps); the others "
              "at a heart of scale 0.8, upright, centred")  # fmt: skip
     fig.text(0.5, 1 - 0.5 * top / height, title, ha="center", va="center")
+    return fig
+
+
+def coordinate_label(d: int, kl: float, information: np.ndarray, factor_names: Sequence[str]) -> str:
+    """A traversal row's name: the coordinate, the factor it carries most with that mutual information (a share of
+    the factor's entropy), and its KL; 'inactive' below INACTIVE_KL."""
+    if kl < INACTIVE_KL:
+        return f"$z_{{{d + 1}}}$  inactive  (KL {kl:.2f})"
+    k = int(np.argmax(information))
+    return f"$z_{{{d + 1}}}$  {factor_names[k]} {information[k]:.2f}  (KL {kl:.2f})"
+
+
+def plot_factor_traversal(
+    model: BetaVAE,
+    means: Tensor,
+    kl: Tensor,
+    information: np.ndarray,
+    factor_names: Sequence[str],
+    start: Tensor,
+    steps: int = 11,
+) -> Figure:
+    """Every latent coordinate, a row each in order of decreasing KL (nats, (D,)): the code `start` (a real image's
+    posterior mean) with that coordinate moved over its 1st to 99th percentile of `means`. Each row names the factor
+    it carries most by `information`, (D, K) mutual information over each factor's entropy."""
+    low, high = central_range(means)
+    order = kl.argsort(descending=True).tolist()
+    z = start.repeat(len(order), steps, 1)  # z[row, i]: start, the row's coordinate at its i-th value
+    for row, d in enumerate(order):
+        z[row, :, d] = torch.linspace(low[d].item(), high[d].item(), steps)
+    names = [coordinate_label(d, kl[d].item(), information[d], factor_names) for d in order]
+    fig, (ax,) = grids(
+        model,
+        [(decode(model, z.flatten(0, 1)), steps, "")],
+        "each latent coordinate traversed from one image's code, in order of KL",
+        (steps * 0.75 + 3, len(order) * 0.75 + 0.9),
+        (0, names),
+    )
+    ax.set_xticks([0.5 * TILE, (steps - 0.5) * TILE], ["1st percentile", "99th percentile"])
+    ax.set_xlabel("the coordinate's value over the training codes")
     return fig
