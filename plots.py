@@ -235,12 +235,13 @@ def plot_shape_factors(images: np.ndarray, zoom: int = 2) -> Figure:
 
 
 def coordinate_label(d: int, kl: float, information: np.ndarray, factor_names: Sequence[str]) -> str:
-    """A traversal row's name: the coordinate, the factor it carries most with that mutual information (a share of
-    the factor's entropy), and its KL; 'inactive' below INACTIVE_KL."""
+    """A traversal row's name: the coordinate, the two factors it carries most with their mutual information (a share
+    of the factor's entropy; the first names the row), and its KL; 'inactive' below INACTIVE_KL."""
     if kl < INACTIVE_KL:
         return f"$z_{{{d + 1}}}$  inactive  (KL {kl:.2f})"
-    k = int(np.argmax(information))
-    return f"$z_{{{d + 1}}}$  {factor_names[k]} {information[k]:.2f}  (KL {kl:.2f})"
+    first, second = np.argsort(information)[::-1][:2]
+    carried = f"{factor_names[first]} {information[first]:.2f}, {factor_names[second]} {information[second]:.2f}"
+    return f"$z_{{{d + 1}}}$  {carried}  (KL {kl:.2f})"
 
 
 def plot_factor_traversal(
@@ -253,7 +254,7 @@ def plot_factor_traversal(
     steps: int = 11,
 ) -> Figure:
     """Every latent coordinate, a row each in order of decreasing KL (nats, (D,)): the code `start` (a real image's
-    posterior mean) with that coordinate moved over its 1st to 99th percentile of `means`. Each row names the factor
+    posterior mean) with that coordinate moved over its 1st to 99th percentile of `means`. Each row names the factors
     it carries most by `information`, (D, K) mutual information over each factor's entropy."""
     low, high = central_range(means)
     order = kl.argsort(descending=True).tolist()

@@ -84,7 +84,7 @@ def test_the_factor_traversal_moves_each_coordinate_over_its_range_in_order_of_k
     ax = fig.axes[0]
     rows = [label.get_text() for label in ax.get_yticklabels()]
     assert [row.split()[:2] for row in rows] == [["$z_{3}$", "y"], ["$z_{1}$", "scale"], ["$z_{2}$", "inactive"]]
-    assert "0.90" in rows[0] and "KL 2.00" in rows[0]
+    assert rows[0].endswith("y 0.90, x 0.20  (KL 2.00)") and rows[1].endswith("scale 0.70, shape 0.10  (KL 0.50)")
     low, high = central_range(means)
     for row, d in enumerate((2, 0, 1)):
         for column, value in ((0, low[d]), (4, high[d])):  # the ends: the 1st and 99th percentiles
