@@ -2,9 +2,10 @@
 the page draws what model.decode draws (to 1e-3 on [0, 1] pixels) for random z set through its JS API and its
 controls, a mouse click on a scatter point moves the sliders to that test image's code and shows the image, the
 class menu goes to the class mean, and the layout fits a 1280x800 screen and a 390x844 phone (touch). Checked for
-each committed page in docs/explorer/ (its model rebuilt from the config and weights it embeds) and for pages built
-here from tiny fresh models of each family, with every layer and likelihood the page's JavaScript runs. Needs a
-system Chromium (/usr/bin/chromium) and Playwright for Python (lab/requirements.txt); it never downloads a browser."""
+each committed page in docs/explorer/ (its model rebuilt from the config and weights it embeds, its clicks checked
+against the test images of the dataset its run trained on) and for pages built here from tiny fresh models of each
+family, with every layer and likelihood the page's JavaScript runs. Needs a system Chromium (/usr/bin/chromium) and
+Playwright for Python (lab/requirements.txt); it never downloads a browser."""
 
 import base64
 import copy
@@ -15,7 +16,7 @@ import pytest
 import torch
 
 import webpage
-from fashion_mnist import CLASS_NAMES
+from data import load_dataset
 from models import build_model
 from samplers import decode, posterior_means
 
@@ -173,9 +174,10 @@ def check_click_and_class_menu(page, data: dict, images: torch.Tensor, labels: t
         assert abs(float(page.input_value(f"#z{d}")) - min(max(value, low), high)) <= step
     picture = torch.tensor(page.evaluate("explorer.picked()"), dtype=torch.float64)
     assert (picture - images[index].flatten().double()).abs().max() <= 1 / 255  # 8-bit grey levels, rounded
-    assert page.text_content("#picked-label") == f"test image {index}: {CLASS_NAMES[int(labels[index])]}"
-    page.select_option("#classes", "7")
-    assert page.evaluate("explorer.z()") == pytest.approx(data["class_means"][7])
+    assert page.text_content("#picked-label") == f"test image {index}: {data['class_names'][int(labels[index])]}"
+    last = len(data["class_names"]) - 1
+    page.select_option("#classes", str(last))
+    assert page.evaluate("explorer.z()") == pytest.approx(data["class_means"][last])
 
 
 def check_layout(browser, path: Path) -> None:
@@ -221,14 +223,10 @@ def check_page(browser, path: Path, model, images: torch.Tensor, labels: torch.T
 
 @pytest.mark.parametrize("path", COMMITTED, ids=[path.name for path in COMMITTED])
 def test_a_committed_page_runs_its_own_decoder_offline(browser, path, fmnist, record_property):
-    data = check_page(
-        browser,
-        path,
-        rebuilt(webpage.embedded_data(path.read_text())),
-        fmnist.test_images,
-        fmnist.test_labels,
-        record_property,
-    )
+    embedded = webpage.embedded_data(path.read_text())
+    dataset = embedded["about"].get("dataset", "fashion-mnist")  # the run's training settings
+    test_set = fmnist if dataset == "fashion-mnist" else load_dataset(dataset)
+    data = check_page(browser, path, rebuilt(embedded), test_set.test_images, test_set.test_labels, record_property)
     assert data["points"]["count"] >= 1000 and data["test_images"] == 10000
     check_layout(browser, path)
 
