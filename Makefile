@@ -4,7 +4,7 @@
 # make lab:      setup + the experiment lab's packages (lab/requirements.txt) and, as root with apt, PostgreSQL and
 #                Chromium for the full suite's tests
 # make test-all: the full suite, core + lab (what CI runs)
-# make run:      both notebooks in full, refreshing their outputs, img/ and the explorer pages in docs/explorer/
+# make run:      the three notebooks in full, refreshing their outputs, img/ and the explorer pages in docs/explorer/
 # make jupyter:  JupyterLab on a notebook (NOTEBOOK=..., default the FC one) with autosave off, as root too
 # TORCH_INDEX=URL: also look for torch there, e.g. PyTorch's CPU-only wheel index (see README)
 PYTHON := .venv/bin/python
@@ -47,14 +47,15 @@ lint: setup
 
 run: notebooks
 
-# both notebooks, full default settings, executed in place: refreshes their outputs and (save_figures) img/; then
+# the notebooks, full default settings, executed in place: refreshes their outputs and (save_figures) img/; then
 # drops papermill's injected cell and the widget state, so that Run All in Jupyter runs the parameters cell as is
-NOTEBOOKS := Fully_Connected_VAE.ipynb CNN_VAE.ipynb
+NOTEBOOKS := Fully_Connected_VAE.ipynb CNN_VAE.ipynb Disentangling_VAE.ipynb
 notebooks: setup
 	for nb in $(NOTEBOOKS); do $(PYTHON) -m papermill -k python3 -p save_figures True -p progress False $$nb $$nb || exit 1; done
 	# the explorer as one self-contained web page per notebook run (docs/notebooks.md#the-explorer-as-a-web-page)
 	$(PYTHON) explorer.py runs/notebook-fc --html docs/explorer/fc.html
 	$(PYTHON) explorer.py runs/notebook-cnn --html docs/explorer/cnn.html
+	$(PYTHON) explorer.py runs/notebook-shapes --html docs/explorer/shapes.html
 	$(PYTHON) scripts/strip_notebooks.py $(NOTEBOOKS)
 
 # JupyterLab from the venv, its default settings overridden by jupyterlab-settings/overrides.json (autosave off: a

@@ -2,7 +2,8 @@
 (value indices, int (N, K)), as pure functions of numpy arrays. Imports nothing of the project.
 
 - mutual_information, mig: the mutual information gap (Chen et al. 2018, beta-TCVAE), each code coordinate
-  discretised into 20 equal-width bins as disentanglement_lib does, estimated on every data point.
+  discretised into 20 equal-width bins as disentanglement_lib does, estimated on every data point; factor_entropies,
+  the most information a coordinate can carry about each factor.
 - factor_vae_score: the FactorVAE score (Kim & Mnih 2018) with disentanglement_lib's settings: batches of 64,
   10,000 training and 5,000 evaluation votes, coordinates with std below 0.05 pruned.
 - dci: disentanglement, completeness, informativeness (Eastwood & Williams 2018), importances from extremely
@@ -64,12 +65,17 @@ def mutual_information(codes: np.ndarray, factors: np.ndarray, bins: int = BINS)
     return np.array([[mutual_info_score(factor, column) for factor in factors.T] for column in binned.T])
 
 
+def factor_entropies(factors: np.ndarray) -> np.ndarray:
+    """Entropy (nats) of each factor's values, (K,): the most mutual information a code coordinate can have with it."""
+    return np.array([mutual_info_score(factor, factor) for factor in np.asarray(factors).T])
+
+
 def mig(codes: np.ndarray, factors: np.ndarray, bins: int = BINS) -> dict[str, float | list]:
     """Mutual information gap: per factor, the two largest mutual informations with a code coordinate, their
     difference over the factor's entropy (1: one coordinate carries the factor alone; 0: none or several do).
     'mig' is the mean over factors; 'factor_coordinates' the coordinate that carries each factor most."""
     information = mutual_information(codes, factors, bins)
-    entropy = np.array([mutual_info_score(factor, factor) for factor in np.asarray(factors).T])
+    entropy = factor_entropies(factors)
     ranked = np.sort(information, axis=0)[::-1]
     runner_up = ranked[1] if len(ranked) > 1 else 0.0  # one coordinate: nothing to share the factor with
     gaps = (ranked[0] - runner_up) / entropy

@@ -184,6 +184,11 @@ def headline(result: dict[str, Any]) -> list[str]:
     if "disentanglement" in result:
         lines += disentanglement_lines(result["disentanglement"])
     lines.append(("seconds", f"{row['eval_seconds']:.0f}", "the evaluation's own time"))
+    return aligned(lines)
+
+
+def aligned(lines: list[tuple[str, str, str]]) -> list[str]:
+    """Headline lines (name, value, what it says) as printed: names left, values right, in columns."""
     return [f"  {name:<16}{value:>18}   {why}" for name, value, why in lines]
 
 
@@ -252,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.disentanglement:
             scores = disentanglement_of(run.model().to(args.device), data, seed=config.seed)
             print(f"{run.path} (epoch {run.epoch}), on {len(data.train_images):,} images of {data.name}:")
-            print("\n".join(f"  {n:<16}{v:>18}   {w}" for n, v, w in disentanglement_lines(scores)))
+            print("\n".join(aligned(disentanglement_lines(scores))))
             return 0
         result = evaluate_run(run, data, config, device=args.device)
     except (CheckpointError, ClassifierError, DataError, ValueError, WriteError) as error:

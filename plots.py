@@ -21,10 +21,12 @@ from torch import Tensor
 from latent_view import Colouring, LatentView, as_view, central_range
 from models import BetaVAE
 from samplers import decode, interpolate, posterior_means
+from shapes import FACTORS, SIZE
 
 IMG_DIR = Path(__file__).resolve().parent / "img"
 DPI = 100  # with save's palette, keeps every saved PNG under 300 KB
 TILE = 29  # pixels from one image of a grid to the next: 28 and make_grid's padding
+INACTIVE_KL = 0.01  # nats per image: a latent coordinate with less KL than this carries (almost) nothing
 
 
 def save(fig: Figure, name: str, enabled: bool = True, folder: Path = IMG_DIR) -> None:
@@ -83,7 +85,7 @@ def plot_reconstructions(
             (x, per_class, "real test images"),
         ],
         "test images and their reconstructions",
-        (10, 8.3),
+        (10, 0.8 * len(class_names) + 0.3),
         (0, class_names),
     )[0]
 
@@ -216,3 +218,80 @@ def plot_interpolation(
         (12, 1.2 * len(pairs) + 0.8),
         (0, [f"{class_names[a]} → {class_names[b]}" for a, b in pairs]),
     )[0]
+
+
+def plot_shape_factors(images: np.ndarray, zoom: int = 2) -> Figure:
+    """The shapes dataset, one factor varied per row, the others at a middle value (an upright heart of scale 0.8 at
+    the centre; the shape and orientation rows also at scale 0.5 or for each shape). `images`: every image in
+    shapes.generate()'s order, (N, 28, 28) uint8; `zoom` screen pixels per image pixel."""
+    sizes = [len(factor.values) for factor in FACTORS]
+    grid = images.reshape(*sizes, SIZE, SIZE)
+    middle = (2, 3, 0, sizes[3] // 2, sizes[4] // 2)  # heart, scale 0.8, upright, centroid at (14.5, 14.5)
+    positions = f"{FACTORS[3].values[0]} to {FACTORS[3].values[-1]} px"
+    step = np.degrees(FACTORS[2].values[1])
+    rows = []
+    for name, varied, fixed in (("shape", 0, {}), ("shape at scale 0.5", 0, {1: 0}), ("scale 0.5 to 1", 1, {}),
+                                ("orientation, heart", 2, {}), ("orientation, ellipse", 2, {0: 1}),
+                                ("orientation, square", 2, {0: 0}), (f"x {positions}", 3, {}),
+                                (f"y {positions}", 4, {})):  # fmt: skip
+        index: list[int | slice] = [fixed.get(i, value) for i, value in enumerate(middle)]
+        index[varied] = slice(None)
+        rows.append((name, grid[tuple(index)]))
+    cell = SIZE + 2
+    mosaic = np.full((len(rows) * cell, max(sizes) * cell), 96, np.uint8)  # grey frames around the images
+    for r, (_, row) in enumerate(rows):
+        for c, image in enumerate(row):
+            mosaic[r * cell + 1 : (r + 1) * cell - 1, c * cell + 1 : (c + 1) * cell - 1] = image
+    mosaic = mosaic.repeat(zoom, 0).repeat(zoom, 1)
+    left, top = 160, 30  # pixels for the row names and the title
+    width, height = mosaic.shape[1] + left, mosaic.shape[0] + top
+    fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    ax = fig.add_axes((left / width, 0, mosaic.shape[1] / width, mosaic.shape[0] / height))
+    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    ax.set_yticks([(r + 0.5) * cell * zoom for r in range(len(rows))], [name for name, _ in rows])
+    ax.set_xticks([])
+    ax.set_frame_on(False)
+    title = (f"The shapes dataset, one factor varied per row (orientation in {step:.0f}-degree steps); the others "
+             "at a heart of scale 0.8, upright, centred")  # fmt: skip
+    fig.text(0.5, 1 - 0.5 * top / height, title, ha="center", va="center")
+    return fig
+
+
+def coordinate_label(d: int, kl: float, information: np.ndarray, factor_names: Sequence[str]) -> str:
+    """A traversal row's name: the coordinate, the two factors it carries most with their mutual information (a share
+    of the factor's entropy; the first names the row), and its KL; 'inactive' below INACTIVE_KL."""
+    if kl < INACTIVE_KL:
+        return f"$z_{{{d + 1}}}$  inactive  (KL {kl:.2f})"
+    first, second = np.argsort(information)[::-1][:2]
+    carried = f"{factor_names[first]} {information[first]:.2f}, {factor_names[second]} {information[second]:.2f}"
+    return f"$z_{{{d + 1}}}$  {carried}  (KL {kl:.2f})"
+
+
+def plot_factor_traversal(
+    model: BetaVAE,
+    means: Tensor,
+    kl: Tensor,
+    information: np.ndarray,
+    factor_names: Sequence[str],
+    start: Tensor,
+    steps: int = 11,
+) -> Figure:
+    """Every latent coordinate, a row each in order of decreasing KL (nats, (D,)): the code `start` (a real image's
+    posterior mean) with that coordinate moved over its 1st to 99th percentile of `means`. Each row names the factors
+    it carries most by `information`, (D, K) mutual information over each factor's entropy."""
+    low, high = central_range(means)
+    order = kl.argsort(descending=True).tolist()
+    z = start.repeat(len(order), steps, 1)  # z[row, i]: start, the row's coordinate at its i-th value
+    for row, d in enumerate(order):
+        z[row, :, d] = torch.linspace(low[d].item(), high[d].item(), steps)
+    names = [coordinate_label(d, kl[d].item(), information[d], factor_names) for d in order]
+    fig, (ax,) = grids(
+        model,
+        [(decode(model, z.flatten(0, 1)), steps, "")],
+        "each latent coordinate traversed from one image's code, in order of KL",
+        (steps * 0.75 + 3, len(order) * 0.75 + 0.9),
+        (0, names),
+    )
+    ax.set_xticks([0.5 * TILE, (steps - 0.5) * TILE], ["1st percentile", "99th percentile"])
+    ax.set_xlabel("the coordinate's value over the training codes")
+    return fig

@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.figure import Figure
 from torch import Tensor, nn
 
+import plots
 from cli import OneLineParser
 from data import batches
 from lab.machine import cpu_model
 from lab.tables import write_table
-from shapes import FACTORS, ROTATIONAL_SYMMETRY, SHAPE_NAMES, SIZE, generate, load_shapes
+from shapes import FACTORS, ROTATIONAL_SYMMETRY, SHAPE_NAMES, generate, load_shapes
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results" / "shapes-probe"
@@ -133,41 +133,6 @@ def machine() -> str:
     return f"{fields.get('Model name') or cpu_model()} ({fields.get('CPU(s)', '?')} CPUs, lscpu)"
 
 
-def factor_figure(images: np.ndarray, path: Path, zoom: int = 2) -> None:
-    """One row per factor, varied alone, the others at a middle value (an upright heart of scale 0.8 at the centre;
-    the shape and orientation rows also at scale 0.5 or for each shape); `zoom` screen pixels per image pixel."""
-    grid = images.reshape(*SIZES, SIZE, SIZE)
-    middle = (2, 3, 0, SIZES[3] // 2, SIZES[4] // 2)  # heart, scale 0.8, upright, centroid at (14.5, 14.5)
-    positions = f"{FACTORS[3].values[0]} to {FACTORS[3].values[-1]} px"
-    step = math.degrees(FACTORS[2].values[1])
-    rows = []
-    for name, varied, fixed in (("shape", 0, {}), ("shape at scale 0.5", 0, {1: 0}), ("scale 0.5 to 1", 1, {}),
-                                ("orientation, heart", 2, {}), ("orientation, ellipse", 2, {0: 1}),
-                                ("orientation, square", 2, {0: 0}), (f"x {positions}", 3, {}),
-                                (f"y {positions}", 4, {})):  # fmt: skip
-        index: list[int | slice] = [fixed.get(i, value) for i, value in enumerate(middle)]
-        index[varied] = slice(None)
-        rows.append((name, grid[tuple(index)]))
-    cell = SIZE + 2
-    mosaic = np.full((len(rows) * cell, max(SIZES) * cell), 96, np.uint8)  # grey frames around the images
-    for r, (_, row) in enumerate(rows):
-        for c, image in enumerate(row):
-            mosaic[r * cell + 1 : (r + 1) * cell - 1, c * cell + 1 : (c + 1) * cell - 1] = image
-    mosaic = mosaic.repeat(zoom, 0).repeat(zoom, 1)
-    left, top, dpi = 160, 30, 100  # pixels for the row names and the title
-    width, height = mosaic.shape[1] + left, mosaic.shape[0] + top
-    figure = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
-    axes = figure.add_axes((left / width, 0, mosaic.shape[1] / width, mosaic.shape[0] / height))
-    axes.imshow(mosaic, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-    axes.set_yticks([(r + 0.5) * cell * zoom for r in range(len(rows))], [name for name, _ in rows])
-    axes.set_xticks([])
-    axes.set_frame_on(False)
-    title = (f"The shapes dataset, one factor varied per row (orientation in {step:.0f}-degree steps); the others "
-             "at a heart of scale 0.8, upright, centred")  # fmt: skip
-    figure.text(0.5, 1 - 0.5 * top / height, title, ha="center", va="center")
-    figure.savefig(path)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(prog="lab.shapes_probe", description="Probe each factor of the shapes dataset from its pixels.")
     p.add_argument("--epochs", type=int, default=EPOCHS)
@@ -179,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     generate_seconds = timed(generate)
     images, factors = load_shapes()
     load_seconds = timed(load_shapes)  # from the cache: silent
-    factor_figure(images, FIGURE)
+    plots.save(plots.plot_shape_factors(images), FIGURE.name, folder=FIGURE.parent)
     order = np.random.default_rng(args.seed).permutation(len(images))
     train, test = np.split(order, [round((1 - TEST_FRACTION) * len(images))])
     x, y = to_input(images), torch.from_numpy(factors)

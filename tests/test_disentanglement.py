@@ -11,6 +11,7 @@ from disentanglement import (
     dci,
     dci_scores,
     disentanglement,
+    factor_entropies,
     factor_vae_score,
     mig,
     mutual_information,
@@ -52,6 +53,16 @@ def test_mutual_information_of_a_code_that_is_a_factor_is_that_factors_entropy()
         "mig_per_factor": [pytest.approx(1.0), pytest.approx(0.0, abs=1e-12)],
         "factor_coordinates": [0, 0],
     }
+
+
+def test_factor_entropies_are_the_most_information_a_coordinate_can_carry():
+    entropies = factor_entropies(FACTORS)
+    assert entropies == pytest.approx([math.log(size) for size in SIZES])  # every value equally common
+    information = mutual_information(FACTORS.astype(float), FACTORS)  # each factor copied into its own coordinate
+    assert np.diag(information) == pytest.approx(entropies)
+    assert factor_entropies(np.array([[0], [0], [0], [1]])) == pytest.approx(
+        [-(0.75 * math.log(0.75) + 0.25 * math.log(0.25))]
+    )
 
 
 def test_dci_scores_of_hand_made_importance_matrices():

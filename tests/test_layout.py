@@ -33,7 +33,7 @@ FLOORS = {
         *("checkpoint", "classifier", "cli", "config", "data", "disentanglement", "files", "metrics", "models"),
         *("objectives", "quality", "runs", "samplers"),
     },
-    "plots": {"latent_view", "models", "samplers"},
+    "plots": {"latent_view", "models", "samplers", "shapes"},
     "webpage": {"checkpoint", "data", "files", "latent_view", "models", "runs", "samplers"},
     "explorer": {"cli", "latent_scatter", "latent_view", "models", "plots", "samplers", "webpage"},
 }

@@ -3,11 +3,12 @@ the page draws what model.decode draws (to 1e-3 on [0, 1] pixels) for random z s
 controls, a mouse click on a scatter point moves the sliders to that test image's code and shows the image, the
 class menu goes to the class mean (and shows its placeholder again once z moves otherwise), and the layout fits a
 1280x800 screen and a 390x844 phone (touch; a tap on a point leaves both pictures in view). Checked for each
-committed page in docs/explorer/ (its model rebuilt from the config and weights it embeds; the checks of page format
-2, menu reset and colourings, once `make run` has written them in it) and for pages built here from tiny fresh
-models of each family, with every layer and likelihood the page's JavaScript runs; a 10-d shapes model's page
-coloured by each factor; and the pages of runs with hostile folder names. Needs a system Chromium
-(/usr/bin/chromium) and Playwright for Python (lab/requirements.txt); it never downloads a browser."""
+committed page in docs/explorer/ (its model rebuilt from the config and weights it embeds, its clicks checked against
+the test images of the dataset its run trained on; the checks of page format 2, menu reset and colourings, once
+`make run` has written them in it) and for pages built here from tiny fresh models of each family, with every
+layer and likelihood the page's JavaScript runs; a 10-d shapes model's page coloured by each factor; and the pages
+of runs with hostile folder names. Needs a system Chromium (/usr/bin/chromium) and Playwright for Python
+(lab/requirements.txt); it never downloads a browser."""
 
 import base64
 import copy
@@ -20,6 +21,7 @@ import torch
 import explorer
 import webpage
 from checkpoint import CHECKPOINT, save_checkpoint
+from data import load_dataset
 from latent_view import LatentView
 from models import build_model
 from samplers import decode, posterior_means
@@ -240,14 +242,10 @@ def check_page(browser, path: Path, model, images: torch.Tensor, labels: torch.T
 
 @pytest.mark.parametrize("path", COMMITTED, ids=[path.name for path in COMMITTED])
 def test_a_committed_page_runs_its_own_decoder_offline(browser, path, fmnist, record_property):
-    data = check_page(
-        browser,
-        path,
-        rebuilt(webpage.embedded_data(path.read_text())),
-        fmnist.test_images,
-        fmnist.test_labels,
-        record_property,
-    )
+    embedded = webpage.embedded_data(path.read_text())
+    dataset = embedded["about"].get("dataset", "fashion-mnist")  # the run's training settings
+    test_set = fmnist if dataset == "fashion-mnist" else load_dataset(dataset)
+    data = check_page(browser, path, rebuilt(embedded), test_set.test_images, test_set.test_labels, record_property)
     assert data["points"]["count"] >= 1000 and data["test_images"] == 10000
     check_layout(browser, path)
     if data["format"] >= 2:  # pages written before format 2 scroll the pictures away (`make run` writes them again)

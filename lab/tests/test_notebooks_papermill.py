@@ -1,6 +1,7 @@
-"""`make run`'s path (the full suite: it is slow): both notebooks run by papermill on a small override, each with one
-of the new likelihoods, into a temporary folder, leaving the committed files alone; the explorer exports as a
-picture. tests/test_notebooks.py runs them as Jupyter's Run All does."""
+"""`make run`'s path (the full suite: it is slow): the three notebooks run by papermill on a small override (the
+Fashion-MNIST ones each with one of the new likelihoods, the shapes one with the FC family and beta-TCVAE), into a
+temporary folder, leaving the committed files alone; the explorer exports as a picture. tests/test_notebooks.py runs
+them as Jupyter's Run All does."""
 
 import json
 import os
@@ -12,22 +13,26 @@ import torch
 from core_conftest import fingerprint  # noqa: E402  (tests/conftest.py)
 
 ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOKS = ("Fully_Connected_VAE.ipynb", "CNN_VAE.ipynb")
-# each notebook once, with one of the two new likelihoods (the committed runs are the bernoulli ones)
-CASES = [(NOTEBOOKS[0], "sigma"), (NOTEBOOKS[1], "continuous_bernoulli")]
+# each notebook once, with settings its committed run does not use (those are bernoulli, H, and the shapes one's CNN):
+# the parameters papermill sets, and what the checkpoint's model and training settings must then say
+CASES = {
+    "Fully_Connected_VAE.ipynb": {"likelihood": "sigma"},
+    "CNN_VAE.ipynb": {"likelihood": "continuous_bernoulli"},
+    "Disentangling_VAE.ipynb": {"model": "fc", "objective": "TC"},
+}
 
 
-def execute_both(tmp_path: Path) -> tuple[dict[str, str | None], dict[str, tuple[Path, str, int]]]:
-    """Both notebooks executed by papermill at the same time, one kernel of one thread each (most of a small run
+def execute_all(tmp_path: Path) -> tuple[dict[str, str | None], dict[str, tuple[Path, str, int]]]:
+    """The notebooks executed by papermill at the same time, one kernel of one thread each (most of a small run
     is the kernels' imports, which a second core halves): the fingerprint before, and per notebook its folder,
     papermill's output and exit status."""
     before = fingerprint()
     processes = {}
-    for name, likelihood in CASES:
+    for name, settings in CASES.items():
         folder = tmp_path / Path(name).stem
         folder.mkdir()
         # save_figures and progress keep their defaults: a quick run must leave img/ alone by itself
-        parameters = {"epochs": 1, "train_limit": 2000, "run_dir": str(folder / "run"), "likelihood": likelihood}
+        parameters = {"epochs": 1, "train_limit": 2000, "run_dir": str(folder / "run"), **settings}
         command = [
             sys.executable,
             "-m",
@@ -73,14 +78,16 @@ def explorer_html(notebook_path: Path, name: str) -> str:
     return HTMLExporter().from_notebook_node(notebook)[0]
 
 
-def test_both_notebooks_run_on_a_small_override_and_show_the_explorer_as_a_picture(subtests, tmp_path):
+def test_every_notebook_runs_on_a_small_override_and_shows_the_explorer_as_a_picture(subtests, tmp_path):
     """One test, so that pytest-xdist runs the notebooks once; each check is a subtest."""
-    before, results = execute_both(tmp_path)
-    for name, likelihood in CASES:
+    before, results = execute_all(tmp_path)
+    for name, settings in CASES.items():
         folder, output, status = results[name]
-        with subtests.test(msg=f"{name} runs with likelihood {likelihood}"):
+        with subtests.test(msg=f"{name} runs with {settings}"):
             assert status == 0, output[-4000:]  # papermill stops at the first cell that fails and names it
-            assert torch.load(folder / "run" / "checkpoint.pt", weights_only=True)["config"]["likelihood"] == likelihood
+            checkpoint = torch.load(folder / "run" / "checkpoint.pt", weights_only=True)
+            saved = {**checkpoint["config"], **checkpoint["train_config"]}
+            assert {key: saved[key] for key in settings} == settings
         with subtests.test(msg=f"{name}: the explorer shows a picture without widget state"):
             assert status == 0
             html = explorer_html(folder, name)

@@ -30,9 +30,9 @@ def test_orientation_counts_right_modulo_the_shape_s_symmetry():
 
 
 def test_the_factor_figure_is_a_small_png(tmp_path):
-    from lab.shapes_probe import factor_figure
+    import plots
 
-    factor_figure(generate()[0], tmp_path / "factors.png")
+    plots.save(plots.plot_shape_factors(generate()[0]), "factors.png", folder=tmp_path)  # as the probe saves it
     png = (tmp_path / "factors.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) < 150_000
 
