@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from core_conftest import fingerprint  # noqa: E402  (tests/conftest.py)
 
@@ -94,3 +95,25 @@ def test_every_notebook_runs_on_a_small_override_and_shows_the_explorer_as_a_pic
             assert html.count('src="data:image/png;base64,') == 1
             assert "LatentExplorer(children=" not in html
     assert fingerprint() == before  # no figure written to img/, no notebook changed
+
+
+def test_a_train_limit_too_small_for_the_samplers_stops_before_training(tmp_path, monkeypatch):
+    """Trust round five, case 7: with train_limit = 10 the notebook failed only after training, at the samplers.
+    Now its data cell says why (Run All, as Jupyter runs it) and the training cell never runs."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    notebook = nbformat.read(ROOT / "Fully_Connected_VAE.ipynb", as_version=4)
+    first = next(cell for cell in notebook.cells if cell.cell_type == "code")
+    first.source = first.source.replace("train_limit = None", "train_limit = 10", 1)
+    for cell in (c for c in notebook.cells if c.cell_type == "code"):  # the committed outputs away: only this run shows
+        cell.outputs, cell.execution_count = [], None
+    client = NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": tmp_path}})
+    with pytest.raises(CellExecutionError, match="single training image; the class sampler needs two or more"):
+        client.execute()
+    training = next(cell for cell in notebook.cells if "history = fit(" in cell.get("source", ""))
+    assert training.get("outputs") == [] and training.get("execution_count") is None
+    assert not (tmp_path / "runs").exists()
