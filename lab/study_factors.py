@@ -68,6 +68,8 @@ def beta_gains(table: pd.DataFrame) -> pd.DataFrame:
     gains["verdict"] = gains.verdict.str.replace("1.0 higher", "beta 1 higher").str.replace(
         r"^(\d+)\.0 higher$", r"beta \1 higher", regex=True
     )
+    one_seed = gains.beta_1_std.isna() | gains.at_beta_std.isna()
+    gains["verdict"] = gains.verdict.mask(one_seed, "not called (one seed)")
     columns = ["model", "beta", "metric", "beta_1_mean", "beta_1_std", "at_beta_mean", "at_beta_std", "seeds"]
     return gains.assign(difference=gains.at_beta_mean - gains.beta_1_mean)[[*columns, "difference", "verdict"]]
 
@@ -105,7 +107,9 @@ def tc_matched(table: pd.DataFrame) -> pd.DataFrame:
                     "h_same_recon_mean": h_mean,
                     "h_same_recon_std": h_std,
                     "h_betas": f"{lo.beta:g}-{hi.beta:g}",
-                    "verdict": verdict(tc_side, (h_mean, h_std), "H higher", "TC higher")[0],
+                    "verdict": "not called (one seed)"
+                    if pd.isna(tc_side[1]) or pd.isna(h_std)
+                    else verdict(tc_side, (h_mean, h_std), "H higher", "TC higher"),
                 }
             )
     return pd.DataFrame(rows)
@@ -114,7 +118,9 @@ def tc_matched(table: pd.DataFrame) -> pd.DataFrame:
 def family_comparison(table: pd.DataFrame) -> pd.DataFrame:
     """FC vs CNN at each setting on the scores and reconstruction, with the study's verdict."""
     fc, cnn = FAMILIES
-    return comparison_rows(table, "model", fc, cnn, ["mig", "factor_vae", "dci_disentanglement", "recon"])
+    rows = comparison_rows(table, "model", fc, cnn, ["mig", "factor_vae", "dci_disentanglement", "recon"])
+    one_seed = rows[f"{fc}_std"].isna() | rows[f"{cnn}_std"].isna()
+    return rows.assign(verdict=rows.verdict.mask(one_seed, "not called (one seed)"))
 
 
 DERIVED = (  # (name, how, title)
