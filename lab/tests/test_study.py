@@ -468,10 +468,8 @@ def test_the_committed_records_regenerate_the_committed_tables_byte_for_byte(tmp
             name = Path(stem).name + suffix
             assert (results / name).read_bytes() == (ROOT / "results" / name).read_bytes(), name
     drawn = sorted((tmp_path / "img").glob("*.png"))  # from the records, or the CSVs of kept tables
-    assert {p.stem for p in drawn} == {
-        name
-        for name in ("betas", "likelihoods", "frontier", "latent_dims", "capacity_gamma")
-        if (results / f"study-{name.replace('_', '-')}.csv").exists()
+    assert {p.name for p in drawn} == {
+        png for table, (png, _) in study.PLOTTED.items() if (results / f"study-{table}.csv").exists()
     }
     for figure in drawn:
         assert figure.read_bytes() == (ROOT / "img" / figure.name).read_bytes(), figure.name
