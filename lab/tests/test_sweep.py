@@ -19,8 +19,9 @@ from optuna.trial import TrialState
 from checkpoint import DIGEST, CheckpointError, load_checkpoint
 from classifier import WEIGHTS
 from cli import ISAS
+from evaluate import summary
 from files import sha256
-from lab import machine, search, sweep
+from lab import machine, search, sweep, trials
 from lab.tables import read_table
 from runs import lock
 
@@ -284,7 +285,7 @@ def test_the_committed_sweep_table_holds_the_numbers_of_the_committed_records():
     for row in rows:
         name = search.run_name({"model": "fc", "likelihood": row["likelihood"], "beta": float(row["beta"])})
         record = json.loads((ROOT / f"results/runs/{name}.json").read_text())
-        metrics = {**sweep.summary(record["eval"]), "parameters": record["parameters"], "epochs": len(record["epochs"])}
+        metrics = {**summary(record["eval"]), "parameters": record["parameters"], "epochs": len(record["epochs"])}
         compared = [k for k in metrics if k in row and k != "eval_seconds"]  # a timing: not in records
         assert len(compared) == len(row) - 3 and all(same_cell(row[k], metrics[k]) for k in compared), name
 
@@ -310,7 +311,7 @@ def test_every_column_of_a_row_comes_from_the_run_not_the_request(copy, capsys):
         assert row["epochs"] == "2" and result["epoch"] == saved["epoch"] == 2 and result["k"] == 3
         trained = saved["train_config"]
         assert row["seed"] == str(trained["seed"]) and same_cell(row["beta"], trained["beta"])
-        assert all(same_cell(row[k], v) for k, v in sweep.summary(result).items() if k in row and k != "eval_seconds")
+        assert all(same_cell(row[k], v) for k, v in summary(result).items() if k in row and k != "eval_seconds")
 
 
 def test_records_follow_the_results_dir_unless_a_records_dir_is_given(copy, tmp_path, monkeypatch):
@@ -371,7 +372,7 @@ def test_a_database_gone_mid_sweep_is_one_line_and_the_same_command_continues(co
     """Case 10: PostgreSQL dying mid-sweep was 741 lines with 17 tracebacks ending in UnboundLocalError. Here the
     server's death is SQLAlchemy's OperationalError on every statement, from the moment the first run trains."""
     args = sweep_args(copy, *GRID, "--storage", f"sqlite:///{copy / 'study.db'}", "--heartbeat", "1", epochs="2")
-    gone, open_storage, train_run = [], sweep.open_storage, sweep.train_run
+    gone, open_storage, train_run = [], sweep.open_storage, trials.train_run
 
     def dying(*given):
         storage = open_storage(*given)
@@ -389,7 +390,7 @@ def test_a_database_gone_mid_sweep_is_one_line_and_the_same_command_continues(co
         return train_run(*given, **kwargs)
 
     monkeypatch.setattr(sweep, "open_storage", dying)
-    monkeypatch.setattr(sweep, "train_run", training)
+    monkeypatch.setattr(trials, "train_run", training)
     assert sweep.main(args) == 1
     out, err = capfd.readouterr()
     assert err.count("\n") == 1 and "Traceback" not in out + err, err
