@@ -16,7 +16,8 @@ OVERRIDES = ROOT / "jupyterlab-settings" / "overrides.json"
 @pytest.mark.skipif(shutil.which("make") is None, reason="no make on this machine")
 @pytest.mark.parametrize("notebook", ["Fully_Connected_VAE.ipynb", "CNN_VAE.ipynb"])
 def test_make_jupyter_starts_lab_with_the_repository_s_settings(notebook):
-    args = ["make", "-n", "-o", "setup", "jupyter", "PYTHON=.venv/bin/python"]
+    # --no-print-directory: under `make test` this make is a sub-make, which would print "Leaving directory" last
+    args = ["make", "--no-print-directory", "-n", "-o", "setup", "jupyter", "PYTHON=.venv/bin/python"]
     done = subprocess.run(
         args + ([f"NOTEBOOK={notebook}"] if notebook != "Fully_Connected_VAE.ipynb" else []),
         cwd=ROOT,

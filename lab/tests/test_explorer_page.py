@@ -26,6 +26,8 @@ from latent_view import LatentView
 from models import build_model
 from samplers import decode, posterior_means
 
+sync_api = pytest.importorskip("playwright.sync_api")
+
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = sorted((ROOT / "docs" / "explorer").glob("*.html"))
 CHROMIUM = Path("/usr/bin/chromium")
@@ -58,6 +60,7 @@ FRESH = {  # tiny untrained models: each layer kind, activation, likelihood and 
 }
 FRESH_POINTS = 300
 TOLERANCE = 1e-3
+HOVER_LABEL, HOVER_WAIT_MS = "#scatter .hovertext", 1500  # plotly's label of the point under the mouse
 FIRST_IMAGE_BOUND_MS = 30_000  # a sanity bound only: the measured time is printed and in docs/notebooks.md
 
 
@@ -65,7 +68,6 @@ FIRST_IMAGE_BOUND_MS = 30_000  # a sanity bound only: the measured time is print
 def browser():
     if not CHROMIUM.exists():
         pytest.skip(f"needs Chromium at {CHROMIUM} (apt-get install chromium; make lab installs it as root)")
-    sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
         yield chromium
@@ -154,12 +156,17 @@ def check_decoder(page, model, low: list, high: list) -> None:
 
 def click_a_point(page) -> int:
     """Mouse clicks (hover, then press and release, as a person clicks) over the middle of the scatter, nearest the
-    centre first, until one lands on a point; the index of its test image, as the page names it."""
+    centre first, until one lands on a point; the index of its test image, as the page names it. The 3-d scatter
+    finds the point under the mouse in a WebGL render, slow on a busy machine's software GL: each click waits for
+    the point's hover label, as a person does."""
     box = page.locator("#scatter").bounding_box()
     steps = [(i / 20, j / 20) for i in range(-5, 6) for j in range(-5, 6)]
     for dx, dy in sorted(steps, key=lambda step: step[0] ** 2 + step[1] ** 2):
         page.mouse.move(box["x"] + (0.5 + dx) * box["width"], box["y"] + (0.5 + dy) * box["height"], steps=3)
-        page.wait_for_timeout(100)
+        try:
+            page.wait_for_selector(HOVER_LABEL, timeout=HOVER_WAIT_MS)
+        except sync_api.TimeoutError:
+            continue  # no point under the mouse here
         page.mouse.down()
         page.mouse.up()
         label = page.text_content("#picked-label")
