@@ -347,7 +347,9 @@ def test_a_checkpoint_without_a_digest_loads_unverified_said_once_and_stays_so_w
     code, err = run_main(["--resume", str(run), "--epochs", "2", "--no-progress"], capsys)
     assert code == 0 and err.count("unverified") == 1
     assert load_checkpoint(run)[DIGEST] is None and load_checkpoint(run)["epoch"] == 2  # no fresh digest
-    evaluate.main([str(run), "--train-limit", "200", "--iwae-images", "10", "--samples", "20", "--k", "1"])
+    evaluate.main(
+        [str(run), "--train-limit", "200", "--eval-limit", "200", "--iwae-images", "10", "--samples", "20", "--k", "1"]
+    )
     assert capsys.readouterr().err.count("unverified") == 1
     saved = json.loads((run / EVAL_FILE).read_text())
     assert saved["checkpoint_verified"] is False and saved["checkpoint_digest"] is None
