@@ -49,10 +49,15 @@ CLASSIFIED = {  # what a dataset with a classifier adds (Fashion-MNIST: quality.
     "sanity_recon": qualities("real", "one_class"),
 }
 SCORES = ("mig", "factor_vae", "dci_disentanglement", "dci_completeness", "dci_informativeness")
+PER_FACTOR = ("mig_per_factor", "dci_informativeness_per_factor")  # in the order of factor_names
 DISENTANGLEMENT = {  # what a dataset with known factors adds (shapes: disentanglement.py)
     "type": "object",
-    "properties": {**dict.fromkeys(SCORES, NUMBER), "factor_names": {"type": "array", "items": {"type": "string"}}},
-    "required": [*SCORES, "factor_names"],
+    "properties": {
+        **dict.fromkeys(SCORES, NUMBER),
+        "factor_names": {"type": "array", "items": {"type": "string"}},
+        **dict.fromkeys(PER_FACTOR, {"type": "array", "items": NUMBER}),
+    },
+    "required": [*SCORES, "factor_names", *PER_FACTOR],
 }
 EVAL = {
     "type": "object",

@@ -8,6 +8,8 @@ lab/study_tables.py puts them with the others.
 - shapes-tc-vs-h: beta-TCVAE against H at the same reconstruction (H's scores interpolated between the two betas
   whose reconstructions bracket TC's).
 - shapes-cnn-vs-fc: the two families at each setting.
+- shapes-per-factor: each setting's MIG and DCI informativeness per factor: which factors a code carries alone,
+  which it carries mixed, and which not at all (informativeness at chance).
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ from matplotlib.figure import Figure
 from data import SHAPES_TEST
 from lab.figures import FAMILY_COLORS, mean_std
 from lab.protocol import Protocol
-from lab.study_rows import comparison_rows, verdict
+from lab.study_rows import EXACT, comparison_rows, verdict
 from models import FAMILIES, ModelConfig
 from objectives import BetaH, BetaTC, CapacityB
 from shapes import FACTORS
 
-EPOCHS = 20  # where MIG levels off within the CPU budget: results/shapes-epochs-fc.md, -cnn.md
+EPOCHS = 20  # the CPU budget's choice: MIG still rises after it (results/shapes-epochs-*.md, docs/disentanglement.md)
 BETAS = (1, 2, 4, 8, 16)  # beta-VAE H
 TC_BETAS = (4, 8)  # beta-TCVAE
 CAPACITY, CAPACITY_EPOCHS, GAMMA = 20.0, 15, 100.0  # beta-VAE B: C rises to 20 nats over 15 of the 20 epochs
@@ -128,6 +130,25 @@ DERIVED = (  # (name, how, title)
     ("shapes-tc-vs-h", tc_matched, "beta-TCVAE against beta-VAE H at the same reconstruction (shapes)"),
     ("shapes-cnn-vs-fc", family_comparison, "FC vs CNN on the shapes dataset, each setting, with the study's verdict"),
 )
+
+
+PER_FACTOR = [f"{key} {factor.name}" for key in ("mig", "informativeness") for factor in FACTORS]
+PER_FACTOR_TITLE = "MIG and DCI informativeness of each factor on the shapes dataset, each setting"
+
+
+def per_factor(table: pd.DataFrame) -> pd.DataFrame:
+    """The settings' per-factor columns (grouped over seeds) as one row per setting and factor, with the
+    informativeness of guessing (1 / the factor's number of values: its values are equally frequent)."""
+    keys = [*PART["group"], "seeds"]
+    rows = [
+        table[keys].assign(
+            factor=factor.name,
+            **{f"{key}_{s}": table[f"{key} {factor.name}_{s}"] for key in ("mig", "informativeness") for s in EXACT},
+            chance=1 / len(factor.values),
+        )
+        for factor in FACTORS
+    ]
+    return pd.concat(rows).sort_index(kind="stable").reset_index(drop=True) if len(table) else pd.DataFrame()
 
 
 def marker(row: dict[str, Any]) -> tuple[str, str]:

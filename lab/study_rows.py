@@ -32,6 +32,14 @@ def architecture(config: dict[str, Any]) -> str:
     return " ".join(words + [v for v, d in off_default if v != d])
 
 
+def per_factor(scores: dict[str, Any] | None) -> dict[str, float]:
+    """A run's MIG and DCI informativeness of each factor, as columns "mig shape", "informativeness shape", ..."""
+    if scores is None:  # a dataset without known factors
+        return {}
+    lists = {"mig": scores["mig_per_factor"], "informativeness": scores["dci_informativeness_per_factor"]}
+    return {f"{key} {name}": v for key, values in lists.items() for name, v in zip(scores["factor_names"], values)}
+
+
 def run_row(record: dict[str, Any]) -> dict[str, Any]:
     """A record's settings and summary row, its architecture and whether that is the family's default, and its
     size (lab.protocol.facts: epochs, training images, the evaluation's)."""
@@ -47,6 +55,7 @@ def run_row(record: dict[str, Any]) -> dict[str, Any]:
         "architecture": name,
         "default_architecture": default,
         **{f"class {c}": v for c, v in evaluation["mse_per_class"].items()},
+        **per_factor(evaluation.get("disentanglement")),
         "run": record["name"],
         "classifier": evaluation.get("classifier_sha256", CLASSIFIER_SHA256),
         "recon_epoch10": epochs[9]["test"]["recon"] if len(epochs) >= 10 else None,

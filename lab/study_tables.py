@@ -234,9 +234,12 @@ def study_tables(runs: pd.DataFrame) -> tuple[dict[str, tuple[pd.DataFrame, str,
         title = part["title"].format(budget=designs["budget"])
         tables[name] = (designs[name], title, part["commands"], part["protocol"])
     shapes = study_factors.PART
-    made_from = [name for name, _, _ in study_factors.DERIVED]
-    table = grouped(pick(shapes, "shapes", *made_from), shapes["group"], shapes["columns"])
+    made_from = [name for name, _, _ in study_factors.DERIVED] + ["shapes-per-factor"]
+    picked = pick(shapes, "shapes", *made_from)
+    table = grouped(picked, shapes["group"], shapes["columns"])
     tables["shapes"] = (table, shapes["title"], shapes["commands"], shapes["protocol"])
+    factors = study_factors.per_factor(grouped(picked, shapes["group"], study_factors.PER_FACTOR))
+    tables["shapes-per-factor"] = (factors, study_factors.PER_FACTOR_TITLE, shapes["commands"], shapes["protocol"])
     for name, make, title in study_factors.DERIVED:
         tables[name] = (make(table) if len(table) else pd.DataFrame(), title, shapes["commands"], shapes["protocol"])
     default = pick(DEFAULT_PART, *(name for name, _, _ in OF_DEFAULTS))

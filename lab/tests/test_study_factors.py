@@ -1,11 +1,18 @@
 """The disentanglement study's derived tables (lab/study_factors.py) on a grouped table whose answers are known."""
 
+import json
 import math
+import statistics
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from lab import study_factors
+from lab.study_rows import grouped, run_row
+from shapes import FACTORS
+
+RUNS = Path(__file__).resolve().parents[2] / "results" / "runs"
 
 
 def row(model, objective, beta, mig, recon, seeds=3, std=0.01):
@@ -54,3 +61,19 @@ def test_the_family_comparison_pairs_each_setting(table):
     assert set(rows.metric) == {"mig", "factor_vae", "dci_disentanglement", "recon"}
     assert set(rows.verdict) == {"not called (one seed)"}  # the CNN side has one seed
     assert len(rows) == 4 * 3  # beta 1, beta 4 and TC 4 are in both families
+
+
+def test_the_per_factor_table_is_each_factors_mean_over_the_records_of_a_setting():
+    records = [json.loads(path.read_text()) for path in sorted(RUNS.glob("fc-bernoulli-z10-beta8*-datasetshapes.json"))]
+    assert len(records) == 3  # seeds 0, 1, 2 of beta-VAE H, beta 8
+    runs = pd.DataFrame([run_row(record) for record in records])
+    rows = study_factors.per_factor(grouped(runs, study_factors.PART["group"], study_factors.PER_FACTOR))
+    assert list(rows.factor) == [factor.name for factor in FACTORS] and set(rows.seeds) == {3}
+    for i, factor in enumerate(FACTORS):
+        scores = [record["eval"]["disentanglement"] for record in records]
+        row = rows.set_index("factor").loc[factor.name]
+        assert row.mig_mean == pytest.approx(statistics.mean(s["mig_per_factor"][i] for s in scores))
+        assert row.informativeness_std == pytest.approx(
+            statistics.stdev(s["dci_informativeness_per_factor"][i] for s in scores)
+        )
+        assert row.chance == 1 / len(factor.values)
