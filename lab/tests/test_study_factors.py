@@ -10,6 +10,7 @@ import pytest
 
 from lab import study_factors
 from lab.study_rows import grouped, run_row
+from objectives import BetaTC, CapacityB
 from shapes import FACTORS
 
 RUNS = Path(__file__).resolve().parents[2] / "results" / "runs"
@@ -42,7 +43,7 @@ def test_beta_gains_set_each_beta_against_beta_1_with_the_studys_rule(table):
 
 
 def test_tc_is_set_beside_h_interpolated_at_its_reconstruction(table):
-    matched = study_factors.tc_matched(table).set_index(["model", "metric"])
+    matched = study_factors.matched(table, BetaTC).set_index(["model", "metric"])
     fc = matched.loc[("fc", "mig")]
     assert fc.h_betas == "2-4" and fc.h_same_recon_mean == pytest.approx(
         0.12 + 0.5 * (0.3 - 0.12)
@@ -53,7 +54,7 @@ def test_tc_is_set_beside_h_interpolated_at_its_reconstruction(table):
 
 def test_a_tc_run_outside_the_h_reconstructions_gets_no_verdict(table):
     table.loc[table.objective == "TC", "recon_mean"] = 100.0  # worse than every H beta: nothing brackets it
-    assert set(study_factors.tc_matched(table).verdict) == {"-"}
+    assert set(study_factors.matched(table, BetaTC).verdict) == {"-"}
 
 
 def test_the_family_comparison_pairs_each_setting(table):
@@ -77,3 +78,14 @@ def test_the_per_factor_table_is_each_factors_mean_over_the_records_of_a_setting
             statistics.stdev(s["dci_informativeness_per_factor"][i] for s in scores)
         )
         assert row.chance == 1 / len(factor.values)
+
+
+def test_b_is_set_beside_h_at_its_reconstruction_per_capacity(table):
+    b = pd.DataFrame(
+        [{**row("fc", "B", 1, mig, recon), "capacity": c} for c, mig, recon in ((20, 0.01, 25), (5, 0.5, 35))]
+    )
+    matched = study_factors.matched(pd.concat([table, b]), CapacityB).set_index(["capacity", "metric"])
+    assert matched.loc[(5, "mig")].b_mean == 0.5 and matched.loc[(5, "mig")].h_betas == "2-4"
+    assert matched.loc[(5, "mig")].verdict == "B higher"  # 0.5 vs H's 0.21 at recon 35
+    assert matched.loc[(20, "mig")].h_same_recon_mean == pytest.approx(0.1 + 0.5 * (0.12 - 0.1))  # recon 25: 1-2
+    assert matched.loc[(20, "mig")].verdict == "H higher"
