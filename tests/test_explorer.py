@@ -3,7 +3,6 @@ and for a 10-d model of the shapes dataset (colourings by its factors); the Late
 
 import io
 import re
-from pathlib import Path
 from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
@@ -243,33 +242,6 @@ def test_the_static_picture_names_the_classes_in_readable_type(trained):
     texts += fig.legends[0].get_texts() + [ax.xaxis.label for ax in fig.axes]
     assert len(texts) > 10
     assert min(text.get_fontsize() * fig.dpi / 72 for text in texts) >= 10  # pixels, at the saved size
-
-
-def test_an_html_export_shows_the_static_picture_with_or_without_widget_state(tmp_path):
-    """A notebook whose one cell displays an explorer, run by nbclient (which saves the widget state, as papermill
-    does) and exported by nbconvert: the widget's view (blank offline) and the picture as an image, once; the same
-    picture once when the state is dropped (as `make run` does)."""
-    import nbclient
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    source = (
-        "import torch\nfrom explorer import LatentExplorer\nfrom fashion_mnist import CLASS_NAMES\n"
-        "from models import ModelConfig, build_model\nmodel = build_model(ModelConfig(hidden=(16,)), seed=0).eval()\n"
-        "LatentExplorer(model, torch.randn(100, 3), torch.arange(100) % 10, CLASS_NAMES)"
-    )
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
-    nbclient.NotebookClient(
-        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(Path(__file__).parents[1])}}
-    ).execute()
-    assert [output.output_type for output in notebook.cells[0].outputs] == ["display_data", "display_data"]
-    assert "application/vnd.jupyter.widget-state+json" in notebook.metadata.widgets
-    html = HTMLExporter().from_notebook_node(notebook)[0]
-    assert 'type="application/vnd.jupyter.widget-view+json"' in html  # with state, the widget is exported too
-    assert html.count('src="data:image/png;base64,') == 1
-    notebook.metadata.pop("widgets")
-    html = HTMLExporter().from_notebook_node(notebook)[0]
-    assert html.count('src="data:image/png;base64,') == 1 and PLAIN_TEXT in html
 
 
 def test_one_view_decides_what_every_explorer_and_figure_shows(untrained):
