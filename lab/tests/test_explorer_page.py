@@ -61,6 +61,8 @@ FRESH = {  # tiny untrained models: each layer kind, activation, likelihood and 
 FRESH_POINTS = 300
 TOLERANCE = 1e-3
 HOVER_LABEL, HOVER_WAIT_MS = "#scatter .hovertext", 1500  # plotly's label of the point under the mouse
+PICKED = "document.getElementById('picked-label').textContent.startsWith('test image')"
+HOLDS_MS = (150, 1000)  # how long a click holds the button: a person's, then a slow machine's
 FIRST_IMAGE_BOUND_MS = 30_000  # a sanity bound only: the measured time is printed and in docs/notebooks.md
 
 
@@ -157,22 +159,32 @@ def check_decoder(page, model, low: list, high: list) -> None:
 def click_a_point(page) -> int:
     """Mouse clicks (hover, then press and release, as a person clicks) over the middle of the scatter, nearest the
     centre first, until one lands on a point; the index of its test image, as the page names it. The 3-d scatter
-    finds the point under the mouse in a WebGL render, slow on a busy machine's software GL: each click waits for
-    the point's hover label, as a person does."""
+    finds the point under the mouse, and sees the button, in its WebGL render, slow on a busy machine's software
+    GL: each click waits for the point's hover label and holds the button, as a person does."""
     box = page.locator("#scatter").bounding_box()
     steps = [(i / 20, j / 20) for i in range(-5, 6) for j in range(-5, 6)]
+    hovered = 0
     for dx, dy in sorted(steps, key=lambda step: step[0] ** 2 + step[1] ** 2):
         page.mouse.move(box["x"] + (0.5 + dx) * box["width"], box["y"] + (0.5 + dy) * box["height"], steps=3)
         try:
             page.wait_for_selector(HOVER_LABEL, timeout=HOVER_WAIT_MS)
         except sync_api.TimeoutError:
             continue  # no point under the mouse here
-        page.mouse.down()
-        page.mouse.up()
-        label = page.text_content("#picked-label")
-        if label.startswith("test image"):
-            return int(label.split()[2].rstrip(":"))
-    pytest.fail("no click on the scatter's middle landed on a point")
+        hovered += 1
+        for hold in HOLDS_MS:  # plotly's 3-d scene sees a press only while it renders a frame: hold the button
+            page.mouse.down()
+            page.wait_for_timeout(hold)
+            page.mouse.up()
+            try:
+                page.wait_for_function(PICKED, timeout=HOVER_WAIT_MS)
+            except sync_api.TimeoutError:
+                continue
+            return int(page.text_content("#picked-label").split()[2].rstrip(":"))
+    canvases = page.locator("#scatter canvas").count()
+    pytest.fail(
+        f"no click on the scatter's middle landed on a point ({hovered} of {len(steps)} places showed a "
+        f"hover label; the scatter has {canvases} canvases)"
+    )
 
 
 def check_click_and_class_menu(page, data: dict, images: torch.Tensor, labels: torch.Tensor) -> None:
