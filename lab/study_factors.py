@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from data import SHAPES_TEST
 from lab.figures import FAMILY_COLORS, mean_std
 from lab.protocol import Protocol
-from lab.study_rows import EXACT, comparison_rows, verdict
+from lab.study_rows import EXACT, FACTOR_SCORES, ONE_SEED, comparison_rows, unless_one_seed, verdict
 from models import FAMILIES, ModelConfig
 from objectives import BetaH, BetaTC, CapacityB, Objective
 from shapes import FACTORS
@@ -76,8 +76,7 @@ def beta_gains(table: pd.DataFrame) -> pd.DataFrame:
     gains["verdict"] = gains.verdict.str.replace("1.0 higher", "beta 1 higher").str.replace(
         r"^(\d+)\.0 higher$", r"beta \1 higher", regex=True
     )
-    one_seed = gains.beta_1_std.isna() | gains.at_beta_std.isna()
-    gains["verdict"] = gains.verdict.mask(one_seed, "not called (one seed)")
+    gains["verdict"] = unless_one_seed(gains, "beta_1", "at_beta")
     columns = ["model", "beta", "metric", "beta_1_mean", "beta_1_std", "at_beta_mean", "at_beta_std", "seeds"]
     return gains.assign(difference=gains.at_beta_mean - gains.beta_1_mean)[[*columns, "difference", "verdict"]]
 
@@ -114,7 +113,7 @@ def matched(table: pd.DataFrame, goal: type[Objective]) -> pd.DataFrame:
                     "h_same_recon_mean": h_mean,
                     "h_same_recon_std": h_std,
                     "h_betas": f"{lo.beta:g}-{hi.beta:g}",
-                    "verdict": "not called (one seed)"
+                    "verdict": ONE_SEED
                     if pd.isna(side[1]) or pd.isna(h_std)
                     else verdict(side, (h_mean, h_std), "H higher", f"{goal.name} higher"),
                 }
@@ -126,8 +125,7 @@ def family_comparison(table: pd.DataFrame) -> pd.DataFrame:
     """FC vs CNN at each setting on the scores and reconstruction, with the study's verdict."""
     fc, cnn = FAMILIES
     rows = comparison_rows(table, "model", fc, cnn, ["mig", "factor_vae", "dci_disentanglement", "recon"])
-    one_seed = rows[f"{fc}_std"].isna() | rows[f"{cnn}_std"].isna()
-    return rows.assign(verdict=rows.verdict.mask(one_seed, "not called (one seed)"))
+    return rows.assign(verdict=unless_one_seed(rows, fc, cnn))
 
 
 DERIVED = (  # (name, how, title)
@@ -146,7 +144,7 @@ DERIVED = (  # (name, how, title)
 )
 
 
-PER_FACTOR = [f"{key} {factor.name}" for key in ("mig", "informativeness") for factor in FACTORS]
+PER_FACTOR = [f"{key} {factor.name}" for key in FACTOR_SCORES for factor in FACTORS]
 PER_FACTOR_TITLE = "MIG and DCI informativeness of each factor on the shapes dataset, each setting"
 
 
@@ -157,7 +155,7 @@ def per_factor(table: pd.DataFrame) -> pd.DataFrame:
     rows = [
         table[keys].assign(
             factor=factor.name,
-            **{f"{key}_{s}": table[f"{key} {factor.name}_{s}"] for key in ("mig", "informativeness") for s in EXACT},
+            **{f"{key}_{s}": table[f"{key} {factor.name}_{s}"] for key in FACTOR_SCORES for s in EXACT},
             chance=1 / len(factor.values),
         )
         for factor in FACTORS

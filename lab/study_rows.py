@@ -19,6 +19,8 @@ EXACT = {
     "mean": lambda v: statistics.fmean(v.dropna()) if v.count() else np.nan,  # pandas' own mean and std
     "std": lambda v: statistics.stdev(v.dropna()) if v.count() > 1 else np.nan,
 }  # differ in the last digit
+FACTOR_SCORES = {"mig": "mig_per_factor", "informativeness": "dci_informativeness_per_factor"}  # column: record field
+ONE_SEED = "not called (one seed)"  # the verdict where a side has no std
 
 
 def architecture(config: dict[str, Any]) -> str:
@@ -32,12 +34,12 @@ def architecture(config: dict[str, Any]) -> str:
     return " ".join(words + [v for v, d in off_default if v != d])
 
 
-def per_factor(scores: dict[str, Any] | None) -> dict[str, float]:
-    """A run's MIG and DCI informativeness of each factor, as columns "mig shape", "informativeness shape", ..."""
+def factor_columns(scores: dict[str, Any] | None) -> dict[str, float]:
+    """A run's per-factor scores (FACTOR_SCORES) as columns "mig shape", "informativeness shape", ..."""
     if scores is None:  # a dataset without known factors
         return {}
-    lists = {"mig": scores["mig_per_factor"], "informativeness": scores["dci_informativeness_per_factor"]}
-    return {f"{key} {name}": v for key, values in lists.items() for name, v in zip(scores["factor_names"], values)}
+    names = scores["factor_names"]
+    return {f"{key} {name}": v for key, field in FACTOR_SCORES.items() for name, v in zip(names, scores[field])}
 
 
 def run_row(record: dict[str, Any]) -> dict[str, Any]:
@@ -55,7 +57,7 @@ def run_row(record: dict[str, Any]) -> dict[str, Any]:
         "architecture": name,
         "default_architecture": default,
         **{f"class {c}": v for c, v in evaluation["mse_per_class"].items()},
-        **per_factor(evaluation.get("disentanglement")),
+        **factor_columns(evaluation.get("disentanglement")),
         "run": record["name"],
         "classifier": evaluation.get("classifier_sha256", CLASSIFIER_SHA256),
         "recon_epoch10": epochs[9]["test"]["recon"] if len(epochs) >= 10 else None,
@@ -117,6 +119,12 @@ def grouped(runs: pd.DataFrame, keys: list[str], columns: list[str]) -> pd.DataF
         .agg(seeds=(keys[0], "size"), **stats)
         .reset_index()
     )
+
+
+def unless_one_seed(rows: pd.DataFrame, *sides: str) -> pd.Series:
+    """Comparison rows' verdicts, ONE_SEED where a side (its column prefix) has no std."""
+    missing = np.logical_or.reduce([rows[f"{side}_std"].isna() for side in sides])
+    return rows.verdict.mask(missing, ONE_SEED)
 
 
 def verdict(a: tuple, b: tuple, a_lower: str, b_lower: str) -> Any:

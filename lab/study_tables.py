@@ -22,7 +22,7 @@ from lab.parts import (
     PARTS,
     WIDTHS,
 )
-from lab.study_rows import Picker, architecture, comparison_rows, grouped, seeds, stat, verdict
+from lab.study_rows import Picker, architecture, comparison_rows, grouped, seeds, stat, unless_one_seed, verdict
 from models import FAMILIES, FCVAE, ModelConfig
 
 
@@ -39,10 +39,7 @@ def beta_steps(table: pd.DataFrame) -> pd.DataFrame:
         ]
     )
     steps = steps.sort_values("model", kind="stable")  # each family's steps together, from the highest beta
-    one_seed = steps.from_std.isna() | steps.to_std.isna()
-    return steps.assign(
-        to_minus_from=steps.to_mean - steps.from_mean, verdict=steps.verdict.mask(one_seed, "not called (one seed)")
-    )[
+    return steps.assign(to_minus_from=steps.to_mean - steps.from_mean, verdict=unless_one_seed(steps, "from", "to"))[
         [
             "model",
             "likelihood",
